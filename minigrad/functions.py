@@ -1,0 +1,807 @@
+"""The primitive operations, one :class:`~minigrad.tensor.Function` class each.
+
+Every ``backward`` is written with Tensor operations (never raw arrays), so the same code
+serves first-order gradients (run without recording) and higher-order ones
+(``grad(..., create_graph=True)``). The docstring of each class states its maths, with ``g``
+the incoming gradient.
+
+The lower-case functions at the bottom of each section are the public entry points; they turn
+Python numbers into constant tensors and call ``Function.apply``.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from minigrad.tensor import Function, Tensor, as_tensor
+
+
+def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``grad`` down to ``shape``: the adjoint of NumPy broadcasting.
+
+    Broadcasting adds leading axes and stretches size-1 axes; the gradient of a stretched
+    value is the sum over the copies it was stretched into.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    if axes:
+        grad = sum(grad, axis=axes, keepdims=True)
+    return reshape(grad, shape)
+
+
+def _broadcast_error(name: str, a: np.ndarray, b: np.ndarray) -> ValueError:
+    return ValueError(
+        f"{name}: shapes {a.shape} and {b.shape} cannot be broadcast together "
+        "(each trailing dimension must be equal or 1)"
+    )
+
+
+def _binary(name: str, op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        return op(a, b)
+    except ValueError:
+        raise _broadcast_error(name, a, b) from None
+
+
+# ---------------------------------------------------------------------- elementwise binary
+class Add(Function):
+    """y = a + b;  da = g, db = g (each summed back to its own shape)."""
+
+    def forward(self, a, b):
+        return _binary("add", np.add, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
+
+
+class Sub(Function):
+    """y = a - b;  da = g, db = -g."""
+
+    def forward(self, a, b):
+        return _binary("sub", np.subtract, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        db = unbroadcast(neg(g), b.shape) if self.needs_input_grad[1] else None
+        return unbroadcast(g, a.shape), db
+
+
+class Mul(Function):
+    """y = a * b;  da = g * b, db = g * a."""
+
+    def forward(self, a, b):
+        return _binary("mul", np.multiply, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        da = unbroadcast(g * b, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(g * a, b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    """y = a / b;  da = g / b, db = -g * y / b."""
+
+    def forward(self, a, b):
+        return _binary("div", np.divide, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        da = unbroadcast(g / b, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(-g * self.output / b, b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Function):
+    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a)."""
+
+    def forward(self, a, b):
+        return _binary("pow", np.power, a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        da = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
+        db = None
+        if self.needs_input_grad[1]:
+            db = unbroadcast(g * self.output * log(a), b.shape)
+        return da, db
+
+
+class PowConst(Function):
+    """y = x ** c for a constant number c;  dx = g * c * x ** (c - 1)."""
+
+    def forward(self, x, exponent):
+        self.exponent = exponent
+        return np.power(x, exponent)
+
+    def backward(self, g):
+        (x,) = self.inputs
+        c = self.exponent
+        if c == 2:
+            return g * (2.0 * x)
+        return g * (c * x ** (c - 1))
+
+
+def _pair(a, b) -> tuple[Tensor, Tensor]:
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def add(a, b) -> Tensor:
+    return Add.apply(*_pair(a, b))
+
+
+def sub(a, b) -> Tensor:
+    return Sub.apply(*_pair(a, b))
+
+
+def mul(a, b) -> Tensor:
+    return Mul.apply(*_pair(a, b))
+
+
+def div(a, b) -> Tensor:
+    return Div.apply(*_pair(a, b))
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 - mirrors the operator
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return PowConst.apply(a, exponent=b)
+    return Pow.apply(*_pair(a, b))
+
+
+# ---------------------------------------------------------------------- elementwise unary
+class Neg(Function):
+    """y = -x;  dx = -g."""
+
+    def forward(self, x):
+        return np.negative(x)
+
+    def backward(self, g):
+        return neg(g)
+
+
+class Exp(Function):
+    """y = exp(x);  dx = g * y."""
+
+    def forward(self, x):
+        return np.exp(x)
+
+    def backward(self, g):
+        return g * self.output
+
+
+class Log(Function):
+    """y = log(x);  dx = g / x."""
+
+    def forward(self, x):
+        return np.log(x)
+
+    def backward(self, g):
+        return g / self.inputs[0]
+
+
+def _sigmoid_array(x: np.ndarray) -> np.ndarray:
+    # exp(-logaddexp(0, -x)) = 1 / (1 + exp(-x)) without overflow warnings for large |x|.
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x));  dx = g * y * (1 - y)."""
+
+    def forward(self, x):
+        return _sigmoid_array(x)
+
+    def backward(self, g):
+        y = self.output
+        return g * (y * (1 - y))
+
+
+class Tanh(Function):
+    """y = tanh(x);  dx = g * (1 - y^2)."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, g):
+        y = self.output
+        return g * (1 - y * y)
+
+
+class ReLU(Function):
+    """y = max(x, 0);  dx = g * [x > 0] (the derivative at 0 is taken to be 0)."""
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, g):
+        return g * Tensor(self.inputs[0].data > 0).astype(g.dtype)
+
+
+class Softplus(Function):
+    """y = log(1 + exp(x)), computed as logaddexp(0, x);  dx = g * sigmoid(x)."""
+
+    def forward(self, x):
+        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        return g * sigmoid(self.inputs[0])
+
+
+class LogSigmoid(Function):
+    """y = log sigmoid(x) = -softplus(-x);  dx = g * sigmoid(-x).
+
+    The stable form never evaluates log of a number that rounded to zero.
+    """
+
+    def forward(self, x):
+        return np.negative(np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        return g * sigmoid(neg(self.inputs[0]))
+
+
+class Abs(Function):
+    """y = |x|;  dx = g * sign(x) (0 at x = 0)."""
+
+    def forward(self, x):
+        return np.abs(x)
+
+    def backward(self, g):
+        return g * Tensor(np.sign(self.inputs[0].data))
+
+
+class Clip(Function):
+    """y = min(max(x, low), high);  dx = g * [low <= x <= high].
+
+    At the boundaries the gradient passes (as in PyTorch's ``clamp``).
+    """
+
+    def forward(self, x, low, high):
+        self.low, self.high = low, high
+        return np.clip(x, low, high)
+
+    def backward(self, g):
+        x = self.inputs[0].data
+        mask = np.ones(x.shape, dtype=bool)
+        if self.low is not None:
+            mask &= x >= self.low
+        if self.high is not None:
+            mask &= x <= self.high
+        return g * Tensor(mask.astype(g.dtype))
+
+
+class Cast(Function):
+    """y = x converted to another floating dtype;  dx = g converted back."""
+
+    def forward(self, x, dtype):
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return cast(g, self.inputs[0].dtype)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ReLU.apply(x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    return Softplus.apply(x)
+
+
+def log_sigmoid(x: Tensor) -> Tensor:
+    return LogSigmoid.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors the builtin
+    return Abs.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return PowConst.apply(x, exponent=0.5)
+
+
+def clip(x: Tensor, low=None, high=None) -> Tensor:
+    if low is None and high is None:
+        raise ValueError("clip: give at least one of low and high")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"clip: low ({low}) must not exceed high ({high})")
+    return Clip.apply(x, low=low, high=high)
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    if x.requires_grad and not np.issubdtype(dtype, np.floating):
+        raise TypeError(
+            f"cast: cannot cast a tensor that requires gradients to {dtype}: "
+            "gradients only flow through floating dtypes; detach() it first"
+        )
+    return Cast.apply(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------- comparisons
+def _compare(op, a, b) -> Tensor:
+    a, b = _pair(a, b)
+    try:
+        return Tensor(op(a.data, b.data))
+    except ValueError:
+        raise _broadcast_error(op.__name__, a.data, b.data) from None
+
+
+def lt(a, b) -> Tensor:
+    """Elementwise a < b as a boolean tensor (no gradient)."""
+    return _compare(np.less, a, b)
+
+
+def le(a, b) -> Tensor:
+    return _compare(np.less_equal, a, b)
+
+
+def gt(a, b) -> Tensor:
+    return _compare(np.greater, a, b)
+
+
+def ge(a, b) -> Tensor:
+    return _compare(np.greater_equal, a, b)
+
+
+def eq(a, b) -> Tensor:
+    return _compare(np.equal, a, b)
+
+
+def ne(a, b) -> Tensor:
+    return _compare(np.not_equal, a, b)
+
+
+# ---------------------------------------------------------------------- matmul
+class MatMul(Function):
+    """y = a @ b (2-D or batched);  da = g @ b^T, db = a^T @ g."""
+
+    def forward(self, a, b):
+        if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} are not aligned: the last dimension "
+                "of the first must equal the second-to-last of the second"
+            )
+        try:
+            return np.matmul(a, b)
+        except ValueError:
+            raise _broadcast_error("matmul (batch dimensions)", a, b) from None
+
+    def backward(self, g):
+        a, b = self.inputs
+        da = db = None
+        if self.needs_input_grad[0]:
+            da = unbroadcast(matmul(g, swap_last(b)), a.shape)
+        if self.needs_input_grad[1]:
+            db = unbroadcast(matmul(swap_last(a), g), b.shape)
+        return da, db
+
+
+def swap_last(x: Tensor) -> Tensor:
+    """Swap the last two axes (the matrix transpose of a batch of matrices)."""
+    if x.ndim == 2:
+        return transpose(x, None)
+    axes = list(range(x.ndim))
+    axes[-2], axes[-1] = axes[-1], axes[-2]
+    return transpose(x, tuple(axes))
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product; 1-D operands are treated as a row (left) or column (right) vector."""
+    a, b = _pair(a, b)
+    if a.ndim == 1 and b.ndim >= 2:
+        return reshape(matmul(reshape(a, (1, a.shape[0])), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1 and a.ndim >= 2:
+        return reshape(matmul(a, reshape(b, (b.shape[0], 1))), a.shape[:-1])
+    if a.ndim == 1 and b.ndim == 1:
+        return sum(mul(a, b)) if a.shape == b.shape else MatMul.apply(a, b)
+    return MatMul.apply(a, b)
+
+
+# ---------------------------------------------------------------------- reductions
+def _normalize_axis(axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not -ndim <= ax < builtins.max(ndim, 1):
+            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(ax) % builtins.max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+def _keepdims_shape(shape, axes) -> tuple[int, ...]:
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+class Sum(Function):
+    """y = sum of x over axes;  dx = g broadcast back to x's shape."""
+
+    def forward(self, x, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+        return np.sum(x, axis=axes, keepdims=keepdims)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        if not self.keepdims:
+            g = reshape(g, _keepdims_shape(x.shape, self.axes))
+        return broadcast_to(g, x.shape)
+
+
+class BroadcastTo(Function):
+    """y = x stretched to a larger shape;  dx = unbroadcast(g)."""
+
+    def forward(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def backward(self, g):
+        return unbroadcast(g, self.inputs[0].shape)
+
+
+class Max(Function):
+    """y = max of x over axes;  dx = g shared equally among the maximal entries.
+
+    Ties split the gradient evenly, so it is the same whichever tied entry NumPy reports.
+    """
+
+    def forward(self, x, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+        return np.max(x, axis=axes, keepdims=keepdims)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        kshape = _keepdims_shape(x.shape, self.axes)
+        mask = x.data == self.output.data.reshape(kshape)
+        share = mask / mask.sum(axis=self.axes, keepdims=True)
+        if not self.keepdims:
+            g = reshape(g, kshape)
+        return broadcast_to(g, x.shape) * Tensor(share.astype(g.dtype))
+
+
+def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return Sum.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+
+
+def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    axes = _normalize_axis(axis, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    return sum(x, axis=axes, keepdims=keepdims) * (1.0 / count)
+
+
+def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    if x.size == 0:
+        raise ValueError("max of an empty tensor is undefined")
+    return Max.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+
+
+def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+    return BroadcastTo.apply(x, shape=shape)
+
+
+# ---------------------------------------------------------------------- shape
+class Reshape(Function):
+    """y = x with a new shape;  dx = g reshaped back."""
+
+    def forward(self, x, shape):
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
+                f"into shape {shape}"
+            ) from None
+
+    def backward(self, g):
+        return reshape(g, self.inputs[0].shape)
+
+
+class Transpose(Function):
+    """y = x with its axes permuted;  dx = g permuted back."""
+
+    def forward(self, x, axes):
+        self.axes = axes
+        return np.transpose(x, axes)
+
+    def backward(self, g):
+        if self.axes is None:
+            return transpose(g, None)
+        return transpose(g, tuple(np.argsort(self.axes)))
+
+
+class GetItem(Function):
+    """y = x[index];  dx = zeros with g added at index (repeated indices add up)."""
+
+    def forward(self, x, index):
+        self.index = index
+        return x[index]
+
+    def backward(self, g):
+        return IndexAdd.apply(g, index=self.index, shape=self.inputs[0].shape)
+
+
+def _is_basic_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(
+        isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items
+    )
+
+
+class IndexAdd(Function):
+    """y = zeros(shape) with x added at index (the adjoint of indexing);  dx = g[index]."""
+
+    def forward(self, x, index, shape):
+        self.index = index
+        out = np.zeros(shape, dtype=x.dtype)
+        if _is_basic_index(index):
+            out[index] = x  # basic indices never repeat an element
+        else:
+            np.add.at(out, index, x)
+        return out
+
+    def backward(self, g):
+        return getitem(g, self.index)
+
+
+class Concatenate(Function):
+    """y = the inputs joined along an axis;  each dx is its slice of g."""
+
+    def forward(self, *xs, axis):
+        self.axis = axis
+        try:
+            return np.concatenate(xs, axis=axis)
+        except ValueError:
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise ValueError(
+                f"concatenate: shapes {shapes} must match except along axis {axis}"
+            ) from None
+
+    def backward(self, g):
+        grads, start = [], 0
+        for x, needed in zip(self.inputs, self.needs_input_grad):
+            stop = start + x.shape[self.axis]
+            index = [slice(None)] * g.ndim
+            index[self.axis] = slice(start, stop)
+            grads.append(getitem(g, tuple(index)) if needed else None)
+            start = stop
+        return tuple(grads)
+
+
+class Where(Function):
+    """y = a where cond else b (cond a constant boolean array);  da = g [cond], db = g [~cond]."""
+
+    def forward(self, a, b, cond):
+        self.cond = cond
+        try:
+            return np.where(cond, a, b)
+        except ValueError:
+            raise ValueError(
+                f"where: shapes {cond.shape} (condition), {a.shape} and {b.shape} cannot be "
+                "broadcast together"
+            ) from None
+
+    def backward(self, g):
+        a, b = self.inputs
+        mask = Tensor(np.broadcast_to(self.cond, g.shape).astype(g.dtype))
+        da = unbroadcast(g * mask, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(g * (1 - mask), b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+
+def reshape(x: Tensor, shape) -> Tensor:
+    shape = tuple(shape) if not isinstance(shape, (int, np.integer)) else (int(shape),)
+    if x.shape == shape:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
+def transpose(x: Tensor, axes=None) -> Tensor:
+    if axes is not None:
+        axes = tuple(int(a) for a in axes)
+        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+            raise ValueError(
+                f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of a "
+                f"tensor of shape {x.shape}"
+            )
+    return Transpose.apply(x, axes=axes)
+
+
+def getitem(x: Tensor, index) -> Tensor:
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(x, index=index)
+
+
+def concatenate(tensors, axis: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("concatenate: need at least one tensor")
+    axis = _normalize_axis(axis, tensors[0].ndim)[0]
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: need at least one tensor")
+    ndim = tensors[0].ndim + 1
+    axis = axis % ndim
+    expanded = [reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
+    return concatenate(expanded, axis=axis)
+
+
+def where(cond, a, b) -> Tensor:
+    cond = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    if cond.dtype != bool:
+        raise TypeError(f"where: the condition must be boolean, got dtype {cond.dtype}")
+    a, b = _pair(a, b)
+    return Where.apply(a, b, cond=cond)
+
+
+# ---------------------------------------------------------------------- softmax family
+class LogSoftmax(Function):
+    """y = x - logsumexp(x) along an axis (max trick);  dx = g - softmax(x) * sum(g)."""
+
+    def forward(self, x, axis):
+        self.axis = axis
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    def backward(self, g):
+        probs = exp(self.output)
+        return g - probs * sum(g, axis=self.axis, keepdims=True)
+
+
+class Softmax(Function):
+    """y = exp(x) / sum(exp(x)) along an axis;  dx = y * (g - sum(g * y))."""
+
+    def forward(self, x, axis):
+        self.axis = axis
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    def backward(self, g):
+        y = self.output
+        return y * (g - sum(g * y, axis=self.axis, keepdims=True))
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return Softmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+
+
+class SoftmaxCrossEntropy(Function):
+    """Mean over the batch of -sum(targets * log_softmax(logits)), fused for speed.
+
+    d logits = g * (softmax(logits) - targets) / N;  d targets = -g * log_softmax(logits) / N.
+    """
+
+    def forward(self, logits, targets):
+        shifted = logits - np.max(logits, axis=1, keepdims=True)
+        self.log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        n = logits.shape[0]
+        return np.asarray(-np.sum(targets * self.log_probs) / n, dtype=logits.dtype)
+
+    def backward(self, g):
+        logits, targets = self.inputs
+        n = logits.shape[0]
+        dlogits = dtargets = None
+        if self.needs_input_grad[0]:
+            dlogits = (softmax(logits, axis=1) - targets) * (g * (1.0 / n))
+        if self.needs_input_grad[1]:
+            dtargets = log_softmax(logits, axis=1) * (g * (-1.0 / n))
+        return dlogits, dtargets
+
+
+def softmax_cross_entropy(logits: Tensor, targets) -> Tensor:
+    """Mean cross-entropy between softmax(logits) and target distributions (e.g. one-hot).
+
+    Args:
+        logits: (N, K) scores.
+        targets: (N, K) rows that sum to one (one-hot labels, say).
+    """
+    logits, targets = _pair(logits, targets)
+    if logits.ndim != 2 or logits.shape != targets.shape:
+        raise ValueError(
+            f"softmax_cross_entropy: logits {logits.shape} and targets {targets.shape} must "
+            "both be (batch, classes) and equal; convert integer labels with "
+            "minigrad.data.one_hot"
+        )
+    return SoftmaxCrossEntropy.apply(logits, targets)
+
+
+# ---------------------------------------------------------------------- kernels (first order)
+class Conv2d(Function):
+    """y = conv2d(x, w) + b (cross-correlation, NCHW), by im2col and one matrix product.
+
+    The backward pass is a Numba kernel (col2im), not Tensor operations, so it cannot be
+    differentiated again: double backward raises a clear error.
+    """
+
+    differentiable_backward = False
+
+    def forward(self, x, w, b, stride, padding):
+        self.stride, self.padding = stride, padding
+        out, self.cols = kernels.conv2d_forward(x, w, b, stride, padding)
+        return out
+
+    def backward(self, g):
+        x, w, _ = self.inputs
+        dx, dw, db = kernels.conv2d_backward(
+            g.data, x.shape, self.cols, w.data, self.stride, self.padding
+        )
+        return Tensor(dx), Tensor(dw), Tensor(db)
+
+
+class MaxPool2d(Function):
+    """y = max over non-overlapping size x size windows;  dx = g routed to each window's max.
+
+    Ties: the first maximum in row-major order inside a window gets the gradient. The
+    backward pass is a Numba kernel, so double backward raises a clear error.
+    """
+
+    differentiable_backward = False
+
+    def forward(self, x, size):
+        self.size = size
+        out, self.argmax = kernels.maxpool2d_forward(x, size)
+        return out
+
+    def backward(self, g):
+        x = self.inputs[0]
+        return Tensor(kernels.maxpool2d_backward(g.data, self.argmax, x.shape, self.size))
+
+
+def conv2d(x: Tensor, w: Tensor, b: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
+    """2-D convolution (cross-correlation) of NCHW ``x`` with (F, C, KH, KW) filters ``w``."""
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding)
+
+
+def max_pool2d(x: Tensor, size: int = 2) -> Tensor:
+    """Max-pooling over non-overlapping ``size`` x ``size`` windows of an NCHW tensor."""
+    return MaxPool2d.apply(x, size=size)
+
+
+from minigrad import kernels  # noqa: E402  (kept beside its only users)

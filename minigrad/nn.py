@@ -1,0 +1,261 @@
+"""Layers: Module, Parameter, Linear, Conv2d, MaxPool2d, Sequential and activations.
+
+Small and boring on purpose: the interesting code of this project is in
+:mod:`minigrad.estimators`. A Module finds its parameters and sub-modules from its attributes,
+in the order they were assigned. ``state_dict`` saves to ``.npz`` atomically and loading
+checks every name and shape.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+from minigrad import functions as F
+from minigrad.init import as_generator, glorot_uniform
+from minigrad.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+
+class Module:
+    """Base class: assign Parameters and Modules as attributes, implement ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(
+                f"{type(self).__name__}: call super().__init__() before assigning attributes"
+            )
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for name, p in self._parameters.items():
+            yield prefix + name, p
+        for name, m in self._modules.items():
+            yield from m.named_parameters(prefix + name + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self) -> Iterator[Module]:
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (for layers that behave differently at evaluation)."""
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter's array, keyed by dotted name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Load arrays into the parameters; every name must be present with the same shape.
+
+        Raises a ValueError listing missing names, unexpected names and shape mismatches
+        together, before changing anything.
+        """
+        params = dict(self.named_parameters())
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        misshapen = [
+            f"{name}: checkpoint {np.shape(state[name])} vs model {p.shape}"
+            for name, p in params.items()
+            if name in state and np.shape(state[name]) != p.shape
+        ]
+        problems = []
+        if missing:
+            problems.append("missing arrays: " + ", ".join(missing))
+        if unexpected:
+            problems.append("unexpected arrays: " + ", ".join(unexpected))
+        if misshapen:
+            problems.append("shape mismatches: " + "; ".join(misshapen))
+        if problems:
+            raise ValueError(
+                f"checkpoint does not match {type(self).__name__}: " + " | ".join(problems)
+            )
+        for name, p in params.items():
+            p.data = np.asarray(state[name], dtype=p.dtype).copy()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``state_dict()`` to an ``.npz`` file atomically (temp file, then rename)."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            raise ValueError(f"checkpoint path must end in .npz, got {path!r}")
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **self.state_dict())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint written by :meth:`save` (names and shapes are checked)."""
+        with np.load(os.fspath(path), allow_pickle=False) as f:
+            self.load_state_dict({k: f[k] for k in f.files})
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._modules.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class Linear(Module):
+    """y = x @ W + b, with W of shape (in_features, out_features), Glorot-uniform init."""
+
+    def __init__(self, in_features: int, out_features: int, rng, bias: bool = True,
+                 dtype=np.float32):
+        super().__init__()
+        rng = as_generator(rng)
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(glorot_uniform((in_features, out_features), rng, dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) got input of shape "
+                f"{x.shape}: its last dimension must be {self.in_features}"
+            )
+        y = x @ self.weight
+        return y + self.bias if self.bias is not None else y
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features})"
+
+
+class Conv2d(Module):
+    """2-D convolution over NCHW inputs, filters (out, in, k, k), Glorot-uniform init."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rng,
+                 stride: int = 1, padding: int = 0, dtype=np.float32):
+        super().__init__()
+        rng = as_generator(rng)
+        self.stride, self.padding = stride, padding
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        self.weight = Parameter(glorot_uniform(shape, rng, dtype))
+        self.bias = Parameter(np.zeros(out_channels, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def __repr__(self) -> str:
+        f, c, k, _ = self.weight.shape
+        return f"Conv2d({c}, {f}, kernel_size={k}, stride={self.stride}, padding={self.padding})"
+
+
+class MaxPool2d(Module):
+    """Max-pooling over non-overlapping size x size windows."""
+
+    def __init__(self, size: int = 2):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.size)
+
+    def __repr__(self) -> str:
+        return f"MaxPool2d({self.size})"
+
+
+class Flatten(Module):
+    """(N, ...) -> (N, prod(...))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], -1)
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+class Activation(Module):
+    """Wrap an elementwise function (sigmoid, tanh, relu, ...) as a layer."""
+
+    def __init__(self, fn, name: str | None = None):
+        super().__init__()
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "activation")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def ReLU() -> Activation:
+    return Activation(F.relu, "ReLU()")
+
+
+def Sigmoid() -> Activation:
+    return Activation(F.sigmoid, "Sigmoid()")
+
+
+def Tanh() -> Activation:
+    return Activation(F.tanh, "Tanh()")
+
+
+class Sequential(Module):
+    """Apply layers in order."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {i} is a {type(layer).__name__}, not a Module")
+            setattr(self, str(i), layer)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __repr__(self) -> str:
+        return "Sequential(" + ", ".join(repr(m) for m in self.layers) + ")"

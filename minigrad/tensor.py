@@ -1,0 +1,509 @@
+"""The Tensor, the Function, and the backward pass.
+
+A :class:`Tensor` wraps a NumPy array. Every differentiable operation is a :class:`Function`
+subclass (see :mod:`minigrad.functions`) with ``forward`` (arrays in, array out) and
+``backward`` (the output gradient in, one gradient per input out) side by side. ``backward``
+is written with Tensor operations, so when a graph is being recorded during the backward pass
+(``create_graph=True``) the gradient is itself differentiable: this is what gives
+higher-order gradients, which REBAR and RELAX need.
+
+The backward pass visits the graph in reverse topological order (computed iteratively, so
+deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Sequence
+
+import numpy as np
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when operations on tensors that require gradients record a graph."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.previous
+        return False
+
+
+def no_grad() -> _GradMode:
+    """Context manager (or decorator): operations inside record no graph."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager (or decorator): operations inside record a graph."""
+    return _GradMode(True)
+
+
+def _is_float(dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+def _check_can_require_grad(dtype, what: str = "tensor") -> None:
+    if not _is_float(dtype):
+        raise TypeError(
+            f"cannot compute gradients for an integer or boolean {what} (dtype {dtype}): "
+            "only floating-point tensors have gradients; convert it first, "
+            "e.g. Tensor(x.data.astype(np.float64), requires_grad=True)"
+        )
+
+
+class Tensor:
+    """An n-dimensional array that remembers the :class:`Function` that made it.
+
+    Attributes:
+        data: the NumPy array.
+        grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves.
+        requires_grad: whether gradients flow to (and through) this tensor.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    # Make NumPy defer to Tensor's reflected operators (``array * tensor``).
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        if dtype is not None or not isinstance(data, np.ndarray):
+            data = np.asarray(data, dtype=dtype)
+        if requires_grad:
+            _check_can_require_grad(data.dtype)
+        self.data: np.ndarray = data
+        self.grad: Tensor | None = None
+        self.requires_grad = requires_grad
+        self._ctx: Function | None = None
+
+    # ----------------------------------------------------------------- basic properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        flag = ", requires_grad=True" if self.requires_grad else ""
+        made_by = f", made_by={type(self._ctx).__name__}" if self._ctx is not None else ""
+        return f"Tensor({self.data!r}{flag}{made_by})"
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shared, not copied)."""
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """The same values, cut from the graph: no gradient flows through the result."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if flag:
+            _check_can_require_grad(self.data.dtype)
+        self.requires_grad = flag
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ----------------------------------------------------------------- autograd entry
+    def backward(self, gradient: Tensor | np.ndarray | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
+
+        A scalar output needs no ``gradient``; any other output needs one of its shape
+        (the vector in the vector-Jacobian product).
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require gradients: none of the "
+                "tensors it was computed from has requires_grad=True (or it was computed "
+                "inside no_grad())"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() on a non-scalar tensor of shape {self.shape} needs a "
+                    "gradient argument of that same shape; only a single-element output "
+                    "can start the backward pass without one"
+                )
+            gradient = Tensor(np.ones_like(self.data))
+        gradient = _as_grad_seed(gradient, self)
+        _run_backward([self], [gradient], inputs=None, create_graph=False)
+
+    # ----------------------------------------------------------------- operators
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __sub__(self, other):
+        return F.sub(self, other)
+
+    def __rsub__(self, other):
+        return F.sub(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __truediv__(self, other):
+        return F.div(self, other)
+
+    def __rtruediv__(self, other):
+        return F.div(other, self)
+
+    def __pow__(self, other):
+        return F.pow(self, other)
+
+    def __rpow__(self, other):
+        return F.pow(other, self)
+
+    def __matmul__(self, other):
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return F.matmul(other, self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __getitem__(self, index):
+        return F.getitem(self, index)
+
+    # Comparisons are elementwise and not differentiable (their outputs are booleans).
+    def __lt__(self, other):
+        return F.lt(self, other)
+
+    def __le__(self, other):
+        return F.le(self, other)
+
+    def __gt__(self, other):
+        return F.gt(self, other)
+
+    def __ge__(self, other):
+        return F.ge(self, other)
+
+    def __eq__(self, other):  # type: ignore[override]
+        return F.eq(self, other)
+
+    def __ne__(self, other):  # type: ignore[override]
+        return F.ne(self, other)
+
+    __hash__ = object.__hash__
+
+    # ----------------------------------------------------------------- methods
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        return F.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        return F.mean(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        return F.max(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return F.reshape(self, shape)
+
+    def transpose(self, *axes) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return F.transpose(self, axes or None)
+
+    @property
+    def T(self) -> Tensor:
+        return F.transpose(self, None)
+
+    def astype(self, dtype) -> Tensor:
+        return F.cast(self, dtype)
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+    def softplus(self) -> Tensor:
+        return F.softplus(self)
+
+    def log_sigmoid(self) -> Tensor:
+        return F.log_sigmoid(self)
+
+    def abs(self) -> Tensor:
+        return F.abs(self)
+
+    def sqrt(self) -> Tensor:
+        return F.pow(self, 0.5)
+
+    def clip(self, low=None, high=None) -> Tensor:
+        return F.clip(self, low, high)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return F.log_softmax(self, axis=axis)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return F.softmax(self, axis=axis)
+
+
+def as_tensor(value, like: Tensor | None = None) -> Tensor:
+    """Wrap ``value`` as a constant Tensor (a Tensor is returned unchanged).
+
+    Python numbers take the floating dtype of ``like`` so that ``x * 2.0`` stays float32 when
+    ``x`` is float32 (NumPy would otherwise promote a float64 0-d array).
+    """
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if _is_float(like.data.dtype):
+            return Tensor(np.asarray(value, dtype=like.data.dtype))
+    return Tensor(np.asarray(value))
+
+
+class Function:
+    """One differentiable primitive: ``forward`` on arrays, ``backward`` on Tensors.
+
+    Subclasses implement::
+
+        def forward(self, *arrays, **params) -> np.ndarray
+        def backward(self, grad: Tensor) -> Tensor | None | tuple[Tensor | None, ...]
+
+    Inside ``backward`` the inputs are ``self.inputs`` (Tensors), the output is
+    ``self.output`` and ``self.needs_input_grad[i]`` says whether input ``i`` wants a
+    gradient. ``backward`` returns one gradient (or None) per input.
+    """
+
+    inputs: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+    # Functions whose backward is not made of Tensor operations set this to False; they
+    # then refuse to run while a graph of the backward pass is being recorded.
+    differentiable_backward = True
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **params) -> Tensor:
+        ctx = cls()
+        out = Tensor(ctx.forward(*[t.data for t in inputs], **params))
+        if _grad_enabled:
+            needs = tuple(t.requires_grad for t in inputs)
+            if any(needs):
+                ctx.inputs = inputs
+                ctx.needs_input_grad = needs
+                ctx._output_ref = weakref.ref(out)
+                out.requires_grad = True
+                out._ctx = ctx
+        return out
+
+    @property
+    def output(self) -> Tensor:
+        """The tensor this function produced (alive whenever its backward runs)."""
+        return self._output_ref()
+
+    def forward(self, *arrays, **params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, grad: Tensor):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_double_backward(self) -> None:
+        if _grad_enabled and not self.differentiable_backward:
+            raise RuntimeError(
+                f"{type(self).__name__}: double backward is not supported: its backward is "
+                "a Numba kernel working on arrays, not Tensor operations, so "
+                "grad(..., create_graph=True) cannot differentiate through it"
+            )
+
+
+def _as_grad_seed(gradient, output: Tensor) -> Tensor:
+    gradient = gradient if isinstance(gradient, Tensor) else Tensor(np.asarray(gradient))
+    if gradient.shape != output.shape:
+        raise ValueError(
+            f"gradient has shape {gradient.shape} but the output it seeds has shape "
+            f"{output.shape}; they must match"
+        )
+    if gradient.dtype != output.dtype and _is_float(output.dtype):
+        gradient = Tensor(gradient.data.astype(output.dtype), gradient.requires_grad)
+    return gradient
+
+
+def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
+
+    Iterative depth-first post-order: a tensor is appended after everything it depends on.
+    """
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            for parent in ctx.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def _run_backward(outputs, grad_outputs, inputs, create_graph: bool):
+    """The backward pass shared by ``Tensor.backward`` and :func:`grad`.
+
+    With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
+    gradients of ``inputs`` are returned (and no ``.grad`` is touched).
+    """
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    results: dict[int, Tensor] = {}
+    pending: dict[int, Tensor] = {}
+    for out, g in zip(outputs, grad_outputs):
+        pending[id(out)] = pending[id(out)] + g if id(out) in pending else g
+    with _GradMode(create_graph):
+        for node in reversed(_toposort(outputs)):
+            g = pending.pop(id(node), None)
+            if g is None:
+                continue
+            if wanted is not None and id(node) in wanted:
+                results[id(node)] = g
+            ctx = node._ctx
+            if ctx is None:
+                if wanted is None:
+                    node.grad = g if node.grad is None else node.grad + g
+                continue
+            ctx._check_double_backward()
+            grads = ctx.backward(g)
+            if not isinstance(grads, tuple):
+                grads = (grads,)
+            for parent, pg, needed in zip(ctx.inputs, grads, ctx.needs_input_grad):
+                if pg is None or not needed:
+                    continue
+                if pg.shape != parent.shape:  # an engine bug, never a user error
+                    raise AssertionError(
+                        f"{type(ctx).__name__}.backward returned a gradient of shape "
+                        f"{pg.shape} for an input of shape {parent.shape}"
+                    )
+                key = id(parent)
+                pending[key] = pending[key] + pg if key in pending else pg
+    return results
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Tensor | np.ndarray | Sequence | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs`` (vector-Jacobian products).
+
+    Args:
+        outputs: a tensor or a sequence of tensors.
+        inputs: the tensors to differentiate with respect to (leaves or not).
+        grad_outputs: the vectors in the vector-Jacobian product, one per output; may be
+            omitted for single-element outputs.
+        create_graph: record the backward pass so the result can be differentiated again.
+        allow_unused: return None for an input the outputs do not depend on, instead of
+            raising.
+
+    Returns:
+        A tuple with one gradient per input. ``.grad`` attributes are left untouched.
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single_input = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_input else list(inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad() inputs must be Tensors, got {type(t).__name__}")
+        _check_can_require_grad(t.dtype, "input of grad()")
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"grad(): an input of shape {t.shape} does not require gradients; create it "
+                "with requires_grad=True"
+            )
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(
+            f"grad(): {len(outputs)} outputs but {len(grad_outputs)} grad_outputs"
+        )
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(
+                f"grad(): an output of shape {out.shape} does not require gradients: it does "
+                "not depend on any input that requires them"
+            )
+        if g is None:
+            if out.data.size != 1:
+                raise RuntimeError(
+                    f"grad(): output of shape {out.shape} is not a scalar, so grad_outputs "
+                    "must give a gradient of that shape for it"
+                )
+            g = Tensor(np.ones_like(out.data))
+        seeds.append(_as_grad_seed(g, out))
+    results = _run_backward(outputs, seeds, inputs=inputs, create_graph=create_graph)
+    grads = []
+    for t in inputs:
+        g = results.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad(): the outputs do not depend on an input of shape {t.shape}; pass "
+                "allow_unused=True to get None for it"
+            )
+        grads.append(g)
+    return tuple(grads)
+
+
+
+
+from minigrad import functions as F  # noqa: E402  (functions import Tensor from here)
