@@ -713,35 +713,54 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 
 class SoftmaxCrossEntropy(Function):
-    """Mean over the batch of -sum(targets * log_softmax(logits)), fused for speed.
+    """Cross-entropy between softmax(logits) and target rows, fused for speed.
 
-    d logits = g * (softmax(logits) - targets) / N;  d targets = -g * log_softmax(logits) / N.
+    Per example ``n``: ``l_n = -sum_k t_nk log_softmax(z_n)_k``, then reduced ('mean', 'sum'
+    or 'none'). With ``w`` the incoming gradient spread over examples:
+    d z_n = w_n * (softmax(z_n) * sum_k t_nk - t_n);  d t_n = -w_n * log_softmax(z_n).
     """
 
-    def forward(self, logits, targets):
+    def forward(self, logits, targets, reduction):
+        self.reduction = reduction
         shifted = logits - np.max(logits, axis=1, keepdims=True)
-        self.log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        n = logits.shape[0]
-        return np.asarray(-np.sum(targets * self.log_probs) / n, dtype=logits.dtype)
+        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        per_example = -np.sum(targets * log_probs, axis=1)
+        if reduction == "none":
+            return per_example
+        total = np.sum(per_example)
+        if reduction == "mean":
+            total = total / logits.shape[0]
+        return np.asarray(total, dtype=logits.dtype)
 
     def backward(self, g):
         logits, targets = self.inputs
-        n = logits.shape[0]
+        if self.reduction == "none":
+            w = reshape(g, (g.shape[0], 1))
+        elif self.reduction == "mean":
+            w = g * (1.0 / logits.shape[0])
+        else:
+            w = g
         dlogits = dtargets = None
         if self.needs_input_grad[0]:
-            dlogits = (softmax(logits, axis=1) - targets) * (g * (1.0 / n))
+            mass = sum(targets, axis=1, keepdims=True)
+            dlogits = (softmax(logits, axis=1) * mass - targets) * w
         if self.needs_input_grad[1]:
-            dtargets = log_softmax(logits, axis=1) * (g * (-1.0 / n))
+            dtargets = log_softmax(logits, axis=1) * -w
         return dlogits, dtargets
 
 
-def softmax_cross_entropy(logits: Tensor, targets) -> Tensor:
-    """Mean cross-entropy between softmax(logits) and target distributions (e.g. one-hot).
+def softmax_cross_entropy(logits: Tensor, targets, reduction: str = "mean") -> Tensor:
+    """Cross-entropy between softmax(logits) and target distributions (e.g. one-hot rows).
 
     Args:
         logits: (N, K) scores.
-        targets: (N, K) rows that sum to one (one-hot labels, say).
+        targets: (N, K) target distributions (one-hot labels, say).
+        reduction: 'mean' over examples (default), 'sum', or 'none' for the (N,) vector.
     """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(
+            f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+        )
     logits, targets = _pair(logits, targets)
     if logits.ndim != 2 or logits.shape != targets.shape:
         raise ValueError(
@@ -749,7 +768,7 @@ def softmax_cross_entropy(logits: Tensor, targets) -> Tensor:
             "both be (batch, classes) and equal; convert integer labels with "
             "minigrad.data.one_hot"
         )
-    return SoftmaxCrossEntropy.apply(logits, targets)
+    return SoftmaxCrossEntropy.apply(logits, targets, reduction=reduction)
 
 
 # ---------------------------------------------------------------------- kernels (first order)

@@ -1,0 +1,242 @@
+"""Training loops that record what the seeds plot, sweeps over configurations and seeds, and
+the results file the reproduction appendix reads.
+
+The classifier protocol follows the seeds (R2RT's binary and one-hot neuron posts): minibatches
+of 50, plain SGD, ``epochs x steps_per_epoch`` steps, training accuracy averaged every 100
+steps, validation accuracy after every epoch.
+
+The seeds' loss is worth knowing exactly, because their learning rates are tied to it: the
+per-example loss is the cross-entropy *averaged over the 10 classes* (``reduce_mean`` over
+the class axis, i.e. cross-entropy / 10), and the optimizer minimises the *sum* of those over
+the batch. :func:`seed_loss` reproduces it, so the seeds' learning rates carry over unchanged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from minigrad import budget as _budget
+from minigrad.data import minibatch_stream
+from minigrad.estimators.base import LossFeedback, Neuron
+from minigrad.functions import softmax_cross_entropy
+from minigrad.models.mlp import MLPClassifier
+from minigrad.optim import SGD
+from minigrad.tensor import Tensor, no_grad
+
+
+def seed_loss(logits: Tensor, targets: np.ndarray) -> Tensor:
+    """Per-example loss of the seeds: cross-entropy divided by the number of classes."""
+    n_classes = logits.shape[1]
+    return softmax_cross_entropy(logits, Tensor(targets), reduction="none") * (1.0 / n_classes)
+
+
+@dataclass
+class ClassifierConfig:
+    """One classifier experiment. ``make_neuron`` builds each hidden layer's neuron."""
+
+    label: str
+    make_neuron: Callable[[], Neuron]
+    lr: float
+    hidden: tuple[int, ...] = (100,)
+    epochs: int = 20
+    steps_per_epoch: int = 1000
+    batch_size: int = 50
+    train_stochastic: bool = True
+    eval_stochastic: bool = True
+
+    def scaled(self) -> ClassifierConfig:
+        """The same experiment at the active budget (smoke: 2 short epochs)."""
+        if _budget.is_full():
+            return self
+        return ClassifierConfig(**{**self.__dict__, "epochs": min(self.epochs, 2),
+                                   "steps_per_epoch": min(self.steps_per_epoch, 100)})
+
+
+@dataclass
+class History:
+    """What one training run recorded."""
+
+    label: str
+    seed: int
+    train_steps: list[int] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_epochs: list[int] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final_val(self) -> float:
+        return self.val_accuracy[-1] if self.val_accuracy else float("nan")
+
+
+def accuracy(model: MLPClassifier, x: np.ndarray, y: np.ndarray, *, stochastic: bool,
+             rng: np.random.Generator | None = None, batch_size: int = 1000) -> float:
+    """Fraction of examples whose largest logit is the labelled class."""
+    correct = 0
+    with no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = model(Tensor(x[start:start + batch_size]), rng=rng, stochastic=stochastic)
+            correct += int(np.sum(logits.data.argmax(1) == y[start:start + batch_size].argmax(1)))
+    return correct / len(x)
+
+
+def train_classifier(config: ClassifierConfig, train, validation, seed: int,
+                     sizes_in_out: tuple[int, int] = (784, 10),
+                     progress: bool = False) -> tuple[MLPClassifier, History]:
+    """Train one MLP classifier with the seeds' protocol and record its learning curves.
+
+    Args:
+        config: the experiment (already scaled to the budget, or not: see ``scaled``).
+        train, validation: splits with ``.x`` (N, 784) floats and ``.y`` (N, 10) one-hot.
+        seed: seeds the weights, the minibatch order and the neurons' noise.
+    """
+    rng = np.random.default_rng(seed)
+    init_rng, batch_rng, noise_rng, eval_rng = rng.spawn(4)
+    sizes = [sizes_in_out[0], *config.hidden, sizes_in_out[1]]
+    model = MLPClassifier(sizes, config.make_neuron, init_rng)
+    optimizer = SGD(model.parameters(), lr=config.lr)
+    stream = minibatch_stream(train.x, train.y, config.batch_size, batch_rng)
+    history = History(config.label, seed)
+    total = config.epochs * config.steps_per_epoch
+    bar = tqdm(total=total, desc=config.label, leave=False, disable=not progress)
+    start_time = time.perf_counter()
+    window, step = [], 0
+    for epoch in range(config.epochs):
+        for _ in range(config.steps_per_epoch):
+            x, y = next(stream)
+            feedback = LossFeedback()
+            logits = model(Tensor(x), rng=noise_rng, stochastic=config.train_stochastic,
+                           feedback=feedback)
+            per_example = seed_loss(logits, y)
+            feedback.send(per_example)
+            optimizer.zero_grad()
+            per_example.sum().backward()
+            optimizer.step()
+            window.append(np.mean(logits.data.argmax(1) == y.argmax(1)))
+            step += 1
+            if step % 100 == 0:
+                history.train_steps.append(step)
+                history.train_accuracy.append(float(np.mean(window)))
+                window = []
+            bar.update(1)
+        model.end_epoch()
+        history.val_epochs.append(epoch + 1)
+        history.val_accuracy.append(accuracy(model, validation.x, validation.y,
+                                             stochastic=config.eval_stochastic, rng=eval_rng))
+    bar.close()
+    history.seconds = time.perf_counter() - start_time
+    return model, history
+
+
+def run_sweep(configs: list[ClassifierConfig], train, validation, seeds: list[int],
+              progress: bool = True) -> dict[str, list[History]]:
+    """Train every configuration with every seed; returns histories by label."""
+    results: dict[str, list[History]] = {}
+    runs = [(c, s) for c in configs for s in seeds]
+    for config, seed in tqdm(runs, desc="runs", disable=not progress):
+        _, history = train_classifier(config.scaled(), train, validation, seed)
+        results.setdefault(config.label, []).append(history)
+    return results
+
+
+def summarize(results: dict[str, list[History]]) -> dict[str, tuple[float, float, int]]:
+    """Final validation accuracy per label as (mean, sample std, number of seeds)."""
+    out = {}
+    for label, runs in results.items():
+        finals = np.array([h.final_val for h in runs])
+        std = float(finals.std(ddof=1)) if len(finals) > 1 else 0.0
+        out[label] = (float(finals.mean()), std, len(finals))
+    return out
+
+
+def summary_table(results: dict[str, list[History]], reference: dict[str, float] | None = None
+                  ) -> str:
+    """A plain-text table of mean ± std final validation accuracy (and the seed's number)."""
+    reference = reference or {}
+    lines = [f"{'configuration':44s} {'ours (mean ± std, n)':>24s} {'seed':>8s}"]
+    for label, (mean, std, n) in summarize(results).items():
+        ref = reference.get(label)
+        ref_text = f"{ref:.4f}" if ref is not None else ""
+        lines.append(f"{label:44s} {mean:>10.4f} ± {std:.4f} (n={n}) {ref_text:>8s}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- the results file
+def repo_root(start: Path | None = None) -> Path:
+    """The book's root: the nearest directory at or above ``start`` holding ``_toc.yml``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "_toc.yml").exists():
+            return candidate
+    return here
+
+
+def results_path(chapter: str) -> Path:
+    """Where a chapter's headline results go: ``$MINIGRAD_RESULTS`` or ``_build/results``."""
+    base = os.environ.get("MINIGRAD_RESULTS")
+    directory = Path(base) if base else repo_root() / "_build" / "results"
+    return directory / f"{chapter}.json"
+
+
+def record_results(chapter: str, rows: list[dict]) -> Path:
+    """Write a chapter's headline results atomically, replacing its previous file.
+
+    Each row holds at least ``experiment``, ``config``, ``seed``, ``metric`` and ``value``;
+    the budget the numbers were measured at is stored beside them.
+    """
+    required = {"experiment", "config", "seed", "metric", "value"}
+    for row in rows:
+        missing = required - set(row)
+        if missing:
+            raise ValueError(f"record_results: a row lacks {sorted(missing)}: {row}")
+    path = results_path(chapter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"chapter": chapter, "budget": _budget.budget(), "rows": rows}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def history_rows(experiment: str, results: dict[str, list[History]],
+                 reference: dict[str, float] | None = None) -> list[dict]:
+    """Rows for :func:`record_results`: the final validation accuracy of every run."""
+    reference = reference or {}
+    rows = []
+    for label, runs in results.items():
+        for h in runs:
+            rows.append({"experiment": experiment, "config": label, "seed": h.seed,
+                         "metric": "final validation accuracy", "value": h.final_val,
+                         "reference": reference.get(label), "seconds": h.seconds})
+    return rows
+
+
+def load_results(directory: Path | None = None) -> list[dict]:
+    """Every chapter's recorded results (for the reproduction appendix)."""
+    directory = directory or results_path("x").parent
+    payloads = []
+    for path in sorted(Path(directory).glob("*.json")):
+        with open(path) as f:
+            payloads.append(json.load(f))
+    return payloads
+
+
+def config_dict(config: ClassifierConfig) -> dict:
+    """A JSON-friendly description of a configuration."""
+    d = dict(config.__dict__)
+    d["make_neuron"] = repr(config.make_neuron())
+    return d

@@ -1,0 +1,4 @@
+"""Models the chapters share."""
+from minigrad.models.mlp import MLPClassifier
+
+__all__ = ["MLPClassifier"]

@@ -1,0 +1,106 @@
+"""Figures in one consistent style: learning curves, activations, histograms, variances."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+STYLE = {
+    "figure.figsize": (7.0, 4.2),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "font.size": 10,
+}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (chapters call it once)."""
+    plt.rcParams.update(STYLE)
+
+
+def _runs(value):
+    return value if isinstance(value, Sequence) else [value]
+
+
+def learning_curves(results: Mapping, title: str = "Learning curves", lower_y: float = 0.0,
+                    show_train: bool = True, ax=None):
+    """Accuracy against training step, one colour per configuration, as in the seeds.
+
+    ``results`` maps a label to a History or a list of Histories (several seeds): the mean
+    is drawn and, for several seeds, a band from the lowest to the highest run. Training
+    accuracy (averaged every 100 steps) is a thin line, validation accuracy (after each
+    epoch) a thick line with markers.
+    """
+    use_style()
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, value) in enumerate(results.items()):
+        runs = _runs(value)
+        color = colors[i % len(colors)]
+        steps_per_epoch = runs[0].train_steps[-1] / max(len(runs[0].val_epochs), 1)
+        if show_train and runs[0].train_accuracy:
+            train = np.array([h.train_accuracy for h in runs])
+            ax.plot(runs[0].train_steps, train.mean(0), color=color, lw=0.8, alpha=0.6)
+        val = np.array([h.val_accuracy for h in runs])
+        steps = np.array(runs[0].val_epochs) * steps_per_epoch
+        ax.plot(steps, val.mean(0), color=color, lw=2, marker="o", ms=3,
+                label=f"{label} (n={len(runs)})" if len(runs) > 1 else label)
+        if len(runs) > 1:
+            ax.fill_between(steps, val.min(0), val.max(0), color=color, alpha=0.15)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(lower_y, 1.0)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    if show_train:
+        ax.text(0.01, 0.01, "thin: training (mean of 100 steps); thick: validation",
+                transform=ax.transAxes, fontsize=7, alpha=0.7)
+    return ax
+
+
+def activation_plot(x: np.ndarray, curves: Mapping[str, np.ndarray], title: str = "",
+                    ax=None, ylabel: str = "output"):
+    """Several functions of the same input on one axis (activations, samples, derivatives)."""
+    use_style()
+    if ax is None:
+        _, ax = plt.subplots()
+    for label, y in curves.items():
+        ax.plot(x, y, label=label, lw=1.5)
+    ax.set_xlabel("input")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def histogram(values: np.ndarray, title: str = "", bins=50, ax=None, xlabel: str = "value"):
+    """A histogram of (for example) a layer's outputs."""
+    use_style()
+    if ax is None:
+        _, ax = plt.subplots()
+    ax.hist(np.ravel(values), bins=bins, color="C0", alpha=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    return ax
+
+
+def bias_variance_bars(labels: Sequence[str], bias: np.ndarray, std: np.ndarray,
+                       title: str = "", ax=None):
+    """Bias (|mean estimate - exact gradient|) and spread of several estimators, log scale."""
+    use_style()
+    if ax is None:
+        _, ax = plt.subplots()
+    pos = np.arange(len(labels))
+    ax.bar(pos - 0.2, bias, width=0.4, label="|bias|")
+    ax.bar(pos + 0.2, std, width=0.4, label="standard deviation")
+    ax.set_xticks(pos, labels, rotation=20, ha="right")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    return ax
