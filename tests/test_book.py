@@ -1,0 +1,375 @@
+"""End-to-end tests of the Jupyter Book.
+
+The whole book is built once per test session, from scratch, at the smoke budget,
+with every Sphinx warning treated as an error. The built pages are then opened in a
+headless Chromium (offline: every host name resolves to nothing) and checked the way
+a reader would see them: the page loads, the maths is typeset by the MathJax shipped
+with the site, figures are there, exercises and solution dropdowns work, and nothing
+is loaded from another host.
+
+The Chromium checks are skipped when no Chromium is installed, except under CI
+(the environment variable CI is set), where they must run.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parents[1]
+TOC = ROOT / "_toc.yml"
+SOURCE_SUFFIXES = (".ipynb", ".md")
+
+BUILD_TIMEOUT = 45 * 60  # seconds; the smoke build takes a few minutes
+CHROMIUM_TIMEOUT = 120  # seconds per page
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+# ----------------------------------------------------------------------------------
+# Table of contents and sources
+# ----------------------------------------------------------------------------------
+
+
+def toc_docnames(toc_path: Path = TOC) -> list[str]:
+    """Every document of the table of contents (root first), in order."""
+    toc = yaml.safe_load(toc_path.read_text(encoding="utf8"))
+    names: list[str] = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if "file" in node:
+                names.append(node["file"])
+            for key in ("parts", "chapters", "sections", "subtrees", "entries"):
+                if key in node:
+                    walk(node[key])
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    # Strip a file extension if someone wrote one in the toc.
+    cleaned = []
+    for name in names:
+        for suffix in SOURCE_SUFFIXES:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+        cleaned.append(name)
+    return cleaned
+
+
+def source_path(docname: str) -> Path:
+    for suffix in SOURCE_SUFFIXES:
+        path = ROOT / f"{docname}{suffix}"
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"no source file for toc entry {docname!r}")
+
+
+def notebook_cells(path: Path, cell_type: str) -> list[str]:
+    nb = json.loads(path.read_text(encoding="utf8"))
+    out = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == cell_type:
+            src = cell.get("source", "")
+            out.append("".join(src) if isinstance(src, list) else src)
+    return out
+
+
+def markup_text(path: Path) -> str:
+    """The text a reader sees typeset: markdown cells of a notebook, or the .md file."""
+    if path.suffix == ".ipynb":
+        return "\n\n".join(notebook_cells(path, "markdown"))
+    return path.read_text(encoding="utf8")
+
+
+MATH_SOURCE_RE = re.compile(
+    r"\$\$|(?<![\\$])\$[^$\s][^$\n]*\$|\\begin\{|\{math\}|```\s*\{math\}|\\\(|\\\["
+)
+FIGURE_CODE_RE = re.compile(r"\bplt\.|plot_")
+
+
+def source_has_math(path: Path) -> bool:
+    text = markup_text(path)
+    # Code spans and fenced code blocks do not count.
+    text = re.sub(r"```(?!\s*\{math\}).*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return bool(MATH_SOURCE_RE.search(text))
+
+
+def notebook_makes_figures(path: Path) -> bool:
+    if path.suffix != ".ipynb":
+        return False
+    return any(FIGURE_CODE_RE.search(src) for src in notebook_cells(path, "code"))
+
+
+DOCNAMES = toc_docnames()
+
+
+# ----------------------------------------------------------------------------------
+# The build
+# ----------------------------------------------------------------------------------
+
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+PROBLEM_RE = re.compile(r"WARNING|ERROR|Error:|Exception|Traceback")
+
+
+def jupyter_book_command() -> list[str]:
+    script = Path(sys.executable).with_name("jupyter-book")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """Build the book from scratch (fresh output directory and execution cache) at
+    the smoke budget, with warnings as errors. Returns the HTML directory."""
+    out = tmp_path_factory.mktemp("book")
+    env = dict(os.environ)
+    env["MINIGRAD_BUDGET"] = "smoke"
+    # Notebooks run with book/ as working directory: make minigrad importable
+    # whether or not it is installed in the environment.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    # Figures reach the page through the kernel's inline backend: a non-interactive
+    # MPLBACKEND inherited from the caller (e.g. Agg) would silently drop them.
+    env.pop("MPLBACKEND", None)
+    cmd = jupyter_book_command() + [
+        "build",
+        "-W",
+        "-n",
+        "--keep-going",
+        str(ROOT),
+        "--path-output",
+        str(out),
+    ]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or "")[-8000:] if isinstance(exc.stdout, str) else ""
+        pytest.fail(f"jupyter-book build timed out after {BUILD_TIMEOUT} s\n{tail}")
+    log = ANSI_RE.sub("", proc.stdout)
+    (out / "build.log").write_text(log, encoding="utf8")
+    if proc.returncode != 0:
+        lines = log.splitlines()
+        problems = [
+            line
+            for line in lines
+            if PROBLEM_RE.search(line) and "Kernel is running over TCP" not in line
+        ]
+        tail = "\n".join(lines[-150:])
+        pytest.fail(
+            f"jupyter-book build failed with return code {proc.returncode}\n"
+            f"command: {' '.join(cmd)}\n"
+            "--- warnings and errors ---\n" + "\n".join(problems[:50]) + "\n"
+            f"--- last lines of output (full log: {out / 'build.log'}) ---\n{tail}"
+        )
+    html_dir = out / "_build" / "html"
+    assert html_dir.is_dir(), f"no HTML output in {html_dir}"
+    return html_dir
+
+
+def test_book_builds_without_warnings(built_book: Path):
+    assert (built_book / "index.html").exists()
+    missing = [d for d in DOCNAMES if not (built_book / f"{d}.html").exists()]
+    assert not missing, f"pages of the table of contents not built: {missing}"
+    # Offline MathJax is part of the site.
+    assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+# ----------------------------------------------------------------------------------
+# Chromium
+# ----------------------------------------------------------------------------------
+
+
+def find_chromium() -> str | None:
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("Chromium not installed, and CI must run the browser checks")
+        pytest.skip("Chromium not installed: apt-get install chromium")
+    return exe
+
+
+def dump_dom(chromium: str, page: Path) -> str:
+    """The DOM of `page` after its scripts (MathJax included) have run."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        cmd = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            f"--user-data-dir={profile}",
+            # Offline: any request to another host fails, so the page must be
+            # self-contained to render.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ]
+        proc = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=CHROMIUM_TIMEOUT,
+        )
+    assert proc.returncode == 0, f"chromium failed on {page}:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def visible_text(dom: str) -> str:
+    """Text of the page as shown: no scripts, styles, typeset maths or code."""
+    text = dom
+    for tag in ("script", "style", "mjx-container", "pre", "code", "textarea"):
+        text = re.sub(rf"<{tag}\b.*?</{tag}>", " ", text, flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return html_lib.unescape(text)
+
+
+def is_external(url: str) -> bool:
+    return bool(re.match(r"^(?:[a-z][a-z0-9+.-]*:)?//", url.strip(), re.I))
+
+
+def attr_values(markup: str, tag: str, attr: str) -> list[str]:
+    values = []
+    for m in re.finditer(rf"<{tag}\b[^>]*>", markup, re.I):
+        a = re.search(rf"\b{attr}\s*=\s*(\"[^\"]*\"|'[^']*')", m.group(0), re.I)
+        if a:
+            values.append(html_lib.unescape(a.group(1)[1:-1]))
+    return values
+
+
+def stylesheet_hrefs(markup: str) -> list[str]:
+    hrefs = []
+    for m in re.finditer(r"<link\b[^>]*>", markup, re.I):
+        tag = m.group(0)
+        rel = re.search(r"\brel\s*=\s*[\"']([^\"']*)[\"']", tag, re.I)
+        href = re.search(r"\bhref\s*=\s*[\"']([^\"']*)[\"']", tag, re.I)
+        if rel and href and re.search(
+            r"stylesheet|preload|modulepreload|icon|prefetch", rel.group(1), re.I
+        ):
+            hrefs.append(html_lib.unescape(href.group(1)))
+    return hrefs
+
+
+# Sphinx writes maths as <span|div class="math notranslate nohighlight">\(...\)</...>.
+STATIC_MATH_RE = re.compile(
+    r"<(?:span|div)\b[^>]*class=\"(?:[^\"]*\s)?math(?:\s[^\"]*)?\"", re.I
+)
+
+
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
+    page = built_book / f"{docname}.html"
+    assert page.exists(), f"{docname}: page not built"
+    static = page.read_text(encoding="utf8")
+    src = source_path(docname)
+    dom = dump_dom(chromium, page)
+    problems: list[str] = []
+
+    # The page loaded.
+    title = re.search(r"<title>(.*?)</title>", dom, re.S | re.I)
+    if not title or not title.group(1).strip():
+        problems.append("no <title>: the page did not load")
+    if "<article" not in dom or "<h1" not in dom:
+        problems.append("no article/heading in the page")
+
+    # Maths typeset by MathJax.
+    n_static_math = len(STATIC_MATH_RE.findall(static))
+    n_mjx = len(re.findall(r"<mjx-container\b", dom))
+    if source_has_math(src) and n_static_math == 0:
+        problems.append("the source has maths but the page has no math elements")
+    if n_mjx < n_static_math:
+        problems.append(
+            f"MathJax typeset {n_mjx} of {n_static_math} math elements"
+            " (is MathJax loading from _static/mathjax?)"
+        )
+    if "<mjx-merror" in dom:
+        problems.append("MathJax reported a TeX error (mjx-merror) on the page")
+    shown = visible_text(dom)
+    for raw in ("\\(", "\\[", "$$"):
+        if raw in shown:
+            i = shown.index(raw)
+            problems.append(f"raw {raw!r} in the visible text: {shown[max(0, i-60):i+60]!r}")
+
+    # Figures: every image exists in the build; notebooks that plot show images.
+    imgs = attr_values(dom, "img", "src")
+    for url in imgs:
+        if url.startswith("data:"):
+            continue
+        if is_external(url):
+            problems.append(f"image from another host: {url}")
+            continue
+        target = (page.parent / unquote(urlsplit(url).path)).resolve()
+        if not target.exists():
+            problems.append(f"image missing from the build: {url}")
+    if notebook_makes_figures(src) and not re.search(r"<img\b", static, re.I):
+        problems.append("the notebook plots, but the page has no <img>")
+
+    # Exercises and solution dropdowns (sphinx-exercise + sphinx-togglebutton).
+    markup = markup_text(src)
+    if re.search(r"\{exercise(?:-start)?\}", markup) and not re.search(
+        r"class=\"[^\"]*\bexercise\b", dom
+    ):
+        problems.append("the source has exercises but none is rendered")
+    n_dropdowns = len(
+        re.findall(r"<div class=\"(?=[^\"]*\bdropdown\b)[^\"]*\badmonition\b", static)
+    )
+    n_toggles = len(re.findall(r"<button\b[^>]*class=\"[^\"]*\btoggle-button\b", dom))
+    if n_toggles < n_dropdowns:
+        problems.append(
+            f"{n_dropdowns} dropdowns but only {n_toggles} toggle buttons"
+            " (togglebutton JavaScript did not run?)"
+        )
+
+    # Nothing loaded from another host (ordinary hyperlinks in the text are fine).
+    for markup_ in (static, dom):
+        for url in attr_values(markup_, "script", "src") + stylesheet_hrefs(markup_):
+            if is_external(url):
+                problems.append(f"external resource: {url}")
+        for url in attr_values(markup_, "iframe", "src"):
+            if is_external(url):
+                problems.append(f"external iframe: {url}")
+
+    assert not problems, f"{docname}:\n  " + "\n  ".join(dict.fromkeys(problems))
