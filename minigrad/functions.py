@@ -10,8 +10,6 @@ Python numbers into constant tensors and call ``Function.apply``.
 """
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 
 from minigrad.tensor import Function, Tensor, as_tensor
@@ -123,6 +121,8 @@ class PowConst(Function):
     def backward(self, g):
         (x,) = self.inputs
         c = self.exponent
+        if c == 0:
+            return g * 0.0
         if c == 2:
             return g * (2.0 * x)
         return g * (c * x ** (c - 1))
@@ -435,9 +435,9 @@ def _normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for ax in axes:
-        if not -ndim <= ax < builtins.max(ndim, 1):
+        if not -ndim <= ax < ndim:
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(ax) % builtins.max(ndim, 1))
+        out.append(int(ax) % ndim)
     return tuple(sorted(set(out)))
 
 
@@ -510,9 +510,11 @@ def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     if x.shape == shape:
         return x
     try:
-        np.broadcast_shapes(x.shape, shape)
+        ok = np.broadcast_shapes(x.shape, shape) == shape
     except ValueError:
-        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+        ok = False
+    if not ok:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}")
     return BroadcastTo.apply(x, shape=shape)
 
 
@@ -635,11 +637,14 @@ def reshape(x: Tensor, shape) -> Tensor:
 def transpose(x: Tensor, axes=None) -> Tensor:
     if axes is not None:
         axes = tuple(int(a) for a in axes)
-        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+        if any(not -x.ndim <= a < x.ndim for a in axes) or sorted(
+            a % x.ndim for a in axes
+        ) != list(range(x.ndim)):
             raise ValueError(
                 f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of a "
                 f"tensor of shape {x.shape}"
             )
+        axes = tuple(a % x.ndim for a in axes)
     return Transpose.apply(x, axes=axes)
 
 

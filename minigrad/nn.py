@@ -61,7 +61,11 @@ class Module:
             yield from m.named_parameters(prefix + name + ".")
 
     def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
+        """Each parameter once, even if a layer is shared (so it is updated once per step)."""
+        seen: dict[int, Parameter] = {}
+        for _, p in self.named_parameters():
+            seen.setdefault(id(p), p)
+        return list(seen.values())
 
     def modules(self) -> Iterator[Module]:
         yield self

@@ -29,16 +29,17 @@ def is_grad_enabled() -> bool:
 class _GradMode(contextlib.ContextDecorator):
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self._previous: list[bool] = []  # a stack: the same instance may be re-entered
 
     def __enter__(self):
         global _grad_enabled
-        self.previous = _grad_enabled
+        self._previous.append(_grad_enabled)
         _grad_enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
         global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_enabled = self._previous.pop()
         return False
 
 
@@ -113,6 +114,9 @@ class Tensor:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
 
     def __repr__(self) -> str:
         flag = ", requires_grad=True" if self.requires_grad else ""
@@ -430,6 +434,9 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool):
                         f"{type(ctx).__name__}.backward returned a gradient of shape "
                         f"{pg.shape} for an input of shape {parent.shape}"
                     )
+                if pg.dtype != parent.dtype:
+                    # A float32 value next to a float64 constant still gets float32 grads.
+                    pg = F.cast(pg, parent.dtype)
                 key = id(parent)
                 pending[key] = pending[key] + pg if key in pending else pg
     return results
