@@ -179,11 +179,19 @@ def repo_root(start: Path | None = None) -> Path:
     return here
 
 
-def results_path(chapter: str) -> Path:
-    """Where a chapter's headline results go: ``$MINIGRAD_RESULTS`` or ``_build/results``."""
+def results_dir() -> Path:
+    """Where chapters record results: ``$MINIGRAD_RESULTS``, else
+    ``_build/results/<budget>`` at the book's root (so a smoke run never overwrites the
+    full-budget numbers the reproduction appendix shows)."""
     base = os.environ.get("MINIGRAD_RESULTS")
-    directory = Path(base) if base else repo_root() / "_build" / "results"
-    return directory / f"{chapter}.json"
+    if base:
+        return Path(base)
+    return repo_root() / "_build" / "results" / _budget.budget()
+
+
+def results_path(chapter: str) -> Path:
+    """The results file of one chapter."""
+    return results_dir() / f"{chapter}.json"
 
 
 def record_results(chapter: str, rows: list[dict]) -> Path:
@@ -227,7 +235,7 @@ def history_rows(experiment: str, results: dict[str, list[History]],
 
 def load_results(directory: Path | None = None) -> list[dict]:
     """Every chapter's recorded results (for the reproduction appendix)."""
-    directory = directory or results_path("x").parent
+    directory = directory or results_dir()
     payloads = []
     for path in sorted(Path(directory).glob("*.json")):
         with open(path) as f:
