@@ -1,0 +1,362 @@
+"""One-hot stochastic neurons: a choice among d unordered categories.
+
+A layer of ``n`` one-hot neurons of dimension ``d`` has width ``n d``. Its pre-activations are
+reshaped to ``(batch, n, d)``: one row of logits ``z`` per neuron. Following R2RT's "Beyond
+binary: ternary and one-hot neurons" (2017), each neuron computes::
+
+    y_hat = softmax(z / tau),   y_hat_i = exp(z_i / tau) / sum_k exp(z_k / tau)
+    y     = one_hot(i),   i ~ Categorical(y_hat)    (training: STSampledSoftmax)
+    y     = one_hot(argmax_i y_hat_i)               (evaluation: STHardmax)
+
+and the ``(batch, n, d)`` outputs are flattened back to ``(batch, n d)``.
+
+Straight-through (ST) gradient (Bengio, Léonard & Courville 2013, arXiv:1308.3432): sampling
+and argmax have zero derivative, so the backward pass treats them as the identity on the
+probabilities, ``d y / d y_hat := I``. The gradient reaching the logits is then the softmax's
+vector-Jacobian product, with the factor ``1 / tau`` of the temperature::
+
+    dz = y_hat * (g - sum_k g_k y_hat_k) / tau.
+
+Temperature annealing. R2RT's ``train_classifier`` multiplies a slope by the annealing rate
+(1.2 or 1.5) after every epoch and uses ``temperature = 1 / slope``: the temperature is
+*divided* by the rate. :class:`OneHotNeuron` does the same.
+
+Gumbel-softmax / Concrete (Jang, Gu & Poole 2016, arXiv:1611.01144; Maddison, Mnih & Teh 2016,
+arXiv:1611.00712): with Gumbel noise ``G_i = -log(-log(u_i))``, ``argmax_i (z_i + G_i)`` is a
+sample from ``softmax(z)`` (the Gumbel-max trick), and ``softmax((z + G) / tau)`` is a
+continuous relaxation of that one-hot sample which tends to it as ``tau -> 0``. Its
+straight-through variant (:class:`STGumbelSoftmax`) outputs the hard sample and
+back-propagates through the relaxed one.
+
+Ties in every argmax go to the lowest index (NumPy's ``argmax`` rule), so outputs are always
+exactly one-hot. Randomness comes in from outside: the functions take pre-drawn noise; the
+neurons draw it from the ``rng`` they are called with.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minigrad.estimators.base import LossFeedback, Neuron, require_rng
+from minigrad.functions import softmax
+from minigrad.tensor import Function, Tensor
+
+__all__ = [
+    "STSampledSoftmax", "STHardmax", "STGumbelSoftmax",
+    "softmax_with_temperature", "st_sampled_softmax", "st_hardmax_softmax",
+    "argmax_one_hot", "gumbel_from_uniform", "gumbel_softmax", "st_gumbel_softmax",
+    "st_gumbel_softmax_detach", "split_neurons", "OneHotNeuron", "GumbelSoftmaxNeuron",
+    "ONE_HOT_MODES",
+]
+
+ONE_HOT_MODES = ("sample", "hardmax")
+# Softmax rows in float32 sum to 1 within a few 1e-7 times d; anything further off is a bug.
+_ROW_SUM_TOLERANCE = 1e-4
+
+
+# ---------------------------------------------------------------------- input checks
+def _check_temperature(tau: float, who: str) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"{who}: the temperature must be a number, got {type(tau).__name__}")
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"{who}: the temperature must be a finite number > 0, got {tau}")
+    return float(tau)
+
+
+def _check_probability_rows(p: np.ndarray, who: str) -> None:
+    if p.size == 0:
+        return
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(
+            f"{who}: expects probabilities in [0, 1], got values from {np.nanmin(p):.6g} to "
+            f"{np.nanmax(p):.6g}; pass softmax(logits / tau), not the logits"
+        )
+    sums = p.sum(axis=-1)
+    worst = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
+    if abs(sums[worst] - 1) > _ROW_SUM_TOLERANCE:
+        raise ValueError(
+            f"{who}: each row of probabilities (the last axis) must sum to 1, but the row at "
+            f"{tuple(int(i) for i in worst)} sums to {sums[worst]:.6g}"
+        )
+
+
+def _one_hot(index: np.ndarray, d: int, dtype) -> np.ndarray:
+    return np.eye(d, dtype=dtype)[index]
+
+
+def argmax_one_hot(x: np.ndarray) -> np.ndarray:
+    """The one-hot vector of ``argmax`` along the last axis; ties go to the lowest index."""
+    x = np.asarray(x)
+    return _one_hot(np.argmax(x, axis=-1), x.shape[-1], x.dtype)
+
+
+def split_neurons(pre: Tensor, d: int, who: str = "split_neurons") -> Tensor:
+    """Reshape a ``(batch, n d)`` layer into ``(batch, n, d)``: one row of logits per neuron."""
+    if pre.ndim != 2:
+        raise ValueError(
+            f"{who}: expects pre-activations of shape (batch, width), got {pre.shape}"
+        )
+    batch, width = pre.shape
+    if width % d != 0:
+        raise ValueError(
+            f"{who}: the layer width {width} is not divisible by d={d}: a layer of n one-hot "
+            f"neurons of dimension d has width n * d"
+        )
+    return pre.reshape(batch, width // d, d)
+
+
+# ---------------------------------------------------------------------- ST one-hot functions
+class STSampledSoftmax(Function):
+    """Sample a one-hot vector from probabilities, with the straight-through gradient.
+
+    Forward, for each row ``p`` (last axis) and its uniform ``u`` in [0, 1), by the inverse
+    CDF: with ``C_i = p_1 + ... + p_i``, ``i = #{j : C_j <= u}`` (0-based), so
+    ``C_{i-1} <= u < C_i`` and ``P(i) = p_i``; output ``y = one_hot(i)``.
+
+    The CDF is divided by its last entry so that its total is exactly 1 (it can round to
+    slightly less, and a ``u`` above it would pick no category); categories with ``p_i = 0``
+    are never chosen, since for them ``C_{i-1} = C_i``.
+
+    Backward: ``dp = g`` (``d y / d p := I``).
+
+    R2RT's ``st_sampled_softmax`` (2017), which samples with ``tf.multinomial`` and applies the
+    ST trick to ``ceil(one_hot * p)``; Bengio et al. (2013).
+    """
+
+    def forward(self, probs, u):
+        _check_probability_rows(probs, "STSampledSoftmax")
+        u = np.asarray(u)
+        if u.shape != probs.shape[:-1]:
+            raise ValueError(
+                f"STSampledSoftmax: the uniform noise u has shape {u.shape} but needs one value "
+                f"per row of probabilities, shape {probs.shape[:-1]}"
+            )
+        if u.size and not (u.min() >= 0 and u.max() < 1):
+            raise ValueError("STSampledSoftmax: the uniform noise u must lie in [0, 1)")
+        cdf = np.cumsum(probs, axis=-1)
+        cdf = cdf / cdf[..., -1:]
+        index = np.sum(cdf <= u[..., None], axis=-1)
+        return _one_hot(index, probs.shape[-1], probs.dtype)
+
+    def backward(self, g):
+        return g
+
+
+class STHardmax(Function):
+    """The one-hot vector of the most probable category, with the straight-through gradient.
+
+    Forward: ``y = one_hot(argmax_i p_i)``; ties go to the lowest index. Backward: ``dp = g``.
+
+    R2RT's ``st_hardmax_softmax`` (2017); Bengio et al. (2013).
+    """
+
+    def forward(self, probs):
+        _check_probability_rows(probs, "STHardmax")
+        return argmax_one_hot(probs)
+
+    def backward(self, g):
+        return g
+
+
+def softmax_with_temperature(logits: Tensor, tau: float = 1.0) -> Tensor:
+    """``softmax(z / tau)`` over the last axis."""
+    tau = _check_temperature(tau, "softmax_with_temperature")
+    return softmax(logits / tau if tau != 1.0 else logits, axis=-1)
+
+
+def st_sampled_softmax(logits: Tensor, tau: float, u: np.ndarray) -> Tensor:
+    """A one-hot sample from ``softmax(z / tau)`` with the ST gradient: the gradient at the
+    logits is the softmax's vector-Jacobian product. See :class:`STSampledSoftmax`."""
+    return STSampledSoftmax.apply(softmax_with_temperature(logits, tau), u=u)
+
+
+def st_hardmax_softmax(logits: Tensor, tau: float = 1.0) -> Tensor:
+    """``one_hot(argmax softmax(z / tau))`` with the ST gradient. See :class:`STHardmax`."""
+    return STHardmax.apply(softmax_with_temperature(logits, tau))
+
+
+# ---------------------------------------------------------------------- Gumbel-softmax
+def gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
+    """Gumbel(0, 1) noise ``G = -log(-log(u))`` from uniform ``u``.
+
+    ``u`` is first clipped to ``[tiny, 1 - eps/2]`` (the smallest normal number and the largest
+    number below 1 of its dtype), so ``u = 0`` or ``u = 1`` give large finite noise rather
+    than infinities; ``rng.random()`` returns 0 with probability 2^-53.
+    """
+    u = np.asarray(u)
+    if not np.issubdtype(u.dtype, np.floating):
+        u = u.astype(np.float64)
+    one = u.dtype.type(1)
+    u = np.clip(u, np.finfo(u.dtype).tiny, np.nextafter(one, u.dtype.type(0)))
+    return -np.log(-np.log(u))
+
+
+def _check_gumbel(gumbel_noise, logits: Tensor, who: str) -> np.ndarray:
+    gumbel_noise = np.asarray(gumbel_noise)
+    if gumbel_noise.shape != logits.shape:
+        raise ValueError(
+            f"{who}: the Gumbel noise has shape {gumbel_noise.shape} but the logits have shape "
+            f"{logits.shape}; draw one value per logit"
+        )
+    return gumbel_noise.astype(logits.dtype, copy=False)
+
+
+def gumbel_softmax(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
+    """The Gumbel-softmax (Concrete) relaxed sample ``softmax((z + G) / tau)``.
+
+    ``G`` is pre-drawn Gumbel noise (see :func:`gumbel_from_uniform`). As ``tau -> 0`` the
+    result tends to ``one_hot(argmax (z + G))``, a sample from ``softmax(z)`` (Jang, Gu & Poole
+    2016, eq. 2; Maddison, Mnih & Teh 2016, the Concrete distribution).
+    """
+    tau = _check_temperature(tau, "gumbel_softmax")
+    g = Tensor(_check_gumbel(gumbel_noise, logits, "gumbel_softmax"))
+    return softmax((logits + g) / tau, axis=-1)
+
+
+class STGumbelSoftmax(Function):
+    """Straight-through Gumbel-softmax: the hard sample forward, the relaxed one backward.
+
+    Forward: ``y = one_hot(argmax_i (z_i + G_i))`` (ties to the lowest index), a sample from
+    ``softmax(z)`` whatever ``tau``.
+
+    Backward: the gradient of the relaxed sample ``s = softmax((z + G) / tau)``::
+
+        dz = s * (g - sum_k g_k s_k) / tau.
+
+    ``s`` is recomputed from the logits with Tensor operations, so this backward can itself
+    be differentiated. Its one-line detach-trick form is :func:`st_gumbel_softmax_detach`,
+    ``hard + (soft - soft.detach())``. Jang, Gu & Poole (2016), section 2.2.
+    """
+
+    def forward(self, logits, gumbel, tau):
+        self.gumbel, self.tau = gumbel, tau
+        return argmax_one_hot(logits + gumbel)
+
+    def backward(self, g):
+        s = gumbel_softmax(self.inputs[0], self.tau, self.gumbel)
+        return s * (g - (g * s).sum(axis=-1, keepdims=True)) * (1.0 / self.tau)
+
+
+def st_gumbel_softmax(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
+    """Straight-through Gumbel-softmax as an explicit Function; see :class:`STGumbelSoftmax`."""
+    tau = _check_temperature(tau, "st_gumbel_softmax")
+    gumbel = _check_gumbel(gumbel_noise, logits, "st_gumbel_softmax")
+    return STGumbelSoftmax.apply(logits, gumbel=gumbel, tau=tau)
+
+
+def st_gumbel_softmax_detach(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
+    """Straight-through Gumbel-softmax by the detach trick: ``hard + (soft - soft.detach())``.
+
+    The value is ``hard`` (``soft - soft`` is exactly 0); the gradient is that of ``soft``.
+    Gives the same values and gradients as :func:`st_gumbel_softmax`.
+    """
+    soft = gumbel_softmax(logits, tau, gumbel_noise)
+    gumbel = _check_gumbel(gumbel_noise, logits, "st_gumbel_softmax_detach")
+    hard = Tensor(argmax_one_hot(logits.data + gumbel))
+    return hard + (soft - soft.detach())
+
+
+# ---------------------------------------------------------------------- neurons
+def _check_d(d: int, who: str) -> int:
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
+        raise ValueError(f"{who}: d (categories per neuron) must be an integer >= 2, got {d!r}")
+    return int(d)
+
+
+def _check_anneal_rate(rate: float | None, who: str) -> float | None:
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+        math.isfinite(rate) and rate > 0
+    ):
+        raise ValueError(f"{who}: anneal_rate must be a finite number > 0 or None, got {rate!r}")
+    return float(rate)
+
+
+class OneHotNeuron(Neuron):
+    """R2RT's one-hot neuron: ``softmax(z / tau)``, then a sampled or argmax one-hot with ST.
+
+    Training (``stochastic=True``): ``mode="sample"`` samples (:class:`STSampledSoftmax`),
+    ``mode="hardmax"`` takes the argmax (:class:`STHardmax`; it needs no ``rng``). Evaluation
+    (``stochastic=False``): the argmax one-hot in both modes.
+
+    Args:
+        d: categories per neuron; the layer width must be a multiple of ``d``.
+        mode: ``"sample"`` or ``"hardmax"``.
+        temperature: the initial ``tau``.
+        anneal_rate: if given, :meth:`end_epoch` divides the temperature by it (R2RT
+            multiplies a slope ``1 / tau`` by 1.2 or 1.5 per epoch).
+    """
+
+    def __init__(self, d: int, mode: str = "sample", temperature: float = 1.0,
+                 anneal_rate: float | None = None):
+        if mode not in ONE_HOT_MODES:
+            raise ValueError(f"OneHotNeuron: mode must be one of {ONE_HOT_MODES}, got {mode!r}")
+        self.d = _check_d(d, "OneHotNeuron")
+        self.mode = mode
+        self.temperature = _check_temperature(temperature, "OneHotNeuron")
+        self.anneal_rate = _check_anneal_rate(anneal_rate, "OneHotNeuron")
+
+    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+        probs = softmax_with_temperature(split_neurons(pre, self.d, "OneHotNeuron"),
+                                         self.temperature)
+        if stochastic and self.mode == "sample":
+            rng = require_rng(rng, "OneHotNeuron")
+            y = STSampledSoftmax.apply(probs, u=rng.random(probs.shape[:-1]))
+        else:
+            y = STHardmax.apply(probs)
+        return y.reshape(pre.shape)
+
+    def end_epoch(self) -> None:
+        if self.anneal_rate is not None:
+            self.temperature /= self.anneal_rate
+
+    def __repr__(self) -> str:
+        return (f"OneHotNeuron(d={self.d}, mode={self.mode!r}, "
+                f"temperature={self.temperature:g}, anneal_rate={self.anneal_rate})")
+
+
+class GumbelSoftmaxNeuron(Neuron):
+    """A Gumbel-softmax neuron: relaxed (``hard=False``) or straight-through (``hard=True``).
+
+    Training (``stochastic=True``) draws ``G = -log(-log(u))`` from ``rng`` and outputs
+    ``softmax((z + G) / tau)`` (not one-hot: a point inside the simplex) or, with
+    ``hard=True``, ``one_hot(argmax (z + G))`` with the relaxed sample's gradient.
+    Evaluation (``stochastic=False``): the argmax one-hot of the logits, as in
+    :class:`OneHotNeuron`.
+
+    Args:
+        d: categories per neuron; the layer width must be a multiple of ``d``.
+        tau: the initial temperature.
+        hard: output the hard sample (straight-through) instead of the relaxed one.
+        anneal_rate: if given, :meth:`end_epoch` divides ``tau`` by it.
+    """
+
+    def __init__(self, d: int, tau: float = 1.0, hard: bool = False,
+                 anneal_rate: float | None = None):
+        self.d = _check_d(d, "GumbelSoftmaxNeuron")
+        self.tau = _check_temperature(tau, "GumbelSoftmaxNeuron")
+        self.hard = bool(hard)
+        self.anneal_rate = _check_anneal_rate(anneal_rate, "GumbelSoftmaxNeuron")
+
+    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+        logits = split_neurons(pre, self.d, "GumbelSoftmaxNeuron")
+        if not stochastic:
+            y = STHardmax.apply(softmax_with_temperature(logits, self.tau))
+        else:
+            rng = require_rng(rng, "GumbelSoftmaxNeuron")
+            noise = gumbel_from_uniform(rng.random(logits.shape))
+            relax = st_gumbel_softmax if self.hard else gumbel_softmax
+            y = relax(logits, self.tau, noise)
+        return y.reshape(pre.shape)
+
+    def end_epoch(self) -> None:
+        if self.anneal_rate is not None:
+            self.tau /= self.anneal_rate
+
+    def __repr__(self) -> str:
+        return (f"GumbelSoftmaxNeuron(d={self.d}, tau={self.tau:g}, hard={self.hard}, "
+                f"anneal_rate={self.anneal_rate})")
