@@ -332,25 +332,6 @@ def test_data_dir_that_cannot_be_created(tmp_path, fake, monkeypatch):
     assert blocker.read_text() == "not a directory"
 
 
-def test_read_only_data_dir(isolated, fake):
-    isolated.mkdir()
-    isolated.chmod(0o500)
-    try:
-        try:
-            (isolated / "probe").write_text("")
-        except PermissionError:
-            pass
-        else:
-            (isolated / "probe").unlink()
-            pytest.skip("permissions are not enforced (running as root)")
-        with pytest.warns(DataWarning, match="cannot be created or written"):
-            mnist = load_standard()
-        assert_matches(mnist, fake.parts)
-        assert os.listdir(isolated) == []
-    finally:
-        isolated.chmod(0o700)
-
-
 def test_arrays_are_kept_in_memory_and_read_only(fake, monkeypatch, unpickle_calls):
     monkeypatch.setattr(data, "TF_VALIDATION_SIZE", 4)
     first = data.load_mnist()
