@@ -794,9 +794,10 @@ class Conv2d(Function):
     def backward(self, g):
         x, w, _ = self.inputs
         dx, dw, db = kernels.conv2d_backward(
-            g.data, x.shape, self.cols, w.data, self.stride, self.padding
+            g.data, x.shape, self.cols, w.data, self.stride, self.padding,
+            need_dx=self.needs_input_grad[0],
         )
-        return Tensor(dx), Tensor(dw), Tensor(db)
+        return (Tensor(dx) if dx is not None else None), Tensor(dw), Tensor(db)
 
 
 class MaxPool2d(Function):

@@ -8,19 +8,22 @@ likewise ``OW``), and the convolution (a cross-correlation, as in every deep-lea
 
 where ``xp`` is ``x`` padded with ``p`` zeros on each side of H and W.
 
-The fast path lowers the convolution to one matrix product (im2col). Write
-``K = C*KH*KW`` and ``P = N*OH*OW``:
+The fast path lowers the convolution to matrix products (im2col). Write ``K = C*KH*KW`` and
+``L = OH*OW``:
 
-- ``cols = im2col(x)`` is the (K, P) matrix whose column ``(n, oh, ow)`` holds the patch of
-  ``xp`` that output pixel sees, row ``(c, i, j)``;
-- forward: ``Y = W @ cols`` with ``W = w.reshape(F, K)``, then ``Y`` (F, P) is laid out as
-  (N, F, OH, OW) and the bias added, in one Numba pass;
-- backward, with ``G`` the (F, P) matrix of ``grad_out``: ``dW = G @ cols.T``,
-  ``db = G.sum(axis=1)``, ``dcols = W.T @ G`` and ``dx = col2im(dcols)``, which adds each
-  patch gradient back where the patch came from (the adjoint of im2col).
+- ``im2col(x)[n]`` is the (K, L) matrix whose column ``(oh, ow)`` holds the patch of ``xp``
+  that output pixel sees, row ``(c, i, j)``; ``col2im`` is its adjoint (it adds each patch
+  gradient back where the patch came from);
+- forward: ``y[n] = W @ cols[n] + b`` with ``W = w.reshape(F, K)``, which is already the
+  (F, OH, OW) output of sample n, so no transpose pass is needed. The bias rides along as an
+  extra row of ones under ``cols[n]`` and an extra column ``b`` beside ``W``;
+- backward, with ``G[n] = grad_out[n]`` as an (F, L) matrix:
+  ``[dW | db] = sum_n G[n] @ [cols[n]; 1].T`` and ``dx[n] = col2im(W.T @ G[n])``.
 
-Both matrix products are single BLAS calls on contiguous operands; the loops around them are
-serial ``numba.njit(cache=True)`` kernels (serial on purpose: BLAS already uses the cores).
+The samples go through in blocks of a few hundred KiB of patches, so each block is still in
+cache when ``np.matmul`` (one batched BLAS call per block) reads it; the patches are rebuilt in
+the backward pass instead of being kept. The loops around the products are serial
+``numba.njit(cache=True)`` kernels (serial on purpose: BLAS already uses the cores).
 
 Each ``*_reference`` function is an independent NumPy formulation of the same maths (sliding
 windows and ``einsum``; the input gradient as a "full" correlation of the stride-dilated output
@@ -168,13 +171,21 @@ def _im2col_into(x, kh, kw, stride, padding, start, cols):
     _, c_, h, w = x.shape
     oh_ = (h + 2 * padding - kh) // stride + 1
     ow_ = (w + 2 * padding - kw) // stride + 1
-    # One input plane stays in cache while its KH*KW rows are written. (Splitting the ow loop
-    # into padding and interior ranges, to drop the branch, measured 3x slower.)
+    # One input plane stays in cache while its KH*KW rows are written.
     for n in range(cols.shape[0]):
         for c in range(c_):
             for i in range(kh):
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
+                    if stride == 1 and padding == 0:
+                        # The common case, as plain row copies between 1-D views: Numba
+                        # vectorises these (about 1.5x faster than the general loop below).
+                        for oh in range(oh_):
+                            src = x[start + n, c, oh + i, j : j + ow_]
+                            dst = cols[n, row, oh * ow_ : (oh + 1) * ow_]
+                            for ow in range(ow_):
+                                dst[ow] = src[ow]
+                        continue
                     for oh in range(oh_):
                         ih = oh * stride + i - padding
                         base = oh * ow_
@@ -203,6 +214,13 @@ def _col2im_into(cols, kh, kw, stride, padding, start, dx):
             for i in range(kh):
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
+                    if stride == 1 and padding == 0:
+                        for oh in range(oh_):
+                            src = cols[n, row, oh * ow_ : (oh + 1) * ow_]
+                            dst = dx[start + n, c, oh + i, j : j + ow_]
+                            for ow in range(ow_):
+                                dst[ow] += src[ow]
+                        continue
                     for oh in range(oh_):
                         ih = oh * stride + i - padding
                         if ih < 0 or ih >= h:
@@ -296,7 +314,7 @@ def _maxpool_backward(g, argmax, size):
 # bytes, so they are still in cache when the matrix product reads them. Building the whole
 # (N, C*KH*KW, OH*OW) array instead costs a trip through main memory and, because a large
 # fresh array is mapped page by page, a page fault per 4 KiB on every call.
-_BLOCK_BYTES = 256 * 1024
+_BLOCK_BYTES = 512 * 1024
 
 
 def _block_samples(rows: int, plane: int, itemsize: int, n: int) -> int:
@@ -325,8 +343,9 @@ def conv2d_forward(
 
     Returns:
         ``(out, cols)``: out is (N, F, OH, OW); cols is what :func:`conv2d_backward` needs:
-        here the contiguous input in the compute dtype, since rebuilding the patches block by
-        block is cheaper than keeping a C*KH*KW times larger array alive.
+        here the contiguous input in the compute dtype (possibly ``x`` itself, so do not
+        modify ``x`` in place before the backward pass), since rebuilding the patches block
+        by block is cheaper than keeping a C*KH*KW times larger array alive.
     """
     x, w, b, stride, padding, oh, ow = _conv_inputs("conv2d_forward", x, w, b, stride, padding)
     n, c = x.shape[:2]
