@@ -171,11 +171,12 @@ def summary_table(results: dict[str, list[History]], reference: dict[str, float]
                   ) -> str:
     """A plain-text table of mean ± std final validation accuracy (and the seed's number)."""
     reference = reference or {}
-    lines = [f"{'configuration':44s} {'ours (mean ± std, n)':>24s} {'seed':>8s}"]
+    width = max([len("configuration")] + [len(label) for label in results])
+    lines = [f"{'configuration':{width}s} {'ours (mean ± std, n)':>24s} {'seed':>8s}"]
     for label, (mean, std, n) in summarize(results).items():
         ref = reference.get(label)
         ref_text = f"{ref:.4f}" if ref is not None else ""
-        lines.append(f"{label:44s} {mean:>10.4f} ± {std:.4f} (n={n}) {ref_text:>8s}")
+        lines.append(f"{label:{width}s} {mean:>10.4f} ± {std:.4f} (n={n}) {ref_text:>8s}")
     return "\n".join(lines)
 
 
