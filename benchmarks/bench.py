@@ -1,0 +1,762 @@
+#!/usr/bin/env python
+"""Speed benchmark: one training step of minigrad against a hand-written NumPy floor and PyTorch.
+
+For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam) and each thread count (1, 2),
+every process is started fresh with the thread variables of every library set before NumPy is
+imported. First a correctness guard builds the three implementations from the same weights and
+checks on one batch that minigrad's loss and gradients equal the hand NumPy version's (and
+PyTorch's, when installed). Then each implementation is timed alone in its own processes (two
+rounds, in alternating order), after warm-up steps that include any Numba compilation; the
+median time per step is reported with its interquartile range.
+
+    python benchmarks/bench.py                 # full run (about two minutes on 2 cores)
+    python benchmarks/bench.py --quick         # fewer steps, for a smoke test
+    python benchmarks/bench.py --json out.json # also write the results as JSON
+
+PyTorch is optional: without it the PyTorch column is left out.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+# Benchmark the minigrad of this working tree, installed or not.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+# Only the standard library is imported at module level: a worker must set the thread
+# variables before NumPy (and its BLAS) is loaded.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+THREADS = (1, 2)
+IMPLS = ("minigrad", "numpy", "torch")
+IMPL_TITLES = {"minigrad": "minigrad", "numpy": "NumPy floor", "torch": "PyTorch eager"}
+RESULT_TAG = "@@BENCH-RESULT "
+
+WORKLOADS = {
+    "mlp1": {
+        "title": "MLP 784-100-10, B=50, SGD",
+        "kind": "mlp", "sizes": (784, 100, 10), "batch": 50, "optimizer": "sgd", "lr": 0.1,
+        "steps": 200, "warmup": 20, "quick_steps": 30, "quick_warmup": 5,
+    },
+    "mlp2": {
+        "title": "MLP 784-200-200-10, B=50, SGD",
+        "kind": "mlp", "sizes": (784, 200, 200, 10), "batch": 50, "optimizer": "sgd", "lr": 0.1,
+        "steps": 200, "warmup": 20, "quick_steps": 30, "quick_warmup": 5,
+    },
+    "lenet": {
+        "title": "LeNet-5, 128x1x32x32, Adam",
+        "kind": "lenet", "batch": 128, "optimizer": "adam", "lr": 1e-3,
+        "steps": 30, "warmup": 3, "quick_steps": 6, "quick_warmup": 2,
+    },
+}
+N_BATCHES = 4  # distinct random batches, used in turn
+# Each implementation is timed alone in its own process (thread pools and the memory
+# allocator of one would otherwise change the timings of the next), in this many rounds of
+# processes, in alternating order (A B C, C B A), the timed steps split between the rounds.
+ROUNDS = 2
+QUICK_ROUNDS = 1
+BUSY_WARNING = 0.05  # others' share of the machine above which a cell is flagged
+GUARD_RTOL = {"numpy": 1e-4, "torch": 1e-3}  # max |a - b| / max |b| per array
+
+
+def targets(kind: str, threads: int) -> dict[str, float | None]:
+    """Upper bounds for minigrad / NumPy floor and minigrad / PyTorch (None: no target)."""
+    if kind == "mlp":
+        return {"numpy": 1.15, "torch": 0.8}
+    return {"numpy": None, "torch": 1.0 if threads == 1 else 1.2}
+
+
+SCALING_TARGET = 1.0  # minigrad at 2 threads / minigrad at 1 thread
+
+
+# ============================================================================ workers
+def _check_thread_env(threads: int) -> None:
+    for var in THREAD_VARS:  # set by the parent; make sure, before NumPy is imported
+        if os.environ.get(var) != str(threads):
+            raise RuntimeError(f"worker started with {var}={os.environ.get(var)!r}, "
+                               f"expected {threads}")
+
+
+def _setup(workload: str):
+    """The workload, minigrad's model (whose initial weights every implementation copies) and
+    the random batches, all from np.random.default_rng(0)."""
+    import numpy as np
+
+    wl = WORKLOADS[workload]
+    rng = np.random.default_rng(0)
+    mg = (MinigradMLP if wl["kind"] == "mlp" else MinigradLeNet)(wl, rng)
+    params0 = [p.data.copy() for p in mg.params]
+    return wl, mg, params0, make_batches(wl, rng)
+
+
+def _make_torch(wl, params0, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    return TorchModel(wl, params0), torch.get_num_threads()
+
+
+def guard_worker(config: dict) -> dict:
+    """Build the implementations side by side and check they compute the same thing."""
+    threads = config["threads"]
+    _check_thread_env(threads)
+    wl, mg, params0, batches = _setup(config["workload"])
+    impls = {"minigrad": mg, "numpy": (HandMLP if wl["kind"] == "mlp" else HandLeNet)(wl, params0)}
+    thread_check, torch_error = {}, None
+    if config["torch"]:
+        try:
+            impls["torch"], thread_check["torch"] = _make_torch(wl, params0, threads)
+        except ImportError as exc:  # installed but broken: report, do not crash
+            torch_error = f"{type(exc).__name__}: {exc}"
+    import numba
+
+    thread_check["numba"] = numba.config.NUMBA_NUM_THREADS
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            thread_check[info.get("internal_api", "?")] = info.get("num_threads")
+    return {"guard": correctness_guard(impls, batches[0], wl), "thread_check": thread_check,
+            "torch_error": torch_error}
+
+
+def time_worker(config: dict) -> dict:
+    """Warm up, then time ``steps`` training steps of one implementation, alone in its process."""
+    threads = config["threads"]
+    _check_thread_env(threads)
+    wl, mg, params0, batches = _setup(config["workload"])
+    name = config["impl"]
+    if name == "minigrad":
+        impl = mg
+    else:
+        del mg
+        if name == "numpy":
+            impl = (HandMLP if wl["kind"] == "mlp" else HandLeNet)(wl, params0)
+        else:
+            impl, _ = _make_torch(wl, params0, threads)
+    for i in range(config["warmup"]):
+        impl.step(*impl.batch(batches[i % N_BATCHES]))
+    prepared = [impl.batch(batches[i % N_BATCHES]) for i in range(config["steps"])]
+    clock = time.perf_counter
+    times = []
+    cpu0 = cpu_sample()
+    for x, t in prepared:
+        t0 = clock()
+        impl.step(x, t)
+        times.append(clock() - t0)
+    cpu1 = cpu_sample()
+    return {"times": times, "cpu": None if cpu0 is None or cpu1 is None
+            else [b - a for a, b in zip(cpu0, cpu1)]}
+
+
+def cpu_sample():
+    """(busy seconds of the machine, all seconds of the machine, this process's CPU seconds),
+    or None where /proc/stat is not available."""
+    try:
+        with open("/proc/stat") as f:
+            # user nice system idle iowait irq softirq steal (guest time is inside user)
+            jiffies = [int(v) for v in f.readline().split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+    idle = jiffies[3] + (jiffies[4] if len(jiffies) > 4 else 0)  # idle + iowait
+    own = os.times()
+    return (sum(jiffies) - idle) / hz, sum(jiffies) / hz, own.user + own.system
+
+
+def others_cpu_share(deltas) -> float | None:
+    """Fraction of the machine's CPU time used by other processes, from summed differences of
+    :func:`cpu_sample` (busy, all, own)."""
+    if not deltas:
+        return None
+    busy, total, own = (sum(d[i] for d in deltas) for i in range(3))
+    return max(0.0, (busy - own) / total) if total > 0 else None
+
+
+def make_batches(wl, rng):
+    import numpy as np
+
+    b = wl["batch"]
+    shape = (b, wl["sizes"][0]) if wl["kind"] == "mlp" else (b, 1, 32, 32)
+    out = []
+    for _ in range(N_BATCHES):
+        x = rng.random(shape, dtype=np.float32)
+        t = np.zeros((b, 10), dtype=np.float32)
+        t[np.arange(b), rng.integers(0, 10, size=b)] = 1.0
+        out.append((x, t))
+    return out
+
+
+def _scaled_error(a, b) -> float:
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise AssertionError(f"shape mismatch {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def correctness_guard(impls, batch, wl) -> dict:
+    """Loss and every gradient of one batch: minigrad against the others. Raises on mismatch."""
+    ref_loss, ref_grads = impls["minigrad"].loss_and_grads(*impls["minigrad"].batch(batch))
+    report = {}
+    for name, impl in impls.items():
+        if name == "minigrad":
+            continue
+        loss, grads = impl.loss_and_grads(*impl.batch(batch))
+        errors = [_scaled_error(ref_loss, loss)]
+        errors += [_scaled_error(g_ref, g) for g_ref, g in zip(ref_grads, grads)]
+        worst = max(errors)
+        if len(grads) != len(ref_grads) or not worst <= GUARD_RTOL[name]:
+            bad = [i for i, e in enumerate(errors) if not e <= GUARD_RTOL[name]]
+            raise AssertionError(
+                f"CORRECTNESS GUARD FAILED ({wl['title']}): minigrad and {IMPL_TITLES[name]} "
+                f"disagree (scaled max error {worst:.2e} > {GUARD_RTOL[name]:g}; entries "
+                f"{bad}, 0 = loss, then the gradients in parameter order); losses "
+                f"{float(ref_loss):.7g} vs {float(loss):.7g}. The timings would not compare "
+                "equal work."
+            )
+        report[name] = worst
+    return report
+
+
+# ---------------------------------------------------------------------------- minigrad
+class MinigradModel:
+    """Tensor / nn / optim as a user of the library writes them."""
+
+    def __init__(self, wl, model):
+        from minigrad import optim
+        from minigrad.functions import softmax_cross_entropy
+        from minigrad.tensor import Tensor
+
+        self.xent, self.tensor = softmax_cross_entropy, Tensor
+        self.model = model
+        self.params = model.parameters()
+        if wl["optimizer"] == "sgd":
+            self.opt = optim.SGD(self.params, lr=wl["lr"])
+        else:
+            self.opt = optim.Adam(self.params, lr=wl["lr"])
+
+    def batch(self, b):
+        return b
+
+    def step(self, x, t):
+        self.opt.zero_grad()
+        loss = self.xent(self.model(self.tensor(x)), self.tensor(t))
+        loss.backward()
+        self.opt.step()
+
+    def loss_and_grads(self, x, t):
+        self.opt.zero_grad()
+        loss = self.xent(self.model(self.tensor(x)), self.tensor(t))
+        loss.backward()
+        grads = [p.grad.data.copy() for p in self.params]
+        self.opt.zero_grad()
+        return loss.item(), grads
+
+
+class MinigradMLP(MinigradModel):
+    def __init__(self, wl, rng):
+        from minigrad import nn
+
+        sizes = wl["sizes"]
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1], rng))
+            if i < len(sizes) - 2:
+                layers.append(nn.Sigmoid())
+        super().__init__(wl, nn.Sequential(*layers))
+
+
+class MinigradLeNet(MinigradModel):
+    def __init__(self, wl, rng):
+        from minigrad import nn
+
+        model = nn.Sequential(
+            nn.Conv2d(1, 6, 5, rng), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, rng), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(400, 120, rng), nn.ReLU(),
+            nn.Linear(120, 84, rng), nn.ReLU(),
+            nn.Linear(84, 10, rng),
+        )
+        super().__init__(wl, model)
+
+
+# ---------------------------------------------------------------------------- NumPy floor
+class HandModel:
+    """Direct NumPy forward and backward: float32, plain expressions, no autograd."""
+
+    def __init__(self, wl, params0):
+        import numpy as np
+
+        self.params = [p.copy() for p in params0]
+        self.lr = wl["lr"]
+        self.adam = wl["optimizer"] == "adam"
+        if self.adam:
+            self.t = 0
+            self.m = [np.zeros_like(p) for p in self.params]
+            self.v = [np.zeros_like(p) for p in self.params]
+
+    def batch(self, b):
+        return b
+
+    def step(self, x, t):
+        _, grads = self.loss_and_grads(x, t)
+        if not self.adam:
+            for p, g in zip(self.params, grads):
+                p -= self.lr * g
+            return
+        import numpy as np
+
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        step_size = self.lr * (1 - b2 ** self.t) ** 0.5 / (1 - b1 ** self.t)
+        eps_hat = eps * (1 - b2 ** self.t) ** 0.5
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= step_size * m / (np.sqrt(v) + eps_hat)
+
+
+def _softmax_xent(z, t):
+    """Mean softmax cross-entropy of logits z (modified) against target rows t, and dL/dz."""
+    import numpy as np
+
+    n = z.shape[0]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    loss = -(t * (z - np.log(s))).sum() / n
+    dz = e / s
+    dz -= t
+    dz /= n
+    return loss, dz
+
+
+def _sigmoid(h):
+    """1 / (1 + exp(-h)), float32, relative error ~2e-7 everywhere (as minigrad's): for
+    h < -88, exp(-h) overflows to inf and the result is 0."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        e = np.exp(-h)
+    e += 1.0
+    return np.reciprocal(e, out=e)
+
+
+class HandMLP(HandModel):
+    def loss_and_grads(self, x, t):
+        params = self.params
+        n_layers = len(params) // 2
+        acts = [x]
+        a = x
+        for i in range(n_layers - 1):
+            h = a @ params[2 * i]
+            h += params[2 * i + 1]
+            a = _sigmoid(h)
+            acts.append(a)
+        z = a @ params[-2]
+        z += params[-1]
+        loss, d = _softmax_xent(z, t)
+        grads = [None] * len(params)
+        for i in reversed(range(n_layers)):
+            a_in = acts[i]
+            grads[2 * i] = a_in.T @ d
+            grads[2 * i + 1] = d.sum(axis=0)
+            if i > 0:
+                d = d @ params[2 * i].T
+                d *= a_in * (1 - a_in)
+        return loss, grads
+
+
+class HandLeNet(HandModel):
+    """The same conv / pool kernels as minigrad (the floor for a NumPy engine), glued by hand."""
+
+    def __init__(self, wl, params0):
+        import inspect
+
+        from minigrad import kernels
+
+        super().__init__(wl, params0)
+        self.k = kernels
+        sig = inspect.signature(kernels.conv2d_backward)
+        self.first_layer_kwargs = {"need_dx": False} if "need_dx" in sig.parameters else {}
+
+    def loss_and_grads(self, x, t):
+        import numpy as np
+
+        k = self.k
+        w1, b1, w2, b2, w3, b3, w4, b4, w5, b5 = self.params
+        n = x.shape[0]
+        c1, cols1 = k.conv2d_forward(x, w1, b1, 1, 0)
+        r1 = np.maximum(c1, 0)
+        p1, am1 = k.maxpool2d_forward(r1, 2)
+        c2, cols2 = k.conv2d_forward(p1, w2, b2, 1, 0)
+        r2 = np.maximum(c2, 0)
+        p2, am2 = k.maxpool2d_forward(r2, 2)
+        f = p2.reshape(n, -1)
+        h3 = f @ w3
+        h3 += b3
+        a3 = np.maximum(h3, 0)
+        h4 = a3 @ w4
+        h4 += b4
+        a4 = np.maximum(h4, 0)
+        z = a4 @ w5
+        z += b5
+        loss, dz = _softmax_xent(z, t)
+
+        dw5, db5 = a4.T @ dz, dz.sum(axis=0)
+        d = dz @ w5.T
+        d *= h4 > 0
+        dw4, db4 = a3.T @ d, d.sum(axis=0)
+        d = d @ w4.T
+        d *= h3 > 0
+        dw3, db3 = f.T @ d, d.sum(axis=0)
+        d = (d @ w3.T).reshape(p2.shape)
+        d = k.maxpool2d_backward(d, am2, r2.shape, 2)
+        d *= c2 > 0
+        d, dw2, db2 = k.conv2d_backward(d, p1.shape, cols2, w2, 1, 0)
+        d = k.maxpool2d_backward(d, am1, r1.shape, 2)
+        d *= c1 > 0
+        _, dw1, db1 = k.conv2d_backward(d, x.shape, cols1, w1, 1, 0, **self.first_layer_kwargs)
+        return loss, [dw1, db1, dw2, db2, dw3, db3, dw4, db4, dw5, db5]
+
+
+# ---------------------------------------------------------------------------- PyTorch
+class TorchModel:
+    """The same architecture with torch.nn, F.cross_entropy on probability targets, torch.optim."""
+
+    def __init__(self, wl, params0):
+        import torch
+        from torch import nn
+
+        if wl["kind"] == "mlp":
+            sizes = wl["sizes"]
+            layers = []
+            for i in range(len(sizes) - 1):
+                layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+                if i < len(sizes) - 2:
+                    layers.append(nn.Sigmoid())
+        else:
+            layers = [
+                nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(400, 120), nn.ReLU(),
+                nn.Linear(120, 84), nn.ReLU(),
+                nn.Linear(84, 10),
+            ]
+        self.model = nn.Sequential(*layers)
+        self.params = list(self.model.parameters())
+        # minigrad's Linear weight is (in, out); torch's is (out, in).
+        self.transposed = [p.ndim == 2 for p in self.params]
+        with torch.no_grad():
+            for p, p0, tr in zip(self.params, params0, self.transposed):
+                p.copy_(torch.from_numpy(p0.T.copy() if tr else p0))
+        if wl["optimizer"] == "sgd":
+            self.opt = torch.optim.SGD(self.params, lr=wl["lr"])
+        else:
+            self.opt = torch.optim.Adam(self.params, lr=wl["lr"])
+        self.torch = torch
+
+    def batch(self, b):
+        return self.torch.from_numpy(b[0]), self.torch.from_numpy(b[1])
+
+    def step(self, x, t):
+        self.opt.zero_grad()
+        loss = self.torch.nn.functional.cross_entropy(self.model(x), t)
+        loss.backward()
+        self.opt.step()
+
+    def loss_and_grads(self, x, t):
+        self.opt.zero_grad()
+        loss = self.torch.nn.functional.cross_entropy(self.model(x), t)
+        loss.backward()
+        grads = [p.grad.numpy().T.copy() if tr else p.grad.numpy().copy()
+                 for p, tr in zip(self.params, self.transposed)]
+        self.opt.zero_grad()
+        return loss.item(), grads
+
+
+# ============================================================================ parent
+def blas_name() -> str:
+    import numpy as np
+
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        name, version = blas.get("name", "?"), blas.get("version", "")
+        return f"{name} {version}".strip()
+    except Exception:  # older NumPy: no mode="dicts"
+        return "unknown (see numpy.show_config())"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_worker(config: dict) -> dict:
+    """Run one worker in a fresh interpreter with the thread variables set; its JSON result."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(config["threads"])
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(config)],
+        env=env, capture_output=True, text=True,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    sys.stderr.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    what = f"{config['mode']} run" + (f" of {config['impl']}" if "impl" in config else "")
+    raise SystemExit(
+        f"bench: the {what} for {WORKLOADS[config['workload']]['title']} at "
+        f"{config['threads']} thread(s) failed (exit code {proc.returncode}); its output is above"
+    )
+
+
+def run_cell(workload: str, threads: int, quick: bool, have_torch: bool) -> dict:
+    """Correctness guard, then every implementation timed in its own processes."""
+    import numpy as np
+
+    wl = WORKLOADS[workload]
+    base = {"workload": workload, "threads": threads}
+    res = run_worker({**base, "mode": "guard", "torch": have_torch})
+    impls = ["minigrad", "numpy"] + (["torch"] if have_torch and not res["torch_error"] else [])
+    steps = wl["quick_steps" if quick else "steps"]
+    warmup = wl["quick_warmup" if quick else "warmup"]
+    rounds = QUICK_ROUNDS if quick else ROUNDS
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    cpu = []
+    for r in range(rounds):
+        for name in impls if r % 2 == 0 else impls[::-1]:
+            todo = (steps * (r + 1)) // rounds - (steps * r) // rounds
+            out = run_worker({**base, "mode": "time", "impl": name, "steps": todo,
+                              "warmup": warmup})
+            times[name] += out["times"]
+            if out["cpu"] is not None:
+                cpu.append(out["cpu"])
+    stats = {}
+    for name, ts in times.items():
+        q1, med, q3 = (float(v) for v in np.percentile(np.array(ts), [25, 50, 75]))
+        stats[name] = {"median_ms": 1e3 * med, "q1_ms": 1e3 * q1, "q3_ms": 1e3 * q3,
+                       "steps": len(ts), "processes": rounds}
+    res.update(base)
+    res["stats"] = stats
+    res["others_cpu_share"] = others_cpu_share(cpu)
+    return res
+
+
+def verdict(ratio: float | None, bound: float | None) -> str:
+    if ratio is None:
+        return "-"
+    if bound is None:
+        return f"{ratio:5.2f}"
+    return f"{ratio:5.2f} <={bound:<4g} {'pass' if ratio <= bound else 'MISS'}"
+
+
+def fmt_time(s: dict | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s['median_ms']:8.3f} ({s['q3_ms'] - s['q1_ms']:6.3f})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer warm-up and timed steps")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+
+    if args.worker is not None:
+        config = json.loads(args.worker)
+        result = (guard_worker if config["mode"] == "guard" else time_worker)(config)
+        print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+
+    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in chosen if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+
+    import numpy as np
+
+    have_torch = importlib.util.find_spec("torch") is not None
+    torch_version = None
+    if have_torch:
+        try:
+            from importlib.metadata import version
+
+            torch_version = version("torch")
+        except Exception:
+            torch_version = "?"
+    import numba
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    meta = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas_name(),
+        "numba": numba.__version__,
+        "torch": torch_version,
+        "cpu": cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "load_average_at_start": load,
+        "quick": args.quick,
+        "threadpoolctl": importlib.util.find_spec("threadpoolctl") is not None,
+    }
+    print("minigrad speed benchmark: median time per training step "
+          "(forward + backward + optimizer update), float32")
+    print(f"Python {meta['python']}, NumPy {meta['numpy']} (BLAS: {meta['blas']}), "
+          f"Numba {meta['numba']}, "
+          + (f"PyTorch {torch_version} (CPU, eager)" if have_torch else "PyTorch not installed"))
+    print(f"CPU: {meta['cpu']}, {meta['logical_cores']} logical cores"
+          + (f", load average {load:.2f} at start" if load is not None else ""))
+    if load is not None and load > 0.5:
+        print("  note: the load average was above 0.5 at start: check the 'others CPU' column")
+    prefix = "quick_" if args.quick else ""
+    steps = ", ".join(
+        f"{WORKLOADS[w]['title'].split(',')[0]}: {WORKLOADS[w][prefix + 'steps']} timed after "
+        f"{WORKLOADS[w][prefix + 'warmup']} warm-up"
+        for w in chosen)
+    print(f"Steps per cell ({'quick' if args.quick else 'full'} run): {steps}")
+    print("Each implementation is timed alone in fresh processes "
+          f"({QUICK_ROUNDS if args.quick else ROUNDS} per cell, in alternating order) with "
+          + ", ".join(THREAD_VARS) + " set before NumPy is imported"
+          + (" and torch.set_num_threads(n)" if have_torch else "")
+          + ("; threads checked with threadpoolctl." if meta["threadpoolctl"]
+             else "; threadpoolctl is not installed, so the variables are trusted."))
+    if not have_torch:
+        print("Note: the PyTorch column is left out because torch is not installed "
+              "(benchmarks/README.md says how to add it).")
+    print(flush=True)
+
+    results = []
+    thread_checks: dict[int, dict] = {}
+    for w in chosen:
+        for n in THREADS:
+            print(f"  running {WORKLOADS[w]['title']} at {n} thread(s) ...", file=sys.stderr,
+                  flush=True)
+            res = run_cell(w, n, args.quick, have_torch)
+            wrong = {k: v for k, v in res["thread_check"].items() if v != n}
+            if wrong:
+                print(f"WARNING: {WORKLOADS[w]['title']} at {n} thread(s): thread pools report "
+                      + ", ".join(f"{k}={v}" for k, v in wrong.items()))
+            thread_checks.setdefault(n, res["thread_check"])
+            if res.get("torch_error"):
+                print(f"Note: torch could not be imported in the worker "
+                      f"({res['torch_error']}); PyTorch column left out.")
+            st = res["stats"]
+            tg = targets(WORKLOADS[w]["kind"], n)
+            ratios = {}
+            for other in ("numpy", "torch"):
+                if other in st:
+                    ratios[other] = st["minigrad"]["median_ms"] / st[other]["median_ms"]
+            res["ratios"] = {f"minigrad/{k}": v for k, v in ratios.items()}
+            res["targets"] = {f"minigrad/{k}": tg[k] for k in ratios}
+            res["pass"] = {f"minigrad/{k}": bool(tg[k] is None or ratios[k] <= tg[k])
+                           for k in ratios}
+            results.append(res)
+
+    # ------------------------------------------------------------------ the table
+    show_torch = any("torch" in r["stats"] for r in results)
+    head = (f"{'workload':<31}{'thr':>3}  {'minigrad':>17}  {'NumPy floor':>17}"
+            + (f"  {'PyTorch eager':>17}" if show_torch else "")
+            + f"  {'minigrad / floor':<21}"
+            + (f"  {'minigrad / PyTorch':<21}" if show_torch else "")
+            + "  others")
+    sub = (f"{'':<31}{'':>3}  {'ms  (IQR)':>17}  {'ms  (IQR)':>17}"
+           + (f"  {'ms  (IQR)':>17}" if show_torch else "")
+           + f"  {'ratio  target':<21}" + (f"  {'ratio  target':<21}" if show_torch else "")
+           + "  CPU")
+    rule = "-" * len(head)
+    busy_cells = 0
+    print(head)
+    print(sub)
+    print(rule)
+    for res in results:
+        st, tg = res["stats"], res["targets"]
+        line = (f"{WORKLOADS[res['workload']]['title']:<31}{res['threads']:>3}  "
+                f"{fmt_time(st['minigrad']):>17}  {fmt_time(st.get('numpy')):>17}")
+        if show_torch:
+            line += f"  {fmt_time(st.get('torch')):>17}"
+        line += f"  {verdict(res['ratios'].get('minigrad/numpy'), tg.get('minigrad/numpy')):<21}"
+        if show_torch:
+            torch_ratio = res["ratios"].get("minigrad/torch")
+            line += f"  {verdict(torch_ratio, tg.get('minigrad/torch')):<21}"
+        share = res.get("others_cpu_share")
+        if share is None:
+            line += "  ?"
+        else:
+            line += f"  {100 * share:3.0f}%" + (" !" if share > BUSY_WARNING else "")
+            busy_cells += share > BUSY_WARNING
+        print(line.rstrip())
+    print(rule)
+
+    scaling = {}
+    for w in chosen:
+        by_n = {r["threads"]: r["stats"] for r in results if r["workload"] == w}
+        if 1 not in by_n or 2 not in by_n:
+            continue
+        s = {impl: by_n[2][impl]["median_ms"] / by_n[1][impl]["median_ms"]
+             for impl in IMPLS if impl in by_n[1] and impl in by_n[2]}
+        scaling[w] = {"2/1": s, "target": SCALING_TARGET,
+                      "pass": bool(s["minigrad"] <= SCALING_TARGET)}
+        others = ", ".join(f"{IMPL_TITLES[k]} {v:.2f}" for k, v in s.items() if k != "minigrad")
+        print(f"{WORKLOADS[w]['title']:<31} 2 threads / 1 thread, minigrad: "
+              f"{verdict(s['minigrad'], SCALING_TARGET)}   ({others})")
+    print()
+    print("others CPU: share of the machine's CPU time used by other processes while a cell was")
+    print(f"timed; '!' marks more than {100 * BUSY_WARNING:.0f}%, where the timings are not "
+          "trustworthy."
+          + (f" {busy_cells} cell(s) are marked: rerun on an idle machine." if busy_cells else ""))
+    for n, check in thread_checks.items():
+        print(f"Threads reported at {n}: " + ", ".join(f"{k}={v}" for k, v in check.items())
+              + ("" if meta["threadpoolctl"] else " (threadpoolctl not installed)"))
+    print("Times: median over the timed steps, in ms, with the interquartile range (q3 - q1);")
+    print("warm-up steps run first and are not timed, so Numba compilation is excluded.")
+    print("Ratios are minigrad's median over the other's: below 1 means minigrad is faster.")
+    print("NumPy floor: forward and backward written by hand in direct NumPy (float32, no")
+    print("autograd, no Numba for the MLPs); for LeNet-5 it calls the same minigrad.kernels")
+    print("conv/pool kernels directly, the floor for a NumPy engine built on them (and, like")
+    print("PyTorch, does not compute the gradient of the input images).")
+    if show_torch:
+        print("PyTorch eager: torch.nn layers, F.cross_entropy on the same one-hot targets,")
+        print("torch.optim.SGD / Adam, CPU, float32, same initial weights.")
+    guards = "; ".join(
+        f"{WORKLOADS[r['workload']]['title'].split(',')[0]} {r['threads']}T: "
+        + ", ".join(f"{IMPL_TITLES[k]} {v:.1e}" for k, v in r["guard"].items())
+        for r in results if r["threads"] == 1)
+    print("Correctness guard passed (max |difference| / max |value| of loss and gradients on one")
+    print(f"batch, against minigrad): {guards}")
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "results": results, "scaling": scaling}, f, indent=2)
+            f.write("\n")
+        print(f"Results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
