@@ -189,10 +189,8 @@ class Log(Function):
 
 
 def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    # With e = exp(-|x|) <= 1 nothing overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
-    # (exp(-logaddexp(0, -x)) is as stable but measured 4x slower on a 50x100 batch.)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1, e) / (1 + e)
+    # exp(-logaddexp(0, -x)) = 1 / (1 + exp(-x)) without overflow warnings for large |x|.
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
 
 
 class Sigmoid(Function):
