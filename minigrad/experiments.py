@@ -253,9 +253,3 @@ def load_results(directory: Path | None = None) -> list[dict]:
             payloads.append(json.load(f))
     return payloads
 
-
-def config_dict(config: ClassifierConfig) -> dict:
-    """A JSON-friendly description of a configuration."""
-    d = dict(config.__dict__)
-    d["make_neuron"] = repr(config.make_neuron())
-    return d
