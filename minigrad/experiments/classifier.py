@@ -1,5 +1,5 @@
-"""Training loops that record what the seeds plot, sweeps over configurations and seeds, and
-the results file the reproduction appendix reads.
+"""The MNIST classifier loop: training that records what the seeds plot, sweeps over configurations
+and seeds (run in parallel through :mod:`minigrad.experiments.executor`).
 
 The classifier protocol follows the seeds (R2RT's binary and one-hot neuron posts): minibatches
 of 50, plain SGD, ``epochs x steps_per_epoch`` steps, training accuracy averaged every 100
@@ -12,12 +12,8 @@ the batch. :func:`seed_loss` reproduces it, so the seeds' learning rates carry o
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,6 +27,8 @@ from minigrad.functions import softmax_cross_entropy
 from minigrad.models.mlp import MLPClassifier
 from minigrad.optim import SGD
 from minigrad.tensor import Tensor, no_grad
+
+from .executor import map_runs
 
 
 def seed_loss(logits: Tensor, targets: np.ndarray) -> Tensor:
@@ -147,14 +145,23 @@ def _train_classifier(config, train, validation, seed, sizes_in_out, progress):
 
 
 def run_sweep(configs: list[ClassifierConfig], train, validation, seeds: list[int],
-              progress: bool = True) -> dict[str, list[History]]:
-    """Train every configuration with every seed; returns histories by label."""
+              progress: bool = True, executor=None) -> dict[str, list[History]]:
+    """Train every configuration with every seed, in parallel; returns histories by label.
+
+    The runs are independent (each is seeded by its own seed), so they go through
+    :func:`~minigrad.experiments.executor.map_runs` on both cores and give the same
+    histories as a sequential loop.
+    """
+    runs = [(c.scaled(), train, validation, s) for c in configs for s in seeds]
+    histories = map_runs(_history_of_run, runs, executor=executor, progress=progress)
     results: dict[str, list[History]] = {}
-    runs = [(c, s) for c in configs for s in seeds]
-    for config, seed in tqdm(runs, desc="runs", disable=not progress):
-        _, history = train_classifier(config.scaled(), train, validation, seed)
+    for (config, *_), history in zip(runs, histories):
         results.setdefault(config.label, []).append(history)
     return results
+
+
+def _history_of_run(config, train, validation, seed) -> History:
+    return train_classifier(config, train, validation, seed)[1]
 
 
 def summarize(results: dict[str, list[History]]) -> dict[str, tuple[float, float, int]]:
@@ -180,57 +187,6 @@ def summary_table(results: dict[str, list[History]], reference: dict[str, float]
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------- the results file
-def repo_root(start: Path | None = None) -> Path:
-    """The book's root: the nearest directory at or above ``start`` holding ``_toc.yml``."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "_toc.yml").exists():
-            return candidate
-    return here
-
-
-def results_dir() -> Path:
-    """Where chapters record results: ``$MINIGRAD_RESULTS``, else
-    ``_build/results/<budget>`` at the book's root (so a smoke run never overwrites the
-    full-budget numbers the reproduction appendix shows)."""
-    base = os.environ.get("MINIGRAD_RESULTS")
-    if base:
-        return Path(base)
-    return repo_root() / "_build" / "results" / _budget.budget()
-
-
-def results_path(chapter: str) -> Path:
-    """The results file of one chapter."""
-    return results_dir() / f"{chapter}.json"
-
-
-def record_results(chapter: str, rows: list[dict]) -> Path:
-    """Write a chapter's headline results atomically, replacing its previous file.
-
-    Each row holds at least ``experiment``, ``config``, ``seed``, ``metric`` and ``value``;
-    the budget the numbers were measured at is stored beside them.
-    """
-    required = {"experiment", "config", "seed", "metric", "value"}
-    for row in rows:
-        missing = required - set(row)
-        if missing:
-            raise ValueError(f"record_results: a row lacks {sorted(missing)}: {row}")
-    path = results_path(chapter)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"chapter": chapter, "budget": _budget.budget(), "rows": rows}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def history_rows(experiment: str, results: dict[str, list[History]],
                  reference: dict[str, float] | None = None) -> list[dict]:
     """Rows for :func:`record_results`: the final validation accuracy of every run."""
@@ -242,14 +198,3 @@ def history_rows(experiment: str, results: dict[str, list[History]],
                          "metric": "final validation accuracy", "value": h.final_val,
                          "reference": reference.get(label), "seconds": h.seconds})
     return rows
-
-
-def load_results(directory: Path | None = None) -> list[dict]:
-    """Every chapter's recorded results (for the reproduction appendix)."""
-    directory = directory or results_dir()
-    payloads = []
-    for path in sorted(Path(directory).glob("*.json")):
-        with open(path) as f:
-            payloads.append(json.load(f))
-    return payloads
-

@@ -1,0 +1,68 @@
+"""The experiments layer: the executor for independent runs, the results store."""
+import concurrent.futures as cf
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minigrad.experiments import default_workers, load_results, map_runs, record_results
+from minigrad.experiments import executor as executor_module
+
+
+def _draw(seed, n):
+    """A run whose result depends only on its arguments, plus the process that ran it."""
+    return float(np.random.default_rng(seed).normal(size=n).sum()), os.getpid()
+
+
+def test_map_runs_in_parallel_equals_sequential_and_keeps_order():
+    runs = [(seed, 1000) for seed in range(6)]
+    parallel = map_runs(_draw, runs, workers=2)
+    sequential = map_runs(_draw, runs, workers=1)
+    assert [v for v, _ in parallel] == [v for v, _ in sequential]
+    assert [v for v, _ in sequential] == [_draw(*run)[0] for run in runs]
+    if "fork" in __import__("multiprocessing").get_all_start_methods():
+        # the local pool really ran the work in other processes
+        assert {pid for _, pid in parallel} - {os.getpid()}
+        assert {pid for _, pid in sequential} == {os.getpid()}
+
+
+def test_map_runs_accepts_a_lambda_and_closures_without_pickling():
+    offset = np.arange(3.0)
+    out = map_runs(lambda k: float((offset * k).sum()), [(1,), (2,), (3,)], workers=2)
+    assert out == [3.0, 6.0, 9.0]
+
+
+def test_map_runs_on_any_executor():
+    with cf.ThreadPoolExecutor(2) as pool:
+        out = map_runs(_draw, [(1, 10), (2, 10)], executor=pool)
+    assert [v for v, _ in out] == [_draw(1, 10)[0], _draw(2, 10)[0]]
+
+
+def _fail(x):
+    raise ValueError(f"run {x} failed")
+
+
+def test_a_failing_run_raises_its_own_error():
+    with pytest.raises(ValueError, match="run 1 failed"):
+        map_runs(_fail, [(1,), (2,)], workers=2)
+    assert executor_module._RUNS is None  # the next map starts clean
+
+
+def test_workers_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MINIGRAD_WORKERS", "3")
+    assert default_workers() == 3
+    monkeypatch.setenv("MINIGRAD_WORKERS", "zero")
+    with pytest.raises(ValueError, match="MINIGRAD_WORKERS='zero' must be a whole number"):
+        default_workers()
+
+
+def test_record_results_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_RESULTS", str(tmp_path))
+    row = {"experiment": "e", "config": "c", "seed": 0, "metric": "m", "value": 0.5}
+    path = record_results("chapter", [row])
+    assert json.loads(path.read_text())["rows"] == [row]
+    assert [p["chapter"] for p in load_results()] == ["chapter"]
+    assert [p.name for p in tmp_path.iterdir()] == ["chapter.json"]  # no temporary file left
+    with pytest.raises(ValueError, match="lacks"):
+        record_results("chapter", [{"value": 1.0}])
