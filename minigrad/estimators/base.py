@@ -80,6 +80,25 @@ class Deterministic(Neuron):
         return f"Deterministic({self.name})"
 
 
+def surrogate(logits: Tensor, g: Tensor) -> Tensor:
+    """The loss whose gradient with respect to ``logits`` is the estimate ``g``.
+
+    ``surrogate(logits, g) = sum(logits * stop_gradient(g))``: calling ``backward()`` on it
+    sends the estimate ``g`` into ``logits`` and from there, by the chain rule, into every
+    parameter that produced them. Every estimator of the book is used this way::
+
+        g = reinforce(logits, f, u, baseline=c)   # an estimate of d E[f(b)] / d logits
+        surrogate(logits, g).backward()
+    """
+    g = g.detach() if isinstance(g, Tensor) else Tensor(np.asarray(g, dtype=logits.dtype))
+    if g.shape != logits.shape:
+        raise ValueError(
+            f"surrogate: the estimate has shape {g.shape} but the logits have shape "
+            f"{logits.shape}; an estimator returns one value per logit"
+        )
+    return (logits * g).sum()
+
+
 def require_rng(rng, who: str) -> np.random.Generator:
     """Stochastic neurons need a Generator; say so clearly when it is missing."""
     if not isinstance(rng, np.random.Generator):
