@@ -90,18 +90,19 @@ def gradcheck(
 ) -> bool:
     """Check the gradients of ``fn`` at ``inputs`` against central differences.
 
-    For a random output weighting ``u`` (so non-scalar outputs are covered), the analytic
-    gradient of ``<u, fn(x)>`` is compared with
-    ``(<u, fn(x + eps e_i)> - <u, fn(x - eps e_i)>) / (2 eps)`` for every element ``i`` of
-    every input that requires a gradient (``elementwise=True``), and with the directional
-    derivative along ``n_directions`` random unit directions.
+    For a random output weighting ``u`` (so non-scalar outputs are covered), the
+    analytic gradient of ``<u, fn(x)>`` is compared with
+    ``(<u, fn(x + eps e_i)> - <u, fn(x - eps e_i)>) / (2 eps)``
+    for every element ``i`` of every input that requires a gradient
+    (``elementwise=True``), and with the directional derivative along
+    ``n_directions`` random unit directions.
 
     Args:
         fn: maps the input tensors to a tensor (or a sequence of tensors).
         inputs: float64 tensors; those with ``requires_grad=True`` are checked.
         atol: allowed absolute error; by default :func:`finite_difference_tolerance` of
-            ``sum |u| * max(|fn(x)|, 1)``, the size of the terms of ``<u, fn(x)>``, each
-            output counted as at least 1 (the size of the numbers it is computed from).
+            ``sum |u| * max(|fn(x)|, 1)``, the size of the terms of ``<u, fn(x)>``,
+            each output counted as at least 1 (the size of the numbers it is made of).
         rtol: allowed error relative to the central difference, 0 by default: the error
             of a central difference does not grow with the derivative.
 
@@ -117,15 +118,15 @@ def gradcheck(
     for i in checked:
         if inputs[i].dtype != np.float64:
             raise TypeError(
-                f"gradcheck: input {i} has dtype {inputs[i].dtype}; central differences "
-                "need float64 inputs to be accurate"
+                f"gradcheck: input {i} has dtype {inputs[i].dtype}; central "
+                "differences need float64 inputs to be accurate"
             )
     rng = np.random.default_rng(seed)
     outs = _outputs(fn, inputs)
     weights = [rng.standard_normal(o.shape) for o in outs]
     if atol is None:
-        # Each output counts at least 1: it may be a small difference of order-one numbers
-        # (1 - sigmoid(20), say), and its rounding error is then that of the larger numbers.
+        # Each output counts at least 1: it may be a small difference of order-one
+        # numbers (1 - sigmoid(20), say), with the rounding error of those numbers.
         size = sum(np.sum(np.abs(w) * np.maximum(np.abs(o.data), 1.0))
                    for w, o in zip(weights, outs))
         atol = finite_difference_tolerance(float(size), eps)
@@ -173,7 +174,8 @@ def gradcheck(
         # Project on the steps actually taken, rounding included.
         steps = [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
         exact = float(sum(np.sum(a * s) for a, s in zip(analytic, steps)))
-        _compare(f"random direction {d}", np.array(exact), np.array(numeric), atol, rtol)
+        what = f"random direction {d}"
+        _compare(what, np.array(exact), np.array(numeric), atol, rtol)
     return True
 
 
