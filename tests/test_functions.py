@@ -7,7 +7,7 @@ differentiates the gradient built with ``grad(..., create_graph=True)``. Inputs 
 small (at most a few dozen elements) because the elementwise check costs two forward passes
 per element.
 
-The default tolerances of gradcheck (eps=1e-6, atol=1e-5, rtol=1e-4) are used throughout.
+gradcheck's default step (eps=1e-6) and derived tolerance are used throughout.
 Inputs are drawn away from kinks (relu, abs, clip at its bounds) and from the edges of a
 domain (log and sqrt of positive numbers, division by numbers away from zero), and max is
 checked on well-separated values, so a finite-difference step never crosses a kink.

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigrad import kernels as K
+from minigrad.gradcheck import finite_difference_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = settings(max_examples=25, deadline=None)
@@ -171,11 +172,19 @@ def numerical_gradient(loss, a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         old = a[i]
         a[i] = old + eps
         up = loss()
+        step = a[i]
         a[i] = old - eps
         down = loss()
+        step -= a[i]  # the step actually taken: old + eps is rounded when |old| is large
         a[i] = old
-        grad[i] = (up - down) / (2 * eps)
+        grad[i] = (up - down) / step
     return grad
+
+
+def assert_matches_finite_differences(analytic, numeric, magnitude: float, err_msg=""):
+    """Absolute tolerance from the step and the size ``sum |terms|`` of the loss, not |loss|."""
+    atol = finite_difference_tolerance(magnitude, eps=1e-6, dtype=np.float64)
+    np.testing.assert_allclose(analytic, numeric, rtol=0, atol=atol, err_msg=err_msg)
 
 
 @pytest.mark.parametrize("blocks", [None, 1], ids=["one-block", "block-per-sample"])
@@ -191,18 +200,24 @@ def test_conv2d_gradients_match_finite_differences(stride, padding, blocks):
     def loss():  # L = <conv(x, w) + b, g>, so dL/dout = g
         return np.vdot(K.conv2d_forward(x, w, b, stride, padding)[0], g)
 
+    # Each output is a sum of products x * w plus b; the loss sums those times g.
+    magnitude = np.vdot(
+        K.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), stride, padding)[0], np.abs(g))
     with block_bytes(blocks):
         dx, dw, db = K.conv2d_backward(g, x.shape, saved, w, stride, padding)
-    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dw, numerical_gradient(loss, w), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(db, numerical_gradient(loss, b), rtol=1e-6, atol=1e-7)
+    assert_matches_finite_differences(dx, numerical_gradient(loss, x), magnitude, "dx")
+    assert_matches_finite_differences(dw, numerical_gradient(loss, w), magnitude, "dw")
+    assert_matches_finite_differences(db, numerical_gradient(loss, b), magnitude, "db")
 
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_maxpool2d_gradient_matches_finite_differences(size):
     rng = np.random.default_rng(6)
-    # Distinct values at least 1 apart: a 1e-6 step can never change which entry is the max.
-    x = rng.permutation(2 * 2 * 6 * 6).reshape(2, 2, 6, 6).astype(np.float64)
+    # Distinct values 1/144 apart, so a 1e-6 step never changes which entry is the max, and of
+    # order one, so the loss is too (unscaled, it is about 1,400 and its rounding error divided
+    # by the step is about 1e-7).
+    n = 2 * 2 * 6 * 6
+    x = rng.permutation(n).reshape(2, 2, 6, 6).astype(np.float64) / n
     out, argmax = K.maxpool2d_forward(x, size)
     g = rng.standard_normal(out.shape)
 
@@ -210,7 +225,8 @@ def test_maxpool2d_gradient_matches_finite_differences(size):
         return np.vdot(K.maxpool2d_forward(x, size)[0], g)
 
     dx = K.maxpool2d_backward(g, argmax, x.shape, size)
-    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-7)
+    magnitude = np.vdot(np.abs(out), np.abs(g))
+    assert_matches_finite_differences(dx, numerical_gradient(loss, x), magnitude)
 
 
 # ---------------------------------------------------------------------- max-pool tie rule
