@@ -22,7 +22,17 @@ SAFETY = 100.0
 
 
 class GradcheckError(AssertionError):
-    """An analytic gradient disagrees with its finite-difference estimate."""
+    """An analytic gradient disagrees with its finite-difference estimate.
+
+    Besides the message, it keeps what was compared: ``what`` (which input or direction),
+    ``index``, and the whole ``analytic`` and ``numeric`` arrays.
+    """
+
+    def __init__(self, message: str, what: str = "", index: tuple = (),
+                 analytic: np.ndarray | None = None, numeric: np.ndarray | None = None):
+        super().__init__(message)
+        self.what, self.index = what, index
+        self.analytic, self.numeric = analytic, numeric
 
 
 def finite_difference_tolerance(
@@ -188,7 +198,8 @@ def _compare(what: str, analytic: np.ndarray, numeric: np.ndarray, atol, rtol) -
     raise GradcheckError(
         f"gradient check failed for {what}: at index {tuple(int(i) for i in worst)} the "
         f"analytic gradient is {analytic[worst]:.8g} but central differences give "
-        f"{numeric[worst]:.8g} (abs error {err[worst]:.3g}, allowed {bound[worst]:.3g})"
+        f"{numeric[worst]:.8g} (abs error {err[worst]:.3g}, allowed {bound[worst]:.3g})",
+        what=what, index=tuple(int(i) for i in worst), analytic=analytic, numeric=numeric,
     )
 
 
