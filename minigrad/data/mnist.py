@@ -85,6 +85,10 @@ class MNIST:
     test: Split
 
 
+# ---------------------------------------------------------------------------------------------
+# Loading and splitting.
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
