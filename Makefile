@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The budget the book is built with: full (default) or smoke.
+# The budget the book is built with: full (default) or smoke (see minigrad/budget.py).
 MINIGRAD_BUDGET ?= full
+# _config.yml with the execution cache of the budget: one cache per budget, so that a build
+# never shows notebooks executed at another budget.
+BOOK_CONFIG := _build/_config.budget.yml
 
-.PHONY: book test bench clean venv
+.PHONY: book check-budget test bench clean venv
 
 venv: $(STAMP)
 
@@ -20,8 +23,14 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-book: $(STAMP)
-	MINIGRAD_BUDGET=$(MINIGRAD_BUDGET) $(VENV)/bin/jupyter-book build . --keep-going
+# check-budget comes first, before anything is installed; "+" runs it under `make -n` too.
+book: check-budget $(STAMP)
+	$(PY) minigrad/budget.py book-config "$(MINIGRAD_BUDGET)" _config.yml $(BOOK_CONFIG)
+	MINIGRAD_BUDGET="$(MINIGRAD_BUDGET)" $(VENV)/bin/jupyter-book build . --keep-going \
+		--config $(BOOK_CONFIG)
+
+check-budget:
+	+@$(PYTHON) minigrad/budget.py check "$(MINIGRAD_BUDGET)"
 
 test: $(STAMP)
 	MINIGRAD_BUDGET=smoke $(PY) -m pytest

@@ -3,23 +3,36 @@
 ``full`` runs every experiment at the scale of the seeds, so the book shows real
 reproductions. ``smoke`` runs the same code paths, small enough that every chapter executes
 in about a minute (the test suite uses it).
+
+The book's execution cache is keyed on the notebooks' code only, so ``make book`` keeps one
+cache per budget: it runs this file as a script, first to check the budget (before anything
+is installed, so only the standard library is used at the top), then to write the book's
+configuration with the budget's own cache folder (:func:`write_book_config`).
 """
 from __future__ import annotations
 
 import os
+import sys
 
 BUDGETS = ("full", "smoke")
+#: The execution cache of one budget, relative to the book's root.
+BOOK_CACHE = "_build/.jupyter_cache-{budget}"
+
+
+def check(value: str | None) -> str:
+    """The budget named by ``value`` (case and spaces ignored; empty or None means full)."""
+    name = (value or "").strip().lower() or "full"
+    if name not in BUDGETS:
+        raise ValueError(
+            f"MINIGRAD_BUDGET={value!r} is not a budget; valid values are "
+            f"{', '.join(BUDGETS)} (unset means full)"
+        )
+    return name
 
 
 def budget() -> str:
     """The active budget, read from ``$MINIGRAD_BUDGET`` (default ``full``)."""
-    value = os.environ.get("MINIGRAD_BUDGET", "full").strip().lower() or "full"
-    if value not in BUDGETS:
-        raise ValueError(
-            f"MINIGRAD_BUDGET={os.environ.get('MINIGRAD_BUDGET')!r} is not a budget; valid "
-            f"values are {', '.join(BUDGETS)} (unset means full)"
-        )
-    return value
+    return check(os.environ.get("MINIGRAD_BUDGET"))
 
 
 def is_full() -> bool:
@@ -29,3 +42,46 @@ def is_full() -> bool:
 def pick(full, smoke):
     """``full`` under the full budget, ``smoke`` under the smoke budget."""
     return full if is_full() else smoke
+
+
+def write_book_config(value: str | None, source: str, dest: str) -> str:
+    """Copy the book's configuration ``source`` to ``dest`` with the budget's own cache.
+
+    Returns the cache folder. Only ``execute.cache`` changes, so that a build at one budget
+    never reuses notebooks executed at another.
+    """
+    import yaml  # installed with jupyter-book; imported here so that ``check`` needs nothing
+
+    name = check(value)
+    with open(source, encoding="utf8") as f:
+        config = yaml.safe_load(f)
+    cache = BOOK_CACHE.format(budget=name)
+    config.setdefault("execute", {})["cache"] = cache
+    folder = os.path.dirname(dest)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(dest, "w", encoding="utf8") as f:
+        f.write(f"# Written by `make book` from {source} for MINIGRAD_BUDGET={name}.\n")
+        yaml.safe_dump(config, f, sort_keys=False)
+    return cache
+
+
+def main(argv: list[str]) -> int:
+    """``check BUDGET`` or ``book-config BUDGET SOURCE DEST``; errors go to stderr."""
+    usage = "usage: budget.py check BUDGET | budget.py book-config BUDGET SOURCE DEST"
+    try:
+        if len(argv) == 2 and argv[0] == "check":
+            check(argv[1])
+        elif len(argv) == 4 and argv[0] == "book-config":
+            write_book_config(argv[1], argv[2], argv[3])
+        else:
+            print(usage, file=sys.stderr)
+            return 2
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -8,12 +8,14 @@ checks every name and shape.
 from __future__ import annotations
 
 import os
-import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
 
 from minigrad import functions as F
+from minigrad.fileio import atomic_write
 from minigrad.init import as_generator, glorot_uniform
 from minigrad.tensor import Tensor
 
@@ -93,17 +95,26 @@ class Module:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load arrays into the parameters; every name must be present with the same shape.
 
-        Raises a ValueError listing missing names, unexpected names and shape mismatches
-        together, before changing anything.
+        Every array is checked and converted first (names, shapes, and a real-number dtype
+        that casts to the parameter's), and only then assigned: on a ValueError listing all
+        the problems together, no parameter has changed.
         """
         params = dict(self.named_parameters())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
-        misshapen = [
-            f"{name}: checkpoint {np.shape(state[name])} vs model {p.shape}"
-            for name, p in params.items()
-            if name in state and np.shape(state[name]) != p.shape
-        ]
+        misshapen = []
+        bad_dtypes = []
+        converted = {}
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                misshapen.append(f"{name}: checkpoint {value.shape} vs model {p.shape}")
+            elif value.dtype.kind not in "iuf":  # bool, complex, strings, objects: refused
+                bad_dtypes.append(f"{name}: checkpoint {value.dtype} vs model {p.dtype}")
+            else:
+                converted[name] = value.astype(p.dtype, copy=True)
         problems = []
         if missing:
             problems.append("missing arrays: " + ", ".join(missing))
@@ -111,33 +122,62 @@ class Module:
             problems.append("unexpected arrays: " + ", ".join(unexpected))
         if misshapen:
             problems.append("shape mismatches: " + "; ".join(misshapen))
+        if bad_dtypes:
+            problems.append("not arrays of real numbers: " + "; ".join(bad_dtypes))
         if problems:
             raise ValueError(
                 f"checkpoint does not match {type(self).__name__}: " + " | ".join(problems)
+                + "; no parameter was changed"
             )
         for name, p in params.items():
-            p.data = np.asarray(state[name], dtype=p.dtype).copy()
+            p.data = converted[name]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``state_dict()`` to an ``.npz`` file atomically (temp file, then rename)."""
         path = os.fspath(path)
         if not path.endswith(".npz"):
             raise ValueError(f"checkpoint path must end in .npz, got {path!r}")
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_dict())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **self.state_dict())
 
     def load(self, path: str | os.PathLike) -> None:
-        """Load a checkpoint written by :meth:`save` (names and shapes are checked)."""
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            self.load_state_dict({k: f[k] for k in f.files})
+        """Load a checkpoint written by :meth:`save` (names, shapes and dtypes are checked).
+
+        Raises:
+            FileNotFoundError: when ``path`` does not exist.
+            ValueError: when ``path`` is not an ``.npz`` archive of arrays (the message
+                starts with "not a minigrad checkpoint"), or its arrays do not match the
+                model; in either case no parameter has changed.
+        """
+        path = os.fspath(path)
+        what = "a checkpoint is the .npz archive that Module.save writes"
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except ValueError:
+            # NumPy's message would suggest unpickling the file: never do that here.
+            raise ValueError(
+                f"not a minigrad checkpoint: {path} is not an .npz archive; {what}"
+            ) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(
+                f"not a minigrad checkpoint: {path} is a damaged or truncated .npz archive "
+                f"({type(e).__name__}: {e}); {what}"
+            ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(
+                f"not a minigrad checkpoint: {path} holds a single array (an .npy file); {what}"
+            )
+        with archive:
+            try:
+                state = {k: archive[k] for k in archive.files}
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise ValueError(
+                    f"not a minigrad checkpoint: {path} holds an array of Python objects "
+                    f"or a damaged array ({type(e).__name__}); {what}"
+                ) from None
+        self.load_state_dict(state)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._modules.items())

@@ -35,6 +35,7 @@ neurons draw it from the ``rng`` they are called with.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -57,8 +58,14 @@ _ROW_SUM_TOLERANCE = 1e-4
 
 # ---------------------------------------------------------------------- input checks
 def _check_temperature(tau: float, who: str) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise TypeError(f"{who}: the temperature must be a number, got {type(tau).__name__}")
+    """``tau`` as a float: any real scalar (Python, NumPy, a 0-d array), finite and > 0."""
+    if isinstance(tau, np.ndarray) and tau.ndim == 0 and tau.dtype.kind in "iuf":
+        tau = tau.item()
+    if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, numbers.Real):
+        raise TypeError(
+            f"{who}: the temperature must be a real number (a Python or NumPy scalar, or a "
+            f"0-d array), got {type(tau).__name__}"
+        )
     if not (math.isfinite(tau) and tau > 0):
         raise ValueError(f"{who}: the temperature must be a finite number > 0, got {tau}")
     return float(tau)
