@@ -9,7 +9,7 @@ MINIGRAD_BUDGET ?= full
 # never shows notebooks executed at another budget.
 BOOK_CONFIG := _build/_config.budget.yml
 
-.PHONY: book check-budget test bench clean venv
+.PHONY: book student check-budget test bench clean venv
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ book: check-budget $(STAMP)
 	$(PY) minigrad/budget.py book-config "$(MINIGRAD_BUDGET)" _config.yml $(BOOK_CONFIG)
 	MINIGRAD_BUDGET="$(MINIGRAD_BUDGET)" $(VENV)/bin/jupyter-book build . --keep-going \
 		--config $(BOOK_CONFIG)
+
+# The student edition: the book just built, without solutions (in _build/student/_build/html).
+student: book
+	$(PY) -m minigrad.edition --build _build --out _build/student
 
 check-budget:
 	+@$(PYTHON) minigrad/budget.py check "$(MINIGRAD_BUDGET)"
