@@ -10,7 +10,7 @@ from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_
                          seed_loss, summarize, summary_table, train_classifier)
 from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, es_spread, lenet_accuracy, lenet_rows,
-                    lenet_step, run_lenet_sweep, train_lenet)
+                    lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
 from .results import load_results, record_results, repo_root, results_dir, results_path
 
 __all__ = [
@@ -18,5 +18,5 @@ __all__ = [
     "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
-    "run_lenet_sweep", "train_lenet",
+    "run_lenet_runs", "run_lenet_sweep", "train_lenet",
 ]

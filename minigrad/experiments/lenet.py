@@ -164,11 +164,21 @@ def run_lenet_sweep(configs: list[LeNetConfig], train, validation, test, seeds: 
 
     The configurations are used as given (scale them first with ``scaled``).
     """
-    runs = [(c, train, validation, test, s) for c in configs for s in seeds]
-    histories = map_runs(_history_of_run, runs, executor=executor, progress=progress,
+    return run_lenet_runs([(c, s) for c in configs for s in seeds], train, validation, test,
+                          executor=executor, progress=progress)
+
+
+def run_lenet_runs(runs: list[tuple[LeNetConfig, int]], train, validation, test,
+                   executor=None, progress: bool = True) -> dict[str, list[LeNetHistory]]:
+    """The given (configuration, seed) runs, in parallel, in that order; histories by label.
+
+    Put the longest runs first: a pool of two workers starts them first.
+    """
+    jobs = [(c, train, validation, test, s) for c, s in runs]
+    histories = map_runs(_history_of_run, jobs, executor=executor, progress=progress,
                          desc="LeNet-5 runs")
     results: dict[str, list[LeNetHistory]] = {}
-    for (config, *_), history in zip(runs, histories):
+    for (config, _), history in zip(runs, histories):
         results.setdefault(config.label, []).append(history)
     return results
 
