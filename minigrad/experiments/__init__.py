@@ -1,16 +1,22 @@
 """Experiments: training loops per model family, sweeps on an executor, the results store.
 
 - :mod:`~minigrad.experiments.classifier`: the MNIST classifier loop of the seeds;
+- :mod:`~minigrad.experiments.lenet`: LeNet-5 on the 0-1 loss (evolution strategies) or
+  cross-entropy;
 - :mod:`~minigrad.experiments.executor`: independent runs in parallel (``map_runs``);
 - :mod:`~minigrad.experiments.results`: the results files the reproduction appendix reads.
 """
 from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_sweep,
                          seed_loss, summarize, summary_table, train_classifier)
 from .executor import default_workers, map_runs
+from .lenet import (LeNetConfig, LeNetHistory, es_spread, lenet_accuracy, lenet_rows,
+                    lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
 from .results import load_results, record_results, repo_root, results_dir, results_path
 
 __all__ = [
     "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
     "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
+    "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
+    "run_lenet_runs", "run_lenet_sweep", "train_lenet",
 ]

@@ -1,4 +1,5 @@
 """Models the chapters share."""
+from minigrad.models.lenet import LeNet5
 from minigrad.models.mlp import MLPClassifier
 
-__all__ = ["MLPClassifier"]
+__all__ = ["LeNet5", "MLPClassifier"]
