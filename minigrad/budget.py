@@ -44,6 +44,27 @@ def pick(full, smoke):
     return full if is_full() else smoke
 
 
+SMOKE_BANNER = (
+    "This page was executed at the smoke budget (MINIGRAD_BUDGET=smoke): every experiment "
+    "ran for a few steps only, so its numbers and figures are not reproductions, and the "
+    "text around them may not describe them. make book builds the full budget."
+)
+
+
+def banner():
+    """A note at the top of a chapter when it runs at the smoke budget; nothing at full.
+
+    Chapters call it in their first code cell, so that a smoke build says on every page
+    that its numbers are not the reproductions the text discusses.
+    """
+    if is_full():
+        return None
+    from IPython.display import HTML
+
+    return HTML('<div class="admonition warning smoke-banner"><p class="admonition-title">'
+                f"Smoke build: not a reproduction</p><p>{SMOKE_BANNER}</p></div>")
+
+
 def write_book_config(value: str | None, source: str, dest: str) -> str:
     """Copy the book's configuration ``source`` to ``dest`` with the budget's own cache.
 
