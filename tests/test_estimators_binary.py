@@ -33,7 +33,9 @@ from minigrad.estimators.score_function import (
     reinforce_from_sample,
     reinforce_surrogate,
 )
+from minigrad.experiments import step_loss
 from minigrad.functions import clip, sigmoid
+from minigrad.models.mlp import MLPClassifier
 from minigrad.tensor import Tensor, grad, no_grad
 
 A = np.array([[0.8, -0.6, 0.3],
@@ -456,3 +458,39 @@ def test_reprs_say_what_the_neuron_is():
         "StraightThroughNeuron(variant='sigmoid_adjusted', slope=1, anneal_rate=1.1)")
     assert repr(ReinforceNeuron()) == "ReinforceNeuron(baseline=True, decay=0.95)"
     assert repr(ReinforceNeuron(baseline=False)) == "ReinforceNeuron(baseline=False)"
+
+
+# ---------------------------------------------------------------------- state saves and loads
+def trained_for_two_epochs(make_neuron, tmp_path):
+    model = MLPClassifier([6, 4, 3], make_neuron, rng=0)
+    x = np.random.default_rng(1).standard_normal((5, 6))
+    y = np.eye(3)[[0, 1, 2, 0, 1]]
+    for _ in range(2):
+        step_loss(model, x, y, rng=np.random.default_rng(2))[0].backward()
+        model.end_epoch()
+    path = tmp_path / "model.npz"
+    model.save(path)
+    fresh = MLPClassifier([6, 4, 3], make_neuron, rng=5)
+    fresh.load(path)
+    return model, fresh
+
+
+def test_an_annealed_slope_survives_a_save_and_load(tmp_path):
+    model, fresh = trained_for_two_epochs(
+        lambda: StraightThroughNeuron("sigmoid_adjusted", slope=1.5 / 1.5 ** 0.5,
+                                      anneal_rate=1.5 ** 0.5), tmp_path)
+    assert model.neurons[0].slope == pytest.approx(1.5 ** 1.5, rel=1e-12)
+    model.neurons[0].slope = 2.25
+    model.save(tmp_path / "slope.npz")
+    fresh.load(tmp_path / "slope.npz")
+    assert fresh.neurons[0].slope == 2.25
+    assert int(fresh.neurons[0].schedule.epochs.data) == 2
+
+
+def test_a_reinforce_baseline_survives_a_save_and_load(tmp_path):
+    model, fresh = trained_for_two_epochs(lambda: ReinforceNeuron(baseline=True), tmp_path)
+    assert np.any(model.neurons[0].baseline.value() != 0)
+    np.testing.assert_array_equal(fresh.neurons[0].baseline.value(),
+                                  model.neurons[0].baseline.value())
+    assert set(model.state_dict()) >= {"neuron0.baseline.numerator",
+                                       "neuron0.baseline.denominator"}
