@@ -78,7 +78,7 @@ def bias_z_scores(estimates, exact) -> np.ndarray:
 class EstimateSummary:
     """What :func:`summarize_estimates` measures; arrays have the shape of one estimate."""
 
-    samples: int
+    count: int
     exact: np.ndarray
     mean: np.ndarray
     bias: np.ndarray
@@ -104,7 +104,7 @@ def summarize_estimates(estimates, exact) -> EstimateSummary:
     """Mean, bias, z-scores, standard deviation and variance of stacked estimates."""
     estimates = _samples(estimates)
     var = variance(estimates)
-    return EstimateSummary(samples=len(estimates), exact=np.asarray(_array(exact)),
+    return EstimateSummary(count=len(estimates), exact=np.asarray(_array(exact)),
                            mean=sample_mean(estimates), bias=bias(estimates, exact),
                            z=bias_z_scores(estimates, exact), std=np.sqrt(var), variance=var)
 
