@@ -127,6 +127,31 @@ class Annealing(Module):
         return f"Annealing({self.value:g}, rate={self.rate}, epochs={int(self.epochs.data)})"
 
 
+class AnnealedNeuron(Neuron):
+    """A neuron with an :class:`Annealing` schedule in ``self.schedule``; ``end_epoch`` steps it."""
+
+    schedule: Annealing
+
+    @property
+    def anneal_rate(self) -> float | None:
+        return self.schedule.rate
+
+    def end_epoch(self) -> None:
+        self.schedule.end_epoch()
+
+
+class SlopeAnnealedNeuron(AnnealedNeuron):
+    """An :class:`AnnealedNeuron` whose schedule is a slope, readable and settable."""
+
+    @property
+    def slope(self) -> float:
+        return self.schedule.value
+
+    @slope.setter
+    def slope(self, value: float) -> None:
+        self.schedule.value = value
+
+
 def surrogate(logits: Tensor, g: Tensor) -> Tensor:
     """The loss whose gradient with respect to ``logits`` is the estimate ``g``.
 

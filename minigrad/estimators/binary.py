@@ -42,7 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Annealing, Neuron, Objective, gradient_through_sample
+from minigrad.estimators.base import (Annealing, Objective, SlopeAnnealedNeuron,
+                                      gradient_through_sample)
 from minigrad.functions import sigmoid
 from minigrad.tensor import Function, Tensor
 
@@ -201,7 +202,7 @@ ST_PROBABILITY = {   # variant name -> the firing probability, with its backward
 ST_VARIANTS = tuple(ST_PROBABILITY)
 
 
-class StraightThroughNeuron(Neuron):
+class StraightThroughNeuron(SlopeAnnealedNeuron):
     """A layer of binary stochastic neurons trained with a straight-through estimator.
 
     ``p = f(slope * a)`` with ``f`` chosen by ``variant``:
@@ -230,17 +231,6 @@ class StraightThroughNeuron(Neuron):
         self.variant = variant
         self.schedule = Annealing(slope, anneal_rate, name="slope", who="StraightThroughNeuron")
 
-    @property
-    def slope(self) -> float:
-        return self.schedule.value
-
-    @slope.setter
-    def slope(self, value: float) -> None:
-        self.schedule.value = value
-
-    @property
-    def anneal_rate(self) -> float | None:
-        return self.schedule.rate
 
     def probability(self, pre: Tensor) -> Tensor:
         """The firing probability ``p = f(slope * a)``, with this variant's backward."""
@@ -255,9 +245,6 @@ class StraightThroughNeuron(Neuron):
             return straight_through_round(p)
         rng = checks.require_rng(rng, repr(self))
         return bernoulli_straight_through(p, rng.random(pre.shape))
-
-    def end_epoch(self) -> None:
-        self.schedule.end_epoch()
 
     def __repr__(self) -> str:
         return (f"StraightThroughNeuron(variant={self.variant!r}, slope={self.slope:g}, "

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Annealing, Neuron
+from minigrad.estimators.base import Annealing, SlopeAnnealedNeuron
 from minigrad.functions import sigmoid, tanh
 from minigrad.tensor import Function, Tensor
 
@@ -181,7 +181,7 @@ def deterministic_round(x: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- the neuron
-class NaryNeuron(Neuron):
+class NaryNeuron(SlopeAnnealedNeuron):
     """An n-ary stochastic neuron: activation, then rounding with the ST gradient.
 
     ``y = StochasticRound(f(a))`` when ``stochastic`` (training) and
@@ -213,17 +213,6 @@ class NaryNeuron(Neuron):
         self.levels = levels
         self.schedule = Annealing(slope, anneal_rate, name="slope", who="NaryNeuron")
 
-    @property
-    def slope(self) -> float:
-        return self.schedule.value
-
-    @slope.setter
-    def slope(self, value: float) -> None:
-        self.schedule.value = value
-
-    @property
-    def anneal_rate(self) -> float | None:
-        return self.schedule.rate
 
     def activate(self, pre: Tensor) -> Tensor:
         """The real-valued activation ``f(a)`` before rounding."""
@@ -238,9 +227,6 @@ class NaryNeuron(Neuron):
             rng = checks.require_rng(rng, "NaryNeuron")
             return StochasticRound.apply(p, u=rng.random(p.shape))
         return DeterministicRound.apply(p)
-
-    def end_epoch(self) -> None:
-        self.schedule.end_epoch()
 
     def __repr__(self) -> str:
         return (f"NaryNeuron(activation={self.activation!r}, levels={self.levels}, "

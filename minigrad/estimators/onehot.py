@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Annealing, Neuron, Objective, gradient_through_sample
+from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
+                                      gradient_through_sample)
 from minigrad.functions import softmax
 from minigrad.tensor import Function, Tensor
 
@@ -296,7 +297,7 @@ def _check_d(d: int, who: str) -> int:
     return checks.integer_at_least(d, 2, "d (categories per neuron)", who)
 
 
-class OneHotNeuron(Neuron):
+class OneHotNeuron(AnnealedNeuron):
     """R2RT's one-hot neuron: ``softmax(z / tau)``, then a sampled or argmax one-hot with ST.
 
     Training (``stochastic=True``): ``mode="sample"`` samples (:class:`STSampledSoftmax`),
@@ -322,7 +323,6 @@ class OneHotNeuron(Neuron):
                                   name="the temperature", who="OneHotNeuron")
 
     temperature = property(lambda self: self.schedule.value, doc="the current temperature")
-    anneal_rate = property(lambda self: self.schedule.rate)
 
     def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
                 stochastic: bool = True, sampled: list | None = None) -> Tensor:
@@ -335,15 +335,12 @@ class OneHotNeuron(Neuron):
             y = STHardmax.apply(probs)
         return y.reshape(pre.shape)
 
-    def end_epoch(self) -> None:
-        self.schedule.end_epoch()
-
     def __repr__(self) -> str:
         return (f"OneHotNeuron(d={self.d}, mode={self.mode!r}, "
                 f"temperature={self.temperature:g}, anneal_rate={self.anneal_rate})")
 
 
-class GumbelSoftmaxNeuron(Neuron):
+class GumbelSoftmaxNeuron(AnnealedNeuron):
     """A Gumbel-softmax neuron: relaxed (``hard=False``) or straight-through (``hard=True``).
 
     Training (``stochastic=True``) draws ``G = -log(-log(u))`` from ``rng`` and outputs
@@ -368,7 +365,6 @@ class GumbelSoftmaxNeuron(Neuron):
                                   who="GumbelSoftmaxNeuron")
 
     tau = property(lambda self: self.schedule.value, doc="the current temperature")
-    anneal_rate = property(lambda self: self.schedule.rate)
 
     def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
                 stochastic: bool = True, sampled: list | None = None) -> Tensor:
@@ -381,9 +377,6 @@ class GumbelSoftmaxNeuron(Neuron):
             relax = st_gumbel_softmax if self.hard else gumbel_softmax
             y = relax(logits, self.tau, noise)
         return y.reshape(pre.shape)
-
-    def end_epoch(self) -> None:
-        self.schedule.end_epoch()
 
     def __repr__(self) -> str:
         return (f"GumbelSoftmaxNeuron(d={self.d}, tau={self.tau:g}, hard={self.hard}, "
