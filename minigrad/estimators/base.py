@@ -128,7 +128,7 @@ class Annealing(Module):
 
 
 class AnnealedNeuron(Neuron):
-    """A neuron with an :class:`Annealing` schedule in ``self.schedule``; ``end_epoch`` steps it."""
+    """A neuron with an :class:`Annealing` schedule, ``self.schedule``, stepped per epoch."""
 
     schedule: Annealing
 

@@ -178,19 +178,22 @@ def straight_through(logits: Tensor, f: Objective, u: np.ndarray, probability=si
                      create_graph: bool = False) -> Tensor:
     """The straight-through estimate of ``d E[f(b)] / d logits``, ``b ~ Bernoulli(p)``.
 
-    ``p = probability(logits)``, ``b = 1[u < p]`` by :class:`BernoulliStraightThrough`, and
-    the estimate is backpropagation of ``f`` through ``d b / d p := 1``::
+    ``p = probability(logits)``, ``b = 1[u < p]`` by :class:`BernoulliStraightThrough`,
+    and the estimate is backpropagation of ``f`` through ``d b / d p := 1``::
 
         g = f'(b) * d p / d logits
 
     ``probability`` chooses the variant: :func:`~minigrad.functions.sigmoid`
     (sigmoid-adjusted), :func:`pass_through_sigmoid` (``d p / d a := 1``),
     :func:`hard_sigmoid`, or a slope-scaled one such as ``lambda a: sigmoid(2 * a)``.
-    Biased: ``E[f'(b)]`` is not the finite difference ``E[f | b_i = 1] - E[f | b_i = 0]``
-    unless ``f`` is linear in ``b`` (Bengio et al. 2013).
+    Biased: ``E[f'(b)]`` is not the finite difference
+    ``E[f | b_i = 1] - E[f | b_i = 0]`` unless ``f`` is linear in ``b`` (Bengio et al.
+    2013).
     """
-    return gradient_through_sample(
-        logits, f, lambda x: bernoulli_straight_through(probability(x), u), create_graph)
+    def sample(x: Tensor) -> Tensor:
+        return bernoulli_straight_through(probability(x), u)
+
+    return gradient_through_sample(logits, f, sample, create_graph)
 
 
 # ---------------------------------------------------------------------- neurons
@@ -233,7 +236,7 @@ class StraightThroughNeuron(SlopeAnnealedNeuron):
 
 
     def probability(self, pre: Tensor) -> Tensor:
-        """The firing probability ``p = f(slope * a)``, with this variant's backward."""
+        """The firing probability ``p = f(slope a)``, with this variant's backward."""
         slope = self.slope
         x = pre if slope == 1.0 else pre * slope
         return ST_PROBABILITY[self.variant](x)

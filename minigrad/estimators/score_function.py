@@ -68,22 +68,24 @@ def _advantage(f_values, baseline, logits: Tensor) -> Tensor:
     return cast(Tensor(column) - baseline, logits.dtype)
 
 
-def reinforce_from_sample(logits: Tensor, b: np.ndarray, f_values, baseline=None) -> Tensor:
+def reinforce_from_sample(logits: Tensor, b: np.ndarray, f_values,
+                          baseline=None) -> Tensor:
     """The REINFORCE estimate for a Bernoulli sample already drawn and scored.
 
-    ``g = (b - sigmoid(a)) (f(b) - c)``: ``b`` the sample (batch, units), ``f_values`` the
-    objective at it (batch,), ``c`` the baseline (none, a number, one per unit, or a Tensor).
-    This is what a training step uses, where ``f(b)`` (the loss) is already computed.
+    ``g = (b - sigmoid(a)) (f(b) - c)``: ``b`` the sample (batch, units),
+    ``f_values`` the objective at it (batch,), ``c`` the baseline (none, a number,
+    one per unit, or a Tensor). A training step uses this form: there ``f(b)``, the
+    loss, is already computed.
     """
     score = Tensor(b) - sigmoid(logits)
     return score * _advantage(f_values, baseline, logits)
 
 
 def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=None) -> Tensor:
-    """REINFORCE for Bernoulli(sigmoid(logits)) units: unbiased, ``E[g] = d E[f(b)] / d a``.
+    """REINFORCE for Bernoulli(sigmoid(a)) units; unbiased: E[g] = d E[f(b)] / d a.
 
-    ``b = 1[u < sigmoid(a)]``, then ``g = (b - sigmoid(a)) (f(b) - c)``; ``f`` sees ``b``
-    as a constant and only its values are used (Williams 1992).
+    ``b = 1[u < sigmoid(a)]``, then ``g = (b - sigmoid(a)) (f(b) - c)``; ``f`` sees
+    ``b`` as a constant and only its values are used (Williams 1992).
     """
     b = bernoulli_sample(logits, u, "reinforce")
     return reinforce_from_sample(logits, b, f(Tensor(b)), baseline)
@@ -177,28 +179,28 @@ class VarianceAdjustingBaseline(Module):
         self.built = True
 
     def update(self, loss, score) -> None:
-        """One EMA step from a batch: ``loss`` (batch,), ``score = b - p`` (batch, units)."""
+        """One EMA step from a batch: loss (batch,), score = b - p (batch, units)."""
         loss = _checked_loss(loss, "VarianceAdjustingBaseline")
         score = np.asarray(score)
         if not self.built:
             self.build(score.shape[1:])
         if self.numerator.shape != score.shape[1:]:
             raise ValueError(
-                f"VarianceAdjustingBaseline holds {self.numerator.shape} units but got a batch "
-                f"of shape {score.shape}; use one baseline per layer"
+                f"VarianceAdjustingBaseline holds {self.numerator.shape} units but got "
+                f"a batch of shape {score.shape}; use one baseline per layer"
             )
         score_sq = np.square(score, dtype=np.float64)
         weighted = score_sq * loss.reshape((-1,) + (1,) * (score.ndim - 1))
-        keep = self.decay
-        self.numerator.data = keep * self.numerator.data + (1 - keep) * weighted.mean(axis=0)
-        self.denominator.data = keep * self.denominator.data + (1 - keep) * score_sq.mean(axis=0)
+        keep, numerator, denominator = self.decay, self.numerator, self.denominator
+        numerator.data = keep * numerator.data + (1 - keep) * weighted.mean(axis=0)
+        denominator.data = keep * denominator.data + (1 - keep) * score_sq.mean(axis=0)
 
     def value(self) -> np.ndarray:
         """``L_bar``, one number per unit."""
         if not self.built:
             raise RuntimeError(
-                "VarianceAdjustingBaseline.value(): no state yet; it is made by build(units) "
-                "or by the first update(loss, score)"
+                "VarianceAdjustingBaseline.value(): no state yet; it is made by "
+                "build(units) or by the first update(loss, score)"
             )
         return self.numerator.data / (self.denominator.data + self.eps)
 

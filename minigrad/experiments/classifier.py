@@ -45,19 +45,21 @@ def step_loss(model: MLPClassifier, x: np.ndarray, y: np.ndarray, *,
               ) -> tuple[Tensor, Tensor]:
     """The scalar one training step differentiates, and the logits.
 
-    ``sum_n L_n`` (the seeds' loss) plus, for every score-function layer, the surrogate of
-    its estimate: the forward pass records each such layer's logits and sampled units, the
-    per-example loss ``L`` is computed, then each layer's baseline is advanced with this
-    batch (R2RT's order: the moving averages see the batch before they are used on it) and
-    its estimate ``g = (b - p)(L - L_bar)`` is sent into its logits by ``surrogate``.
+    ``sum_n L_n`` (the seeds' loss) plus, for every score-function layer, the
+    surrogate of its estimate. The forward pass records each such layer's logits and
+    sampled units; once the per-example loss ``L`` is known, each layer's baseline is
+    advanced with this batch (R2RT's order: the moving averages see the batch before
+    they are used on it) and its estimate ``g = (b - p)(L - L_bar)`` is sent into its
+    logits by ``surrogate``.
     """
     sampled = []
     logits = model(Tensor(x), rng=rng, stochastic=stochastic, sampled=sampled)
     per_example = seed_loss(logits, y)
     loss = per_example.sum()
+    losses = per_example.data
     for units in sampled:
-        units.neuron.update(units, per_example.data)
-        loss = loss + surrogate(units.logits, units.neuron.estimate(units, per_example.data))
+        units.neuron.update(units, losses)
+        loss = loss + surrogate(units.logits, units.neuron.estimate(units, losses))
     return loss, logits
 
 
