@@ -494,3 +494,14 @@ def test_a_reinforce_baseline_survives_a_save_and_load(tmp_path):
                                   model.neurons[0].baseline.value())
     assert set(model.state_dict()) >= {"neuron0.baseline.numerator",
                                        "neuron0.baseline.denominator"}
+
+
+def test_a_temperature_is_read_and_set_like_a_slope_and_survives_a_save_and_load(tmp_path):
+    from minigrad.estimators.onehot import OneHotNeuron
+
+    model, fresh = trained_for_two_epochs(lambda: OneHotNeuron(2, anneal_rate=1.25), tmp_path)
+    assert model.neurons[0].temperature == pytest.approx(1 / 1.25 ** 2, rel=1e-12)
+    model.neurons[0].temperature = 0.3
+    model.save(tmp_path / "tau.npz")
+    fresh.load(tmp_path / "tau.npz")
+    assert fresh.neurons[0].temperature == 0.3

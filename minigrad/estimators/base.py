@@ -140,16 +140,16 @@ class AnnealedNeuron(Neuron):
         self.schedule.end_epoch()
 
 
-class SlopeAnnealedNeuron(AnnealedNeuron):
-    """An :class:`AnnealedNeuron` whose schedule is a slope, readable and settable."""
+def scheduled(doc: str) -> property:
+    """A property that reads and sets the value of ``self.schedule`` (a slope, a temperature)."""
 
-    @property
-    def slope(self) -> float:
+    def get(self) -> float:
         return self.schedule.value
 
-    @slope.setter
-    def slope(self, value: float) -> None:
+    def set_(self, value: float) -> None:
         self.schedule.value = value
+
+    return property(get, set_, doc=doc)
 
 
 def surrogate(logits: Tensor, g: Tensor) -> Tensor:

@@ -42,8 +42,8 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import (Annealing, Objective, SlopeAnnealedNeuron,
-                                      gradient_through_sample)
+from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
+                                      gradient_through_sample, scheduled)
 from minigrad.functions import sigmoid
 from minigrad.tensor import Function, Tensor
 
@@ -205,7 +205,7 @@ ST_PROBABILITY = {   # variant name -> the firing probability, with its backward
 ST_VARIANTS = tuple(ST_PROBABILITY)
 
 
-class StraightThroughNeuron(SlopeAnnealedNeuron):
+class StraightThroughNeuron(AnnealedNeuron):
     """A layer of binary stochastic neurons trained with a straight-through estimator.
 
     ``p = f(slope * a)`` with ``f`` chosen by ``variant``:
@@ -223,6 +223,8 @@ class StraightThroughNeuron(SlopeAnnealedNeuron):
     multiplies the slope by it, so after ``k`` epochs ``slope = slope_0 * anneal_rate^k``
     (R2RT uses 1.1 with the sigmoid-adjusted variant; rate 1.0 is plain sigmoid-adjusted ST).
     """
+
+    slope = scheduled("the current slope")
 
     def __init__(self, variant: str = "pass_through", slope: float = 1.0,
                  anneal_rate: float | None = None):

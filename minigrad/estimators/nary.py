@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Annealing, SlopeAnnealedNeuron
+from minigrad.estimators.base import AnnealedNeuron, Annealing, scheduled
 from minigrad.functions import sigmoid, tanh
 from minigrad.tensor import Function, Tensor
 
@@ -181,7 +181,7 @@ def deterministic_round(x: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- the neuron
-class NaryNeuron(SlopeAnnealedNeuron):
+class NaryNeuron(AnnealedNeuron):
     """An n-ary stochastic neuron: activation, then rounding with the ST gradient.
 
     ``y = StochasticRound(f(a))`` when ``stochastic`` (training) and
@@ -195,6 +195,8 @@ class NaryNeuron(SlopeAnnealedNeuron):
         anneal_rate: if given, :meth:`end_epoch` multiplies the slope by it (the slope
             annealing of R2RT's ``train_classifier``, e.g. 1.2 or 1.5 per epoch).
     """
+
+    slope = scheduled("the current slope")
 
     def __init__(self, activation: str = "ternary", levels: int = 3, slope: float = 1.0,
                  anneal_rate: float | None = None):

@@ -38,7 +38,7 @@ import numpy as np
 
 from minigrad.estimators import checks
 from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
-                                      gradient_through_sample)
+                                      gradient_through_sample, scheduled)
 from minigrad.functions import softmax
 from minigrad.tensor import Function, Tensor
 
@@ -322,7 +322,7 @@ class OneHotNeuron(AnnealedNeuron):
         self.schedule = Annealing(temperature, anneal_rate, divide=True,
                                   name="the temperature", who="OneHotNeuron")
 
-    temperature = property(lambda self: self.schedule.value, doc="the current temperature")
+    temperature = scheduled("the current temperature")
 
     def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
                 stochastic: bool = True, sampled: list | None = None) -> Tensor:
@@ -364,7 +364,7 @@ class GumbelSoftmaxNeuron(AnnealedNeuron):
         self.schedule = Annealing(tau, anneal_rate, divide=True, name="the temperature",
                                   who="GumbelSoftmaxNeuron")
 
-    tau = property(lambda self: self.schedule.value, doc="the current temperature")
+    tau = scheduled("the current temperature")
 
     def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
                 stochastic: bool = True, sampled: list | None = None) -> Tensor:
