@@ -7,7 +7,8 @@
 - :mod:`~minigrad.experiments.results`: the results files the reproduction appendix reads.
 """
 from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_sweep,
-                         seed_loss, summarize, summary_table, train_classifier)
+                         seed_loss, step_loss, summarize, summary_table,
+                         train_classifier)
 from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, es_spread, lenet_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
@@ -15,7 +16,7 @@ from .results import load_results, record_results, repo_root, results_dir, resul
 
 __all__ = [
     "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
-    "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
+    "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
     "run_lenet_runs", "run_lenet_sweep", "train_lenet",
