@@ -36,7 +36,7 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 __all__ = [
     "bernoulli_sample", "reinforce", "reinforce_loo", "nvil", "muprop", "simple_muprop",
-    "concrete", "MovingAverageBaseline", "NVILBaseline",
+    "concrete", "MovingAverageBaseline", "NVILBaseline", "GradientVarianceTracker",
 ]
 
 Objective = Callable[[Tensor], Tensor]
@@ -247,3 +247,39 @@ class NVILBaseline(Module):
         self.var = a * self.var + (1 - a) * float(np.mean((r - self.mean) ** 2))
         self.optimizer.step()
         self.steps += 1
+
+
+class GradientVarianceTracker:
+    """The log of the mean per-component variance of a gradient estimate along training.
+
+    Exponential moving averages (decay 0.999, as in the REBAR code) of the estimate ``g`` and
+    of ``g^2``, bias-corrected like Adam's; the variance of component i is
+    ``E[g_i^2] - E[g_i]^2`` and :meth:`log_variance` returns ``log(mean_i var_i)``. It moves
+    with the parameters, so it measures the estimator's variance near the current point.
+    """
+
+    def __init__(self, decay: float = 0.999):
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.first: np.ndarray | None = None
+        self.second: np.ndarray | None = None
+        self.steps = 0
+
+    def update(self, grads) -> None:
+        g = np.concatenate([np.ravel(a) for a in grads]).astype(np.float64)
+        if self.first is None:
+            self.first, self.second = np.zeros_like(g), np.zeros_like(g)
+        self.first *= self.decay
+        self.first += (1 - self.decay) * g
+        self.second *= self.decay
+        self.second += (1 - self.decay) * (g * g)
+        self.steps += 1
+
+    def log_variance(self) -> float:
+        if self.steps == 0:
+            raise RuntimeError("log_variance() before any update()")
+        correction = 1 - self.decay ** self.steps
+        mean = self.first / correction
+        variance = np.maximum(self.second / correction - mean * mean, 0.0)
+        return float(np.log(np.mean(variance)))

@@ -187,14 +187,18 @@ class SigmoidBeliefNet(Module):
             samples.append(self.sample(lg, u[layer]))
         return logits, samples
 
-    def log_q(self, x: np.ndarray, samples: Sequence) -> Tensor:
-        """``log q(b | x)`` per example, summed over layers."""
+    def log_q(self, x: np.ndarray, samples: Sequence, known_logits: Sequence = ()) -> Tensor:
+        """``log q(b | x)`` per example, summed over layers. ``known_logits`` may give the
+        logits of the first layers (already computed for these samples) to save work."""
         inp, _ = self.split(x)
         total = None
         for layer in range(self.n_layers):
             below = inp if layer == 0 else samples[layer - 1]
-            term = bernoulli_log_likelihood(_as_tensor(samples[layer], self.dtype),
-                                            self.encoder_logits(layer, below))
+            if layer < len(known_logits):
+                lg = known_logits[layer]
+            else:
+                lg = self.encoder_logits(layer, below)
+            term = bernoulli_log_likelihood(_as_tensor(samples[layer], self.dtype), lg)
             total = term if total is None else total + term
         return total
 
@@ -216,25 +220,31 @@ class SigmoidBeliefNet(Module):
             total = total + bernoulli_log_likelihood(below, out)
         return total
 
-    def objective(self, x: np.ndarray, samples: Sequence) -> Tensor:
+    def objective(self, x: np.ndarray, samples: Sequence, known_logits: Sequence = ()
+                  ) -> Tensor:
         """The per-example objective ``f(b)``: the ELBO term ``log p(x, b) - log q(b | x)``
         (structured prediction: ``log p(x_bottom | b_L)``)."""
         if self.task == "structured":
             return self.log_joint(x, samples)
-        return self.log_joint(x, samples) - self.log_q(x, samples)
+        return self.log_joint(x, samples) - self.log_q(x, samples, known_logits)
 
     def learning_signal(self, x: np.ndarray, samples: Sequence, layer: int,
-                        u: Sequence[np.ndarray]) -> Callable[[Tensor], Tensor]:
+                        u: Sequence[np.ndarray], logits: Sequence = ()
+                        ) -> Callable[[Tensor], Tensor]:
         """``f(b_layer)``: the objective as a function of one layer's sample.
 
         The layers above ``layer`` in the encoder keep ``samples``; the layers after it are
         resampled from the noise ``u`` given the new ``b_layer``, so the signal includes
         everything downstream (as in the reference code, the whole objective is used).
-        ``b_layer`` may be relaxed or require gradients (MuProp, Concrete).
+        ``b_layer`` may be relaxed or require gradients (MuProp, Concrete). ``logits``, the
+        encoder's logits for ``samples`` (as from :meth:`sample_encoder`), saves recomputing
+        those of layers up to ``layer``, which do not depend on ``b_layer``; they are used
+        as constants.
         """
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
         given = list(samples[:layer])
+        known = [lg.detach() for lg in logits[:layer + 1]]
 
         def f(b: Tensor) -> Tensor:
             b = _as_tensor(b, self.dtype)
@@ -244,7 +254,7 @@ class SigmoidBeliefNet(Module):
                 bs = rest
             else:
                 bs = given + [b]
-            return self.objective(x, bs)
+            return self.objective(x, bs, known)
 
         return f
 
