@@ -3,7 +3,9 @@
 Small and boring on purpose: the interesting code of this project is in
 :mod:`minigrad.estimators`. A Module finds its parameters and sub-modules from its attributes,
 in the order they were assigned. ``state_dict`` saves to ``.npz`` atomically and loading
-checks every name and shape.
+checks every name and shape. Non-trainable state that must survive a save and load (an
+annealed slope, a baseline's moving averages) is held in :class:`Buffer` attributes, which
+``state_dict`` saves next to the parameters and optimizers never see.
 """
 from __future__ import annotations
 
@@ -27,12 +29,37 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=True, dtype=dtype)
 
 
+class Buffer:
+    """An array a Module saves and loads with its parameters but never trains.
+
+    For state such as an annealed slope, an epoch count or a baseline's moving averages:
+    assign ``self.name = Buffer(array)`` in a Module and read or replace ``.data``.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = np.array(data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.data!r})"
+
+
 class Module:
     """Base class: assign Parameters and Modules as attributes, implement ``forward``."""
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -42,10 +69,13 @@ class Module:
             )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self._buffers.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+        elif isinstance(value, Buffer):
+            self._buffers[name] = value
         object.__setattr__(self, name, value)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
@@ -59,6 +89,17 @@ class Module:
             yield prefix + name, p
         for name, m in self._modules.items():
             yield from m.named_parameters(prefix + name + ".")
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        for name, b in self._buffers.items():
+            yield prefix + name, b
+        for name, m in self._modules.items():
+            yield from m.named_buffers(prefix + name + ".")
+
+    def named_state(self) -> Iterator[tuple[str, Parameter | Buffer]]:
+        """Everything a checkpoint holds: the parameters, then the buffers."""
+        yield from self.named_parameters()
+        yield from self.named_buffers()
 
     def parameters(self) -> list[Parameter]:
         """Each parameter once, even if a layer is shared (so it is updated once per step)."""
@@ -87,8 +128,8 @@ class Module:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter's array, keyed by dotted name."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        """Copies of every parameter's and buffer's array, keyed by dotted name."""
+        return {name: p.data.copy() for name, p in self.named_state()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Load arrays into the parameters; every name must be present with the same shape.
@@ -96,7 +137,7 @@ class Module:
         Raises a ValueError listing missing names, unexpected names and shape mismatches
         together, before changing anything.
         """
-        params = dict(self.named_parameters())
+        params = dict(self.named_state())
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
         misshapen = [

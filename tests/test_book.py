@@ -117,6 +117,28 @@ def notebook_makes_figures(path: Path) -> bool:
 
 DOCNAMES = toc_docnames()
 
+APPENDIX = "book/99_reproduction"
+NUMBERED_RE = re.compile(r"^book/\d\d_[a-z0-9_]+$")
+
+
+def test_chapters_execute_in_reading_order_and_before_the_appendix():
+    """Jupyter Book executes pages in alphabetical order of their paths, not toc order.
+
+    The appendix reads the results the chapters record, so it must sort after every
+    chapter; every notebook in book/ must be in the toc under a numbered name, so that
+    alphabetical order is the reading order.
+    """
+    chapters = [name for name in DOCNAMES if name != toc_docnames()[0]]
+    assert chapters[-1] == APPENDIX, f"the toc must end with the appendix, got {chapters}"
+    unnumbered = [name for name in chapters if not NUMBERED_RE.match(name)]
+    assert not unnumbered, f"chapter files must be named NN_name, got {unnumbered}"
+    assert chapters == sorted(chapters), (
+        f"the toc order {chapters} is not the execution (alphabetical) order {sorted(chapters)}"
+    )
+    notebooks = sorted(f"book/{path.stem}" for path in (ROOT / "book").glob("*.ipynb"))
+    missing = sorted(set(notebooks) - set(chapters))
+    assert not missing, f"notebooks in book/ that are not in _toc.yml: {missing}"
+
 
 # ----------------------------------------------------------------------------------
 # The build

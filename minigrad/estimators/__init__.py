@@ -1,1 +1,12 @@
-"""Gradient estimators for discrete choices; see the submodules."""
+"""Gradient estimators for discrete choices, one family per module.
+
+- :mod:`~minigrad.estimators.base`: the interface (estimators as functions of explicit
+  inputs, ``surrogate``), the neuron protocol and the annealing schedule;
+- :mod:`~minigrad.estimators.binary`: straight-through estimators for binary units;
+- :mod:`~minigrad.estimators.nary`: n-ary neurons (ternary, staircase);
+- :mod:`~minigrad.estimators.onehot`: one-hot neurons, ST softmax, Gumbel-softmax;
+- :mod:`~minigrad.estimators.score_function`: REINFORCE and its baselines;
+- :mod:`~minigrad.estimators.exact`: the exact expectation and gradient by enumeration;
+- :mod:`~minigrad.estimators.diagnostics`: bias z-scores, variance, EMA log-variance;
+- :mod:`~minigrad.estimators.checks`: the argument checks they share.
+"""

@@ -1,63 +1,56 @@
-"""What every hidden "neuron" of the book's classifiers looks like.
+"""What every estimator and every hidden "neuron" of the book's classifiers looks like.
 
-A neuron turns a layer's pre-activations into its outputs, possibly by a discrete random
-choice. Neurons are called as::
+**Estimators** are functions of explicit inputs. For units with logits and an objective
+``f`` that maps a batch of samples to one value per example, an estimator returns its
+estimate of ``d E[f(b)] / d logits``, a Tensor of the logits' shape, from noise it is given::
 
-    h = neuron(pre, rng=rng, stochastic=True, feedback=feedback)
+    g = reinforce(logits, f, u, baseline=c)
+    loss = surrogate(logits, g)       # backward() sends g on to the parameters
+
+They change nothing: calling one twice on the same inputs gives the same estimate.
+
+**Neurons** are Modules that turn a layer's pre-activations into its outputs, possibly by a
+discrete random choice. They are called as::
+
+    h = neuron(pre, rng=rng, stochastic=True, sampled=sampled)
 
 - ``rng`` is where any randomness comes from (never global state);
-- ``stochastic`` chooses sampling (True) or the deterministic version (False), so training
-  and evaluation can be chosen separately;
-- ``feedback`` is a :class:`LossFeedback`, the explicit channel through which the
-  per-example loss reaches score-function (REINFORCE-style) backward passes.
+- ``stochastic`` chooses sampling (True) or the deterministic version (False);
+- ``sampled``, a list, receives a :class:`SampledUnits` record from each score-function
+  neuron: the estimate of such a neuron needs the loss, which only exists after the forward
+  pass, so the training step computes it from the record (see
+  :mod:`minigrad.experiments.classifier`).
 
-``end_epoch()`` advances schedules such as slope or temperature annealing.
+State (an annealed slope or temperature, a baseline's moving averages) lives in Buffers, so
+it saves and loads with the model, and changes only through explicit calls: ``end_epoch()``
+and ``baseline.update(...)``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-from minigrad.tensor import Tensor
+from minigrad.estimators.checks import optional_positive_number, positive_number
+from minigrad.nn import Buffer, Module
+from minigrad.tensor import Tensor, grad
+
+Objective = Callable[[Tensor], Tensor]
 
 
-class LossFeedback:
-    """Carries the per-example loss from the end of the forward pass to the backward pass.
-
-    Score-function estimators need the loss ``L`` of each example inside their backward
-    pass. The training step makes one ``LossFeedback`` per step, passes it to the model's
-    forward pass, then calls :meth:`send` with the per-example losses before ``backward()``.
-    Nothing is hidden in global state: the whole route is visible in the training step.
-    """
-
-    def __init__(self):
-        self._loss: np.ndarray | None = None
-
-    def send(self, per_example_loss) -> None:
-        loss = per_example_loss.data if isinstance(per_example_loss, Tensor) else per_example_loss
-        loss = np.asarray(loss)
-        if loss.ndim != 1:
-            raise ValueError(
-                f"LossFeedback.send expects one loss per example (shape (batch,)), got shape "
-                f"{loss.shape}"
-            )
-        self._loss = loss
-
-    @property
-    def loss(self) -> np.ndarray:
-        if self._loss is None:
-            raise RuntimeError(
-                "a score-function estimator's backward pass ran before the per-example loss "
-                "was sent: call feedback.send(per_example_loss) before loss.backward()"
-            )
-        return self._loss
-
-
-class Neuron:
+class Neuron(Module):
     """Base class for hidden-unit nonlinearities (deterministic or stochastic)."""
 
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+    # True for neurons whose estimate needs the loss (they fill ``sampled``).
+    score_function = False
+
+    def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                stochastic: bool = True, sampled: list | None = None) -> Tensor:
         raise NotImplementedError
+
+    def build(self, units: int) -> None:
+        """Called by a model with the width of the layer: make per-unit state. Default: none."""
 
     def end_epoch(self) -> None:
         """Advance any per-epoch schedule (slope or temperature annealing). Default: none."""
@@ -70,14 +63,93 @@ class Deterministic(Neuron):
     """An ordinary activation function (sigmoid, tanh, ...) as a Neuron."""
 
     def __init__(self, fn, name: str | None = None):
+        super().__init__()
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "activation")
 
-    def __call__(self, pre, *, rng=None, stochastic=True, feedback=None):
+    def forward(self, pre, *, rng=None, stochastic=True, sampled=None):
         return self.fn(pre)
 
     def __repr__(self) -> str:
         return f"Deterministic({self.name})"
+
+
+@dataclass
+class SampledUnits:
+    """One score-function layer's forward pass: what its estimate is computed from.
+
+    ``logits`` is the layer's pre-activation (in the graph), ``sample`` the units drawn
+    from it (an array). ``neuron.estimate(units, loss)`` gives the layer's gradient estimate
+    once the per-example ``loss`` is known.
+    """
+
+    neuron: Neuron
+    logits: Tensor
+    sample: np.ndarray
+
+
+class Annealing(Module):
+    """A value changed by a constant factor after every epoch: slope and temperature annealing.
+
+    ``end_epoch()`` multiplies the value by ``rate`` (a slope, Chung, Ahn & Bengio 2016) or,
+    with ``divide=True``, divides it (a temperature: R2RT multiplies ``1 / tau`` by the
+    rate). After ``k`` epochs the value is ``value_0 * rate^k`` (or ``value_0 / rate^k``),
+    computed one epoch at a time. ``rate=None`` keeps the value fixed. The value and the
+    epoch count are Buffers: they save and load with the model.
+    """
+
+    def __init__(self, value, rate=None, *, divide: bool = False, name: str = "value",
+                 who: str = "Annealing"):
+        super().__init__()
+        self.rate = optional_positive_number(rate, "anneal_rate", who)
+        self.divide = divide
+        self.current = Buffer(np.float64(positive_number(value, name, who)))
+        self.epochs = Buffer(np.int64(0))
+
+    @property
+    def value(self) -> float:
+        return float(self.current.data)
+
+    @value.setter
+    def value(self, new) -> None:
+        self.current.data = np.float64(new)
+
+    def end_epoch(self) -> None:
+        self.epochs.data = self.epochs.data + 1
+        if self.rate is None:
+            return
+        if self.divide:
+            self.current.data = self.current.data / self.rate
+        else:
+            self.current.data = self.current.data * self.rate
+
+    def __repr__(self) -> str:
+        return f"Annealing({self.value:g}, rate={self.rate}, epochs={int(self.epochs.data)})"
+
+
+class AnnealedNeuron(Neuron):
+    """A neuron with an :class:`Annealing` schedule, ``self.schedule``, stepped per epoch."""
+
+    schedule: Annealing
+
+    @property
+    def anneal_rate(self) -> float | None:
+        return self.schedule.rate
+
+    def end_epoch(self) -> None:
+        self.schedule.end_epoch()
+
+
+class SlopeAnnealedNeuron(AnnealedNeuron):
+    """An :class:`AnnealedNeuron` whose schedule is a slope, readable and settable."""
+
+    @property
+    def slope(self) -> float:
+        return self.schedule.value
+
+    @slope.setter
+    def slope(self, value: float) -> None:
+        self.schedule.value = value
 
 
 def surrogate(logits: Tensor, g: Tensor) -> Tensor:
@@ -99,10 +171,25 @@ def surrogate(logits: Tensor, g: Tensor) -> Tensor:
     return (logits * g).sum()
 
 
-def require_rng(rng, who: str) -> np.random.Generator:
-    """Stochastic neurons need a Generator; say so clearly when it is missing."""
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"{who}: stochastic=True needs rng=np.random.Generator (got {type(rng).__name__})"
-        )
-    return rng
+def differentiable_logits(logits: Tensor) -> Tensor:
+    """``logits`` itself if gradients reach it, else a copy that is a leaf requiring them."""
+    if not isinstance(logits, Tensor):
+        logits = Tensor(np.asarray(logits, dtype=np.float64))
+    return logits if logits.requires_grad else Tensor(logits.data, requires_grad=True)
+
+
+def gradient_through_sample(logits: Tensor, f: Objective,
+                            sample: Callable[[Tensor], Tensor],
+                            create_graph: bool = False) -> Tensor:
+    """``d sum_n f(sample(logits))_n / d logits``: the estimate of every pathwise estimator.
+
+    ``sample`` builds the sample from the logits with the backward pass that defines the
+    estimator (straight-through, Gumbel-softmax, ...); the estimate is plain backpropagation
+    of ``f`` through it. Examples are independent rows, so summing over the batch gives each
+    example its own gradient. With ``create_graph=True`` the estimate can be differentiated
+    again (with respect to a temperature, say).
+    """
+    x = differentiable_logits(logits)
+    values = f(sample(x))
+    (g,) = grad(values.sum(), x, create_graph=create_graph, allow_unused=True)
+    return Tensor(np.zeros_like(x.data)) if g is None else g

@@ -25,80 +25,40 @@ neurons in TensorFlow" (2016):
   deterministic (round) ST  round(f(a))                 the same as its stochastic twin
   ========================  ==========================  =================================
 
-- **REINFORCE** (unbiased; Williams 1992): the score-function estimator
-  ``(b - p)(L - L_bar)``, with no baseline or with Bengio et al.'s per-unit
-  variance-adjusting baseline.
+The score-function estimator REINFORCE, unbiased, is in
+:mod:`minigrad.estimators.score_function`.
 
-Each estimator is a :class:`~minigrad.tensor.Function` whose backward pass fits on a screen;
-the straight-through ones also have their one-line "detach trick" form
-(:func:`straight_through_detach`, :func:`reinforce_surrogate`). The neurons
-(:class:`StraightThroughNeuron`, :class:`ReinforceNeuron`) follow the protocol of
-:mod:`minigrad.estimators.base`.
+Each step is a :class:`~minigrad.tensor.Function` whose backward pass fits on a screen, with
+its one-line "detach trick" form (:func:`straight_through_detach`). As an estimator of
+``d E[f(b)] / d a`` for an objective ``f`` it is :func:`straight_through`; as a layer of a
+classifier it is :class:`StraightThroughNeuron` (the protocol of
+:mod:`minigrad.estimators.base`).
 
 Randomness always comes in from outside: the functions take pre-drawn uniform noise ``u``; the
 neurons draw it from the ``rng`` they are called with.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from minigrad.estimators.base import LossFeedback, Neuron, require_rng
-from minigrad.functions import log_sigmoid, sigmoid
-from minigrad.tensor import Function, Tensor, is_grad_enabled
+from minigrad.estimators import checks
+from minigrad.estimators.base import (Annealing, Objective, SlopeAnnealedNeuron,
+                                      gradient_through_sample)
+from minigrad.functions import sigmoid
+from minigrad.tensor import Function, Tensor
 
 __all__ = [
     "StraightThroughRound", "BernoulliStraightThrough", "PassThroughSigmoid", "HardSigmoid",
-    "ReinforceBernoulli", "VarianceAdjustingBaseline",
     "straight_through_round", "bernoulli_straight_through", "pass_through_sigmoid",
-    "hard_sigmoid", "reinforce_bernoulli", "straight_through_detach", "reinforce_surrogate",
-    "enumerate_binary_configurations", "StraightThroughNeuron", "ReinforceNeuron",
-    "ST_VARIANTS",
+    "hard_sigmoid", "straight_through_detach", "straight_through", "StraightThroughNeuron",
+    "ST_VARIANTS", "ST_PROBABILITY",
 ]
 
-ST_VARIANTS = ("pass_through", "sigmoid_adjusted", "hard_sigmoid")
-
-
-# ---------------------------------------------------------------------- input checks
-def _check_probabilities(p: np.ndarray, who: str) -> None:
-    if p.size and not np.all((p >= 0) & (p <= 1)):
-        nan = " (and contains NaN)" if np.isnan(p).any() else ""
-        raise ValueError(
-            f"{who}: expects probabilities in [0, 1], got values from {np.nanmin(p):.6g} to "
-            f"{np.nanmax(p):.6g}{nan}; pass sigmoid(a) (or another probability), not the "
-            "pre-activation a"
-        )
-
-
-def _check_noise(u, like: np.ndarray, who: str) -> np.ndarray:
-    u = np.asarray(u)
-    if u.shape != like.shape:
-        raise ValueError(
-            f"{who}: the uniform noise u has shape {u.shape} but the probabilities have shape "
-            f"{like.shape}; draw one u per unit, e.g. rng.random(p.shape)"
-        )
-    return u
+_NOT_LOGITS = "pass sigmoid(a) (or another probability), not the pre-activation a"
 
 
 def _sigmoid_array(a: np.ndarray) -> np.ndarray:
     return sigmoid(Tensor(a)).data
-
-
-def _received_loss(feedback, batch: int) -> np.ndarray:
-    if not isinstance(feedback, LossFeedback):
-        raise TypeError(
-            "a REINFORCE backward pass needs the per-example loss: pass "
-            "feedback=LossFeedback() to the forward pass and call "
-            f"feedback.send(per_example_loss) before backward() (got {feedback!r})"
-        )
-    loss = np.asarray(feedback.loss)
-    if loss.shape != (batch,):
-        raise ValueError(
-            f"REINFORCE: feedback.loss has shape {loss.shape} but this layer's batch has "
-            f"{batch} examples; send one loss per example"
-        )
-    return loss
 
 
 # ---------------------------------------------------------------------- straight-through
@@ -115,7 +75,7 @@ class StraightThroughRound(Function):
     """
 
     def forward(self, p):
-        _check_probabilities(p, "StraightThroughRound")
+        checks.probabilities(p, "StraightThroughRound", _NOT_LOGITS)
         return (p >= 0.5).astype(p.dtype)
 
     def backward(self, g):
@@ -136,8 +96,8 @@ class BernoulliStraightThrough(Function):
     """
 
     def forward(self, p, u):
-        _check_probabilities(p, "BernoulliStraightThrough")
-        u = _check_noise(u, p, "BernoulliStraightThrough")
+        checks.probabilities(p, "BernoulliStraightThrough", _NOT_LOGITS)
+        u = checks.noise_of_shape(u, p.shape, "BernoulliStraightThrough")
         return (u < p).astype(p.dtype)
 
     def backward(self, g):
@@ -214,158 +174,38 @@ def straight_through_detach(hard, soft: Tensor) -> Tensor:
     return Tensor(hard.astype(soft.dtype, copy=False)) + (soft - soft.detach())
 
 
-# ---------------------------------------------------------------------- REINFORCE
-class VarianceAdjustingBaseline:
-    """Bengio et al.'s per-unit variance-adjusting baseline, as moving averages.
+def straight_through(logits: Tensor, f: Objective, u: np.ndarray, probability=sigmoid,
+                     create_graph: bool = False) -> Tensor:
+    """The straight-through estimate of ``d E[f(b)] / d logits``, ``b ~ Bernoulli(p)``.
 
-    For unit ``i`` with score ``b_i - p_i`` and per-example loss ``L``::
+    ``p = probability(logits)``, ``b = 1[u < p]`` by :class:`BernoulliStraightThrough`,
+    and the estimate is backpropagation of ``f`` through ``d b / d p := 1``::
 
-        L_bar_i = EMA[(b_i - p_i)^2 L] / (EMA[(b_i - p_i)^2] + eps)
+        g = f'(b) * d p / d logits
 
-    which estimates the baseline that minimises the variance of ``(b_i - p_i)(L - L_bar_i)``
-    (Bengio et al. 2013). Each EMA is updated from the batch means,
-    ``m <- decay m + (1 - decay) batch_mean``, starting from numerator 0 and denominator 1 as
-    in R2RT's code. The state is one number per unit (shape ``(units,)``), made on the first
-    update. Set ``frozen = True`` to stop updating (so ``L_bar`` no longer depends on the
-    batch it is used on).
+    ``probability`` chooses the variant: :func:`~minigrad.functions.sigmoid`
+    (sigmoid-adjusted), :func:`pass_through_sigmoid` (``d p / d a := 1``),
+    :func:`hard_sigmoid`, or a slope-scaled one such as ``lambda a: sigmoid(2 * a)``.
+    Biased: ``E[f'(b)]`` is not the finite difference
+    ``E[f | b_i = 1] - E[f | b_i = 0]`` unless ``f`` is linear in ``b`` (Bengio et al.
+    2013).
     """
+    def sample(x: Tensor) -> Tensor:
+        return bernoulli_straight_through(probability(x), u)
 
-    def __init__(self, decay: float = 0.95, eps: float = 1e-4):
-        if not 0 <= decay < 1:
-            raise ValueError(f"VarianceAdjustingBaseline: decay must be in [0, 1), got {decay}")
-        if not eps > 0:
-            raise ValueError(f"VarianceAdjustingBaseline: eps must be positive, got {eps}")
-        self.decay = decay
-        self.eps = eps
-        self.numerator: np.ndarray | None = None
-        self.denominator: np.ndarray | None = None
-        self.frozen = False
-
-    def update(self, score: np.ndarray, loss: np.ndarray) -> None:
-        """One EMA step from a batch: ``score = b - p`` (batch, units), ``loss`` (batch,)."""
-        score_sq = np.square(score, dtype=np.float64)
-        weighted = score_sq * loss.reshape((-1,) + (1,) * (score.ndim - 1))
-        if self.numerator is None:
-            self.numerator = np.zeros(score.shape[1:])
-            self.denominator = np.ones(score.shape[1:])
-        if self.numerator.shape != score.shape[1:]:
-            raise ValueError(
-                f"VarianceAdjustingBaseline holds {self.numerator.shape} units but got a batch "
-                f"of shape {score.shape}; use one baseline per layer"
-            )
-        if self.frozen:
-            return
-        keep = self.decay
-        self.numerator = keep * self.numerator + (1 - keep) * weighted.mean(axis=0)
-        self.denominator = keep * self.denominator + (1 - keep) * score_sq.mean(axis=0)
-
-    def value(self) -> np.ndarray:
-        """``L_bar``, one number per unit."""
-        if self.numerator is None:
-            raise RuntimeError(
-                "VarianceAdjustingBaseline.value(): no state yet; it is made by the first "
-                "update (the first REINFORCE backward pass)"
-            )
-        return self.numerator / (self.denominator + self.eps)
-
-    def __repr__(self) -> str:
-        units = None if self.numerator is None else self.numerator.shape
-        return (f"VarianceAdjustingBaseline(decay={self.decay}, eps={self.eps}, "
-                f"units={units}, frozen={self.frozen})")
-
-
-class ReinforceBernoulli(Function):
-    """A Bernoulli(sigmoid(a)) neuron trained by REINFORCE (the score-function estimator).
-
-    Forward: ``p = sigmoid(a)``, ``b = 1[u < p]`` with ``u ~ Uniform[0, 1)`` given.
-
-    Backward, for example ``n`` and unit ``i``, with ``L_n`` the per-example loss read from
-    ``feedback.loss``::
-
-        da_ni = (b_ni - p_ni) (L_n - L_bar_i)
-
-    where ``b - p = d log P(b | a) / d a`` is the score of the Bernoulli. ``L_bar = 0`` without
-    a baseline; with a :class:`VarianceAdjustingBaseline`, its EMAs are first updated from
-    this batch and ``L_bar`` is then read (the order of R2RT's code).
-
-    What it estimates: ``E_b[da_ni] = d E_b[L_n] / d a_ni`` for each example ``n``
-    (Williams 1992; Bengio et al. 2013), whatever the baseline, as long as ``L_bar``
-    does not depend on ``b_n`` (see :class:`VarianceAdjustingBaseline`; the in-batch update
-    makes ``L_bar`` depend on ``b_n`` with weight ``(1 - decay) / batch``, a small bias). The
-    per-example terms are *summed*, not averaged: the gradient is that of the sum of the
-    per-example losses, which is what the training step minimises.
-
-    The incoming gradient ``g`` is ignored, on purpose: the score-function estimator needs
-    only the *value* of the loss, never its derivative with respect to ``b`` (which is why
-    REINFORCE works even when ``L`` is not differentiable). ``L`` does not flow back down
-    the graph either: it arrives through the :class:`LossFeedback` channel.
-    """
-
-    def forward(self, a, u, feedback, baseline):
-        self.feedback = feedback
-        self.baseline = baseline
-        u = _check_noise(u, a, "ReinforceBernoulli")
-        return (u < _sigmoid_array(a)).astype(a.dtype)
-
-    def backward(self, g):
-        (a,) = self.inputs
-        loss = _received_loss(self.feedback, a.shape[0])
-        score = Tensor(self.output.data) - sigmoid(a)
-        L = loss.reshape((-1,) + (1,) * (a.ndim - 1))
-        if self.baseline is not None:
-            self.baseline.update(score.data, loss)
-            L = L - self.baseline.value()
-        return score * Tensor(L.astype(a.dtype))
-
-
-def reinforce_bernoulli(a: Tensor, u: np.ndarray, feedback: LossFeedback,
-                        baseline: VarianceAdjustingBaseline | None = None) -> Tensor:
-    """``b ~ Bernoulli(sigmoid(a))``, REINFORCE backward; see :class:`ReinforceBernoulli`."""
-    return ReinforceBernoulli.apply(a, u=u, feedback=feedback, baseline=baseline)
-
-
-def reinforce_surrogate(a: Tensor, b, loss, baseline=None) -> Tensor:
-    """The REINFORCE surrogate: a scalar whose gradient is the REINFORCE estimate.
-
-    ``S = sum_{n,i} log P(b_ni | a_ni) (L_n - L_bar_i)`` with ``b`` and ``L`` held constant
-    (detached), and ``log P(b | a) = b log sigmoid(a) + (1 - b) log sigmoid(-a)``, so
-    ``d S / d a_ni = (b_ni - sigmoid(a_ni)) (L_n - L_bar_i)``: the backward pass of
-    :class:`ReinforceBernoulli` (with ``baseline``, the values ``L_bar`` of shape
-    ``(units,)``, or none). Only its gradient means anything, not its value.
-    """
-    b = Tensor(b.data if isinstance(b, Tensor) else np.asarray(b)).astype(a.dtype)
-    loss = loss.data if isinstance(loss, Tensor) else np.asarray(loss)
-    advantage = loss.reshape((-1,) + (1,) * (a.ndim - 1))
-    if baseline is not None:
-        advantage = advantage - np.asarray(baseline)
-    log_prob = b * log_sigmoid(a) + (1 - b) * log_sigmoid(-a)
-    return (log_prob * Tensor(advantage.astype(a.dtype))).sum()
-
-
-def enumerate_binary_configurations(n: int, dtype=np.float64) -> np.ndarray:
-    """All ``2^n`` binary vectors of length ``n``, one per row, in counting order.
-
-    Row ``k`` is ``k`` written in binary with unit 0 as the most significant bit, so for
-    ``n = 2`` the rows are 00, 01, 10, 11. Exact expectations over a few binary units are sums
-    over these rows: ``E[L] = sum_b prod_i p_i^b_i (1 - p_i)^(1 - b_i) L(b)``.
-    """
-    if not 0 <= n <= 20:
-        raise ValueError(f"enumerate_binary_configurations: n must be in 0..20, got {n}")
-    counts = np.arange(2 ** n)[:, None]
-    bits = np.arange(n - 1, -1, -1)[None, :]
-    return ((counts >> bits) & 1).astype(dtype)
+    return gradient_through_sample(logits, f, sample, create_graph)
 
 
 # ---------------------------------------------------------------------- neurons
-def _positive_number(value, name: str, who: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{who}: {name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{who}: {name} must be a positive finite number, got {value}")
-    return float(value)
+ST_PROBABILITY = {   # variant name -> the firing probability, with its backward pass
+    "pass_through": pass_through_sigmoid,
+    "sigmoid_adjusted": sigmoid,
+    "hard_sigmoid": hard_sigmoid,
+}
+ST_VARIANTS = tuple(ST_PROBABILITY)
 
 
-class StraightThroughNeuron(Neuron):
+class StraightThroughNeuron(SlopeAnnealedNeuron):
     """A layer of binary stochastic neurons trained with a straight-through estimator.
 
     ``p = f(slope * a)`` with ``f`` chosen by ``variant``:
@@ -386,74 +226,29 @@ class StraightThroughNeuron(Neuron):
 
     def __init__(self, variant: str = "pass_through", slope: float = 1.0,
                  anneal_rate: float | None = None):
-        if variant not in ST_VARIANTS:
+        super().__init__()
+        if variant not in ST_PROBABILITY:
             raise ValueError(
                 f"StraightThroughNeuron: variant must be one of {ST_VARIANTS}, got {variant!r}"
             )
         self.variant = variant
-        self.slope = _positive_number(slope, "slope", "StraightThroughNeuron")
-        if anneal_rate is not None:
-            anneal_rate = _positive_number(anneal_rate, "anneal_rate", "StraightThroughNeuron")
-        self.anneal_rate = anneal_rate
+        self.schedule = Annealing(slope, anneal_rate, name="slope", who="StraightThroughNeuron")
+
 
     def probability(self, pre: Tensor) -> Tensor:
-        """The firing probability ``p = f(slope * a)``, with this variant's backward."""
-        x = pre if self.slope == 1.0 else pre * self.slope
-        if self.variant == "pass_through":
-            return pass_through_sigmoid(x)
-        if self.variant == "sigmoid_adjusted":
-            return sigmoid(x)
-        return hard_sigmoid(x)
+        """The firing probability ``p = f(slope a)``, with this variant's backward."""
+        slope = self.slope
+        x = pre if slope == 1.0 else pre * slope
+        return ST_PROBABILITY[self.variant](x)
 
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+    def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                stochastic: bool = True, sampled: list | None = None) -> Tensor:
         p = self.probability(pre)
         if not stochastic:
             return straight_through_round(p)
-        rng = require_rng(rng, repr(self))
+        rng = checks.require_rng(rng, repr(self))
         return bernoulli_straight_through(p, rng.random(pre.shape))
-
-    def end_epoch(self) -> None:
-        if self.anneal_rate is not None:
-            self.slope *= self.anneal_rate
 
     def __repr__(self) -> str:
         return (f"StraightThroughNeuron(variant={self.variant!r}, slope={self.slope:g}, "
                 f"anneal_rate={self.anneal_rate})")
-
-
-class ReinforceNeuron(Neuron):
-    """A layer of binary stochastic neurons ``b ~ Bernoulli(sigmoid(a))`` trained by REINFORCE.
-
-    ``stochastic=True``: :class:`ReinforceBernoulli`, with this layer's own
-    :class:`VarianceAdjustingBaseline` (``baseline=True``) or none. The training step must
-    pass a :class:`LossFeedback` and send the per-example losses before ``backward()``.
-
-    ``stochastic=False``: ``round(sigmoid(a))`` with the pass-through ST gradient (identity),
-    as in R2RT's code, whose REINFORCE neuron is stochastic only and whose step function for
-    evaluation is the pass-through ST one.
-    """
-
-    def __init__(self, baseline: bool = True, decay: float = 0.95):
-        self.baseline = VarianceAdjustingBaseline(decay) if baseline else None
-        self.decay = decay
-
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
-        if not stochastic:
-            return straight_through_round(pass_through_sigmoid(pre))
-        rng = require_rng(rng, repr(self))
-        recording = is_grad_enabled() and pre.requires_grad
-        if recording and not isinstance(feedback, LossFeedback):
-            raise TypeError(
-                f"{self!r}: a REINFORCE neuron's backward pass needs the per-example loss: "
-                "pass feedback=LossFeedback() to the forward pass and call "
-                f"feedback.send(per_example_loss) before backward() (got {feedback!r}); "
-                "under no_grad() no feedback is needed"
-            )
-        return reinforce_bernoulli(pre, rng.random(pre.shape), feedback, self.baseline)
-
-    def __repr__(self) -> str:
-        if self.baseline is None:
-            return "ReinforceNeuron(baseline=False)"
-        return f"ReinforceNeuron(baseline=True, decay={self.decay})"

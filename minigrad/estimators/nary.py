@@ -21,11 +21,10 @@ formula with a slope that can be annealed; :func:`staircase_activation` is one.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from minigrad.estimators.base import LossFeedback, Neuron, require_rng
+from minigrad.estimators import checks
+from minigrad.estimators.base import Annealing, SlopeAnnealedNeuron
 from minigrad.functions import sigmoid, tanh
 from minigrad.tensor import Function, Tensor
 
@@ -40,21 +39,12 @@ NARY_ACTIVATIONS = ("ternary", "staircase")
 
 # ---------------------------------------------------------------------- input checks
 def _check_slope(slope: float, who: str) -> float:
-    if isinstance(slope, bool) or not isinstance(slope, (int, float)):
-        raise TypeError(f"{who}: slope must be a number, got {type(slope).__name__}")
-    if not (math.isfinite(slope) and slope > 0):
-        raise ValueError(f"{who}: slope must be a finite number > 0, got {slope}")
-    return float(slope)
+    return checks.positive_number(slope, "slope", who)
 
 
 def _check_levels(levels: int, who: str) -> int:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise TypeError(f"{who}: levels must be an integer, got {type(levels).__name__}")
-    if levels < 2:
-        raise ValueError(
-            f"{who}: levels must be at least 2 (2 levels is a binary neuron), got {levels}"
-        )
-    return int(levels)
+    return checks.integer_at_least(levels, 2, "levels", who,
+                                   " (2 levels is a binary neuron)")
 
 
 # ---------------------------------------------------------------------- activations
@@ -138,18 +128,6 @@ def staircase_activation(x: Tensor, levels: int = 3, slope: float = 1.0,
 
 
 # ---------------------------------------------------------------------- roundings
-def _check_uniform(u, like: np.ndarray, who: str) -> np.ndarray:
-    u = np.asarray(u)
-    if u.shape != like.shape:
-        raise ValueError(
-            f"{who}: the uniform noise u has shape {u.shape} but the input has shape "
-            f"{like.shape}; draw one u per unit, e.g. rng.random(x.shape)"
-        )
-    if u.size and not (u.min() >= 0 and u.max() < 1):
-        raise ValueError(f"{who}: the uniform noise u must lie in [0, 1)")
-    return u
-
-
 class StochasticRound(Function):
     """Sample one of the two integers closest to ``x``, with the straight-through gradient.
 
@@ -164,7 +142,8 @@ class StochasticRound(Function):
     """
 
     def forward(self, x, u):
-        u = _check_uniform(u, x, "StochasticRound")
+        u = checks.uniform_noise(u, x.shape, "StochasticRound",
+                                 per="one u per unit, e.g. rng.random(x.shape)")
         below = np.floor(x)
         return (below + (u < x - below)).astype(x.dtype, copy=False)
 
@@ -202,7 +181,7 @@ def deterministic_round(x: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- the neuron
-class NaryNeuron(Neuron):
+class NaryNeuron(SlopeAnnealedNeuron):
     """An n-ary stochastic neuron: activation, then rounding with the ST gradient.
 
     ``y = StochasticRound(f(a))`` when ``stochastic`` (training) and
@@ -223,18 +202,17 @@ class NaryNeuron(Neuron):
             raise ValueError(
                 f"NaryNeuron: activation must be one of {NARY_ACTIVATIONS}, got {activation!r}"
             )
+        super().__init__()
         levels = _check_levels(levels, "NaryNeuron")
         if activation == "ternary" and levels != 3:
             raise ValueError(
                 f"NaryNeuron: the ternary activation has exactly 3 levels, got levels={levels}; "
                 "use activation='staircase' for other numbers of levels"
             )
-        if anneal_rate is not None:
-            anneal_rate = _check_slope(anneal_rate, "NaryNeuron anneal_rate")
         self.activation = activation
         self.levels = levels
-        self.slope = _check_slope(slope, "NaryNeuron")
-        self.anneal_rate = anneal_rate
+        self.schedule = Annealing(slope, anneal_rate, name="slope", who="NaryNeuron")
+
 
     def activate(self, pre: Tensor) -> Tensor:
         """The real-valued activation ``f(a)`` before rounding."""
@@ -242,17 +220,13 @@ class NaryNeuron(Neuron):
             return ternary_activation(pre, self.slope)
         return staircase_activation(pre, self.levels, self.slope)
 
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+    def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                stochastic: bool = True, sampled: list | None = None) -> Tensor:
         p = self.activate(pre)
         if stochastic:
-            rng = require_rng(rng, "NaryNeuron")
+            rng = checks.require_rng(rng, "NaryNeuron")
             return StochasticRound.apply(p, u=rng.random(p.shape))
         return DeterministicRound.apply(p)
-
-    def end_epoch(self) -> None:
-        if self.anneal_rate is not None:
-            self.slope *= self.anneal_rate
 
     def __repr__(self) -> str:
         return (f"NaryNeuron(activation={self.activation!r}, levels={self.levels}, "

@@ -34,11 +34,11 @@ neurons draw it from the ``rng`` they are called with.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from minigrad.estimators.base import LossFeedback, Neuron, require_rng
+from minigrad.estimators import checks
+from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
+                                      gradient_through_sample)
 from minigrad.functions import softmax
 from minigrad.tensor import Function, Tensor
 
@@ -47,7 +47,8 @@ __all__ = [
     "softmax_with_temperature", "st_sampled_softmax", "st_hardmax_softmax",
     "argmax_one_hot", "gumbel_from_uniform", "gumbel_softmax", "st_gumbel_softmax",
     "st_gumbel_softmax_detach", "split_neurons", "OneHotNeuron", "GumbelSoftmaxNeuron",
-    "ONE_HOT_MODES",
+    "ONE_HOT_MODES", "sample_categorical", "straight_through_categorical",
+    "st_gumbel_softmax_estimate", "gumbel_softmax_estimate", "st_hardmax_estimate",
 ]
 
 ONE_HOT_MODES = ("sample", "hardmax")
@@ -56,22 +57,14 @@ _ROW_SUM_TOLERANCE = 1e-4
 
 
 # ---------------------------------------------------------------------- input checks
-def _check_temperature(tau: float, who: str) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise TypeError(f"{who}: the temperature must be a number, got {type(tau).__name__}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"{who}: the temperature must be a finite number > 0, got {tau}")
-    return float(tau)
+def _check_temperature(tau, who: str) -> float:
+    return checks.positive_number(tau, "the temperature", who)
 
 
 def _check_probability_rows(p: np.ndarray, who: str) -> None:
     if p.size == 0:
         return
-    if not np.all((p >= 0) & (p <= 1)):
-        raise ValueError(
-            f"{who}: expects probabilities in [0, 1], got values from {np.nanmin(p):.6g} to "
-            f"{np.nanmax(p):.6g}; pass softmax(logits / tau), not the logits"
-        )
+    checks.probabilities(p, who, "pass softmax(logits / tau), not the logits")
     sums = p.sum(axis=-1)
     worst = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
     if abs(sums[worst] - 1) > _ROW_SUM_TOLERANCE:
@@ -106,17 +99,30 @@ def split_neurons(pre: Tensor, d: int, who: str = "split_neurons") -> Tensor:
     return pre.reshape(batch, width // d, d)
 
 
+def sample_categorical(probs: np.ndarray, u, who: str = "sample_categorical") -> np.ndarray:
+    """One one-hot sample per row of ``probs`` (last axis), by the inverse CDF.
+
+    With ``C_i = p_1 + ... + p_i``, ``i = #{j : C_j <= u}`` (0-based), so
+    ``C_{i-1} <= u < C_i`` and ``P(i) = p_i``. The CDF is divided by its last entry so that
+    its total is exactly 1 (it can round to slightly less, and a ``u`` above it would pick
+    no category); categories with ``p_i = 0`` are never chosen.
+    """
+    u = checks.uniform_noise(u, probs.shape[:-1], who,
+                             per="one value per row of probabilities, e.g. "
+                                 "rng.random(probs.shape[:-1])")
+    cdf = np.cumsum(probs, axis=-1)
+    cdf = cdf / cdf[..., -1:]
+    index = np.sum(cdf <= u[..., None], axis=-1)
+    return _one_hot(index, probs.shape[-1], probs.dtype)
+
+
 # ---------------------------------------------------------------------- ST one-hot functions
 class STSampledSoftmax(Function):
     """Sample a one-hot vector from probabilities, with the straight-through gradient.
 
-    Forward, for each row ``p`` (last axis) and its uniform ``u`` in [0, 1), by the inverse
-    CDF: with ``C_i = p_1 + ... + p_i``, ``i = #{j : C_j <= u}`` (0-based), so
-    ``C_{i-1} <= u < C_i`` and ``P(i) = p_i``; output ``y = one_hot(i)``.
-
-    The CDF is divided by its last entry so that its total is exactly 1 (it can round to
-    slightly less, and a ``u`` above it would pick no category); categories with ``p_i = 0``
-    are never chosen, since for them ``C_{i-1} = C_i``.
+    Forward, for each row ``p`` (last axis) and its uniform ``u`` in [0, 1): the one-hot
+    ``y = one_hot(i)`` of ``i ~ Categorical(p)``, drawn by the inverse CDF
+    (:func:`sample_categorical`).
 
     Backward: ``dp = g`` (``d y / d p := I``).
 
@@ -126,18 +132,7 @@ class STSampledSoftmax(Function):
 
     def forward(self, probs, u):
         _check_probability_rows(probs, "STSampledSoftmax")
-        u = np.asarray(u)
-        if u.shape != probs.shape[:-1]:
-            raise ValueError(
-                f"STSampledSoftmax: the uniform noise u has shape {u.shape} but needs one value "
-                f"per row of probabilities, shape {probs.shape[:-1]}"
-            )
-        if u.size and not (u.min() >= 0 and u.max() < 1):
-            raise ValueError("STSampledSoftmax: the uniform noise u must lie in [0, 1)")
-        cdf = np.cumsum(probs, axis=-1)
-        cdf = cdf / cdf[..., -1:]
-        index = np.sum(cdf <= u[..., None], axis=-1)
-        return _one_hot(index, probs.shape[-1], probs.dtype)
+        return sample_categorical(probs, u, "STSampledSoftmax")
 
     def backward(self, g):
         return g
@@ -193,12 +188,8 @@ def gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
 
 
 def _check_gumbel(gumbel_noise, logits: Tensor, who: str) -> np.ndarray:
-    gumbel_noise = np.asarray(gumbel_noise)
-    if gumbel_noise.shape != logits.shape:
-        raise ValueError(
-            f"{who}: the Gumbel noise has shape {gumbel_noise.shape} but the logits have shape "
-            f"{logits.shape}; draw one value per logit"
-        )
+    gumbel_noise = checks.noise_of_shape(gumbel_noise, logits.shape, who, "Gumbel noise",
+                                         "one value per logit")
     return gumbel_noise.astype(logits.dtype, copy=False)
 
 
@@ -257,24 +248,56 @@ def st_gumbel_softmax_detach(logits: Tensor, tau: float, gumbel_noise: np.ndarra
     return hard + (soft - soft.detach())
 
 
+# ---------------------------------------------------------------------- as estimators
+def straight_through_categorical(logits: Tensor, f: Objective, u: np.ndarray,
+                                 tau: float = 1.0, create_graph: bool = False) -> Tensor:
+    """ST sampled softmax as an estimate of ``d E[f(b)] / d z``, ``b ~ softmax(z / tau)``.
+
+    Logits (batch, units, classes), ``u`` (batch, units). Biased: the gradient of ``f`` at
+    the one-hot sample, sent through the softmax (:class:`STSampledSoftmax`).
+    """
+    return gradient_through_sample(
+        logits, f, lambda z: st_sampled_softmax(z, tau, u), create_graph)
+
+
+def st_hardmax_estimate(logits: Tensor, f: Objective, u=None, tau: float = 1.0,
+                        create_graph: bool = False) -> Tensor:
+    """ST hardmax as an estimate for ``b ~ softmax(z)``: no noise, so it ignores ``u``."""
+    return gradient_through_sample(
+        logits, f, lambda z: st_hardmax_softmax(z, tau), create_graph)
+
+
+def st_gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray,
+                               tau: float = 1.0, create_graph: bool = False) -> Tensor:
+    """ST Gumbel-softmax as an estimate of ``d E[f(b)] / d z``, ``b ~ softmax(z)``.
+
+    ``u`` is uniform noise of the logits' shape, made Gumbel by :func:`gumbel_from_uniform`.
+    Biased: the hard sample's value with the relaxed sample's gradient (Jang, Gu & Poole
+    2016, section 2.2).
+    """
+    noise = gumbel_from_uniform(u)
+    return gradient_through_sample(
+        logits, f, lambda z: st_gumbel_softmax(z, tau, noise), create_graph)
+
+
+def gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray, tau: float = 1.0,
+                            create_graph: bool = False) -> Tensor:
+    """The relaxed Gumbel-softmax estimate: the gradient of ``f`` at ``softmax((z + G) / tau)``.
+
+    ``f`` is evaluated at a point inside the simplex, not at a one-hot sample, so the
+    estimate is of ``d E[f(relaxed)] / d z``: biased for ``E[f(b)]`` unless ``f`` is linear.
+    """
+    noise = gumbel_from_uniform(u)
+    return gradient_through_sample(
+        logits, f, lambda z: gumbel_softmax(z, tau, noise), create_graph)
+
+
 # ---------------------------------------------------------------------- neurons
 def _check_d(d: int, who: str) -> int:
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 2:
-        raise ValueError(f"{who}: d (categories per neuron) must be an integer >= 2, got {d!r}")
-    return int(d)
+    return checks.integer_at_least(d, 2, "d (categories per neuron)", who)
 
 
-def _check_anneal_rate(rate: float | None, who: str) -> float | None:
-    if rate is None:
-        return None
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
-        math.isfinite(rate) and rate > 0
-    ):
-        raise ValueError(f"{who}: anneal_rate must be a finite number > 0 or None, got {rate!r}")
-    return float(rate)
-
-
-class OneHotNeuron(Neuron):
+class OneHotNeuron(AnnealedNeuron):
     """R2RT's one-hot neuron: ``softmax(z / tau)``, then a sampled or argmax one-hot with ST.
 
     Training (``stochastic=True``): ``mode="sample"`` samples (:class:`STSampledSoftmax`),
@@ -291,34 +314,33 @@ class OneHotNeuron(Neuron):
 
     def __init__(self, d: int, mode: str = "sample", temperature: float = 1.0,
                  anneal_rate: float | None = None):
+        super().__init__()
         if mode not in ONE_HOT_MODES:
             raise ValueError(f"OneHotNeuron: mode must be one of {ONE_HOT_MODES}, got {mode!r}")
         self.d = _check_d(d, "OneHotNeuron")
         self.mode = mode
-        self.temperature = _check_temperature(temperature, "OneHotNeuron")
-        self.anneal_rate = _check_anneal_rate(anneal_rate, "OneHotNeuron")
+        self.schedule = Annealing(temperature, anneal_rate, divide=True,
+                                  name="the temperature", who="OneHotNeuron")
 
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+    temperature = property(lambda self: self.schedule.value, doc="the current temperature")
+
+    def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                stochastic: bool = True, sampled: list | None = None) -> Tensor:
         probs = softmax_with_temperature(split_neurons(pre, self.d, "OneHotNeuron"),
                                          self.temperature)
         if stochastic and self.mode == "sample":
-            rng = require_rng(rng, "OneHotNeuron")
+            rng = checks.require_rng(rng, "OneHotNeuron")
             y = STSampledSoftmax.apply(probs, u=rng.random(probs.shape[:-1]))
         else:
             y = STHardmax.apply(probs)
         return y.reshape(pre.shape)
-
-    def end_epoch(self) -> None:
-        if self.anneal_rate is not None:
-            self.temperature /= self.anneal_rate
 
     def __repr__(self) -> str:
         return (f"OneHotNeuron(d={self.d}, mode={self.mode!r}, "
                 f"temperature={self.temperature:g}, anneal_rate={self.anneal_rate})")
 
 
-class GumbelSoftmaxNeuron(Neuron):
+class GumbelSoftmaxNeuron(AnnealedNeuron):
     """A Gumbel-softmax neuron: relaxed (``hard=False``) or straight-through (``hard=True``).
 
     Training (``stochastic=True``) draws ``G = -log(-log(u))`` from ``rng`` and outputs
@@ -336,26 +358,25 @@ class GumbelSoftmaxNeuron(Neuron):
 
     def __init__(self, d: int, tau: float = 1.0, hard: bool = False,
                  anneal_rate: float | None = None):
+        super().__init__()
         self.d = _check_d(d, "GumbelSoftmaxNeuron")
-        self.tau = _check_temperature(tau, "GumbelSoftmaxNeuron")
         self.hard = bool(hard)
-        self.anneal_rate = _check_anneal_rate(anneal_rate, "GumbelSoftmaxNeuron")
+        self.schedule = Annealing(tau, anneal_rate, divide=True, name="the temperature",
+                                  who="GumbelSoftmaxNeuron")
 
-    def __call__(self, pre: Tensor, *, rng: np.random.Generator | None = None,
-                 stochastic: bool = True, feedback: LossFeedback | None = None) -> Tensor:
+    tau = property(lambda self: self.schedule.value, doc="the current temperature")
+
+    def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
+                stochastic: bool = True, sampled: list | None = None) -> Tensor:
         logits = split_neurons(pre, self.d, "GumbelSoftmaxNeuron")
         if not stochastic:
             y = STHardmax.apply(softmax_with_temperature(logits, self.tau))
         else:
-            rng = require_rng(rng, "GumbelSoftmaxNeuron")
+            rng = checks.require_rng(rng, "GumbelSoftmaxNeuron")
             noise = gumbel_from_uniform(rng.random(logits.shape))
             relax = st_gumbel_softmax if self.hard else gumbel_softmax
             y = relax(logits, self.tau, noise)
         return y.reshape(pre.shape)
-
-    def end_epoch(self) -> None:
-        if self.anneal_rate is not None:
-            self.tau /= self.anneal_rate
 
     def __repr__(self) -> str:
         return (f"GumbelSoftmaxNeuron(d={self.d}, tau={self.tau:g}, hard={self.hard}, "

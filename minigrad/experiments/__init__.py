@@ -6,14 +6,15 @@
 - :mod:`~minigrad.experiments.sbn`: sigmoid belief networks, one gradient estimator per run.
 """
 from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_sweep,
-                         seed_loss, summarize, summary_table, train_classifier)
+                         seed_loss, step_loss, summarize, summary_table,
+                         train_classifier)
 from .executor import default_workers, map_runs
 from .results import load_results, record_results, repo_root, results_dir, results_path
 from .sbn import SBNConfig, SBNHistory, run_sbn_comparison, time_sbn_steps, train_sbn
 
 __all__ = [
     "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
-    "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
+    "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "SBNConfig", "SBNHistory", "run_sbn_comparison", "time_sbn_steps", "train_sbn",
 ]

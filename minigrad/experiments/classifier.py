@@ -9,6 +9,9 @@ The seeds' loss is worth knowing exactly, because their learning rates are tied 
 per-example loss is the cross-entropy *averaged over the 10 classes* (``reduce_mean`` over
 the class axis, i.e. cross-entropy / 10), and the optimizer minimises the *sum* of those over
 the batch. :func:`seed_loss` reproduces it, so the seeds' learning rates carry over unchanged.
+
+Score-function (REINFORCE) layers need that loss to compute their estimate, and it exists
+only after the forward pass: :func:`step_loss` shows the whole route.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from tqdm import tqdm
 
 from minigrad import budget as _budget
 from minigrad.data import minibatch_stream
-from minigrad.estimators.base import LossFeedback, Neuron
+from minigrad.estimators.base import Neuron, surrogate
 from minigrad.functions import softmax_cross_entropy
 from minigrad.models.mlp import MLPClassifier
 from minigrad.optim import SGD
@@ -35,6 +38,29 @@ def seed_loss(logits: Tensor, targets: np.ndarray) -> Tensor:
     """Per-example loss of the seeds: cross-entropy divided by the number of classes."""
     n_classes = logits.shape[1]
     return softmax_cross_entropy(logits, Tensor(targets), reduction="none") * (1.0 / n_classes)
+
+
+def step_loss(model: MLPClassifier, x: np.ndarray, y: np.ndarray, *,
+              rng: np.random.Generator | None, stochastic: bool = True
+              ) -> tuple[Tensor, Tensor]:
+    """The scalar one training step differentiates, and the logits.
+
+    ``sum_n L_n`` (the seeds' loss) plus, for every score-function layer, the
+    surrogate of its estimate. The forward pass records each such layer's logits and
+    sampled units; once the per-example loss ``L`` is known, each layer's baseline is
+    advanced with this batch (R2RT's order: the moving averages see the batch before
+    they are used on it) and its estimate ``g = (b - p)(L - L_bar)`` is sent into its
+    logits by ``surrogate``.
+    """
+    sampled = []
+    logits = model(Tensor(x), rng=rng, stochastic=stochastic, sampled=sampled)
+    per_example = seed_loss(logits, y)
+    loss = per_example.sum()
+    losses = per_example.data
+    for units in sampled:
+        units.neuron.update(units, losses)
+        loss = loss + surrogate(units.logits, units.neuron.estimate(units, losses))
+    return loss, logits
 
 
 @dataclass
@@ -120,13 +146,10 @@ def _train_classifier(config, train, validation, seed, sizes_in_out, progress):
     for epoch in range(config.epochs):
         for _ in range(config.steps_per_epoch):
             x, y = next(stream)
-            feedback = LossFeedback()
-            logits = model(Tensor(x), rng=noise_rng, stochastic=config.train_stochastic,
-                           feedback=feedback)
-            per_example = seed_loss(logits, y)
-            feedback.send(per_example)
+            loss, logits = step_loss(model, x, y, rng=noise_rng,
+                                     stochastic=config.train_stochastic)
             optimizer.zero_grad()
-            per_example.sum().backward()
+            loss.backward()
             optimizer.step()
             window.append(np.mean(logits.data.argmax(1) == y.argmax(1)))
             step += 1

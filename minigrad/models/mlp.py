@@ -2,7 +2,8 @@
 
 Each hidden layer is ``Linear`` followed by a :class:`~minigrad.estimators.base.Neuron`: an
 ordinary activation, or a binary, n-ary or one-hot stochastic neuron with its gradient
-estimator. The output layer gives logits for a softmax.
+estimator. The output layer gives logits for a softmax. Neurons are sub-modules, so their
+state (an annealed slope, a baseline) saves and loads with the weights.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from minigrad.estimators.base import LossFeedback, Neuron
+from minigrad.estimators.base import Neuron
 from minigrad.init import as_generator
 from minigrad.nn import Linear, Module
 from minigrad.tensor import Tensor
@@ -37,14 +38,23 @@ class MLPClassifier(Module):
         for i, layer in enumerate(self.layers):
             setattr(self, f"linear{i}", layer)
         self.neurons = [make_neuron() for _ in sizes[1:-1]]
+        for i, (neuron, width) in enumerate(zip(self.neurons, sizes[1:-1])):
+            neuron.build(width)
+            setattr(self, f"neuron{i}", neuron)
 
     def forward(self, x: Tensor, *, rng: np.random.Generator | None = None,
-                stochastic: bool = True, feedback: LossFeedback | None = None,
+                stochastic: bool = True, sampled: list | None = None,
                 keep_hidden: list | None = None) -> Tensor:
-        """Logits for ``x``. ``keep_hidden``, if a list, receives each hidden layer's output."""
+        """Logits for ``x``.
+
+        ``sampled``, a list, receives a record of each score-function layer's logits and
+        sampled units (needed to train them; see ``step_loss`` in
+        :mod:`minigrad.experiments.classifier`). ``keep_hidden``, if a list, receives each
+        hidden layer's output.
+        """
         h = x
         for layer, neuron in zip(self.layers[:-1], self.neurons):
-            h = neuron(layer(h), rng=rng, stochastic=stochastic, feedback=feedback)
+            h = neuron(layer(h), rng=rng, stochastic=stochastic, sampled=sampled)
             if keep_hidden is not None:
                 keep_hidden.append(h)
         return self.layers[-1](h)

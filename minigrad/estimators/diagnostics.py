@@ -1,0 +1,153 @@
+"""How estimators are judged: bias against the exact gradient, in standard errors, and variance.
+
+``estimates`` is always an array of independent single-sample estimates stacked on axis 0,
+shape (samples, ...); ``exact`` has the shape of one estimate (from
+:mod:`minigrad.estimators.exact`).
+
+- :func:`bias_z_scores`: ``(mean - exact) / standard error`` per component. An unbiased
+  estimator gives z-scores of a standard normal; a real bias grows like ``sqrt(samples)``.
+- :func:`summarize_estimates`: mean, bias, its z-scores, standard deviation and variance
+  in one record, for tables and plots.
+- :class:`EMALogVariance`: the log-variance of an estimator along training, from moving
+  averages of its first and second moments (decay 0.999, as the REBAR paper's plots).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigrad.estimators import checks
+from minigrad.tensor import Tensor
+
+__all__ = [
+    "sample_mean", "standard_error", "bias", "bias_z_scores", "variance",
+    "EstimateSummary", "summarize_estimates", "EMALogVariance",
+]
+
+
+def _array(values) -> np.ndarray:
+    return values.data if isinstance(values, Tensor) else np.asarray(values)
+
+
+def _samples(estimates) -> np.ndarray:
+    estimates = _array(estimates)
+    if estimates.ndim < 1 or len(estimates) < 2:
+        raise ValueError(
+            f"diagnostics: need at least 2 estimates stacked on axis 0, got shape "
+            f"{estimates.shape}"
+        )
+    return estimates
+
+
+def sample_mean(estimates) -> np.ndarray:
+    """The mean estimate, per component."""
+    return _samples(estimates).mean(axis=0)
+
+
+def variance(estimates) -> np.ndarray:
+    """The variance of one estimate, per component (unbiased, ``ddof=1``)."""
+    return _samples(estimates).var(axis=0, ddof=1)
+
+
+def standard_error(estimates) -> np.ndarray:
+    """The standard error of the mean estimate, per component."""
+    estimates = _samples(estimates)
+    return np.sqrt(variance(estimates) / len(estimates))
+
+
+def bias(estimates, exact) -> np.ndarray:
+    """The mean estimate minus the exact gradient, per component."""
+    return sample_mean(estimates) - _array(exact)
+
+
+def bias_z_scores(estimates, exact) -> np.ndarray:
+    """The bias in standard errors of the mean, per component.
+
+    A component with no spread at all (a unit that never fires at random) has z = 0 if its
+    mean equals the exact value and infinity otherwise.
+    """
+    difference = bias(estimates, exact)
+    se = standard_error(estimates)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = difference / se
+    return np.where(se > 0, z, np.where(difference == 0, 0.0, np.inf * np.sign(difference)))
+
+
+@dataclass
+class EstimateSummary:
+    """What :func:`summarize_estimates` measures; arrays have the shape of one estimate."""
+
+    count: int
+    exact: np.ndarray
+    mean: np.ndarray
+    bias: np.ndarray
+    z: np.ndarray
+    std: np.ndarray
+    variance: np.ndarray
+
+    @property
+    def largest_abs_z(self) -> float:
+        return float(np.max(np.abs(self.z)))
+
+    @property
+    def bias_norm(self) -> float:
+        return float(np.linalg.norm(self.bias))
+
+    @property
+    def rms_std(self) -> float:
+        """The root-mean-square standard deviation over components."""
+        return float(np.sqrt(np.mean(self.variance)))
+
+
+def summarize_estimates(estimates, exact) -> EstimateSummary:
+    """Mean, bias, z-scores, standard deviation and variance of stacked estimates."""
+    estimates = _samples(estimates)
+    var = variance(estimates)
+    return EstimateSummary(count=len(estimates), exact=np.asarray(_array(exact)),
+                           mean=sample_mean(estimates), bias=bias(estimates, exact),
+                           z=bias_z_scores(estimates, exact), std=np.sqrt(var), variance=var)
+
+
+class EMALogVariance:
+    """Track ``log Var[g]`` of an estimator along training with exponential moving averages.
+
+    Each :meth:`update` takes one estimate ``g`` (any shape) and updates
+    ``m1 <- decay m1 + (1 - decay) g`` and ``m2 <- decay m2 + (1 - decay) g^2``, both
+    started at 0 and divided by ``1 - decay^t`` to remove the start-up bias. The variance is
+    ``m2 - m1^2`` per component; :attr:`log_variance` is the log of its mean over components,
+    the quantity the REBAR paper (Tucker et al. 2017, decay 0.999) plots.
+    """
+
+    def __init__(self, decay: float = 0.999):
+        self.decay = checks.decay_rate(decay, "EMALogVariance")
+        self.first: np.ndarray | None = None
+        self.second: np.ndarray | None = None
+        self.steps = 0
+
+    def update(self, g) -> float:
+        """Add one estimate; returns the current log-variance."""
+        g = np.asarray(_array(g), dtype=np.float64)
+        if self.first is None:
+            self.first, self.second = np.zeros_like(g), np.zeros_like(g)
+        if g.shape != self.first.shape:
+            raise ValueError(
+                f"EMALogVariance: estimates so far had shape {self.first.shape}, got {g.shape}"
+            )
+        keep = self.decay
+        self.first = keep * self.first + (1 - keep) * g
+        self.second = keep * self.second + (1 - keep) * g * g
+        self.steps += 1
+        return self.log_variance
+
+    @property
+    def variance(self) -> np.ndarray:
+        if self.steps == 0:
+            raise RuntimeError("EMALogVariance: no estimate yet; call update(g) first")
+        correction = 1 - self.decay ** self.steps
+        mean = self.first / correction
+        return np.maximum(self.second / correction - mean ** 2, 0.0)
+
+    @property
+    def log_variance(self) -> float:
+        return float(np.log(np.mean(self.variance)))
