@@ -12,16 +12,19 @@ The score of a Bernoulli unit is ``d log q(b) / d logits = b - p`` with ``p = si
 so REINFORCE (Williams 1992) is ``(f(b) - c) (b - p)``, unbiased for any ``c`` that does not
 depend on ``b``. The rest of the family chooses ``c``:
 
-==================  ==============================================  ==========================
-estimator           learning signal times ``(b - p)``, plus          source
-==================  ==============================================  ==========================
-reinforce           ``f(b) - c``, c a moving average                Williams 1992
-reinforce_loo       ``f(b_k) - mean_{j != k} f(b_j)``, K samples    Mnih & Rezende 2016 (VIMCO)
-nvil                ``(f(b) - C(x) - c) / max(1, sqrt(v))``         Mnih & Gregor 2014
-muprop              ``f(b) - f(p) - f'(p).(b - p)``, + ``f'(p) p(1-p)``  Gu et al. 2016
-simple_muprop       ``f(b) - f(p)``                                 Gu et al. 2016
-concrete            (pathwise, biased) ``d f(sigmoid((logits + L) / t)) / d logits``  Maddison et al. 2017
-==================  ==============================================  ==========================
+=============  ===================================================  =====================
+estimator      learning signal times ``(b - p)`` (plus)             source
+=============  ===================================================  =====================
+reinforce      ``f(b) - c``, c a moving average                     Williams 1992
+reinforce_loo  ``f(b_k) - mean_{j != k} f(b_j)``, K samples         Mnih & Rezende 2016
+nvil           ``(f(b) - C(x) - c) / max(1, sqrt(v))``              Mnih & Gregor 2014
+muprop         ``f(b) - f(p) - f'(p).(b - p)`` (+ ``f'(p) p(1-p)``)  Gu et al. 2016
+simple_muprop  ``f(b) - f(p)``                                      Gu et al. 2016
+concrete       pathwise: ``d f(sigmoid((logits + L) / t)) / d l``   Maddison et al. 2017
+=============  ===================================================  =====================
+
+``reinforce``, ``bernoulli_sample`` and ``MovingAverageBaseline`` live in
+:mod:`minigrad.estimators.score_function` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -30,13 +33,16 @@ from typing import Callable
 import numpy as np
 
 from minigrad import functions as F
+from minigrad.estimators.score_function import (MovingAverageBaseline, bernoulli_sample,
+                                                reinforce)
 from minigrad.nn import Linear, Module, Sequential, Tanh
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 __all__ = [
-    "bernoulli_sample", "reinforce", "reinforce_loo", "nvil", "muprop", "simple_muprop",
-    "concrete", "MovingAverageBaseline", "NVILBaseline", "GradientVarianceTracker",
+    "reinforce_loo", "nvil", "muprop", "simple_muprop", "concrete", "NVILBaseline",
+    # the rest of the family, from score_function, so one namespace holds it all
+    "bernoulli_sample", "reinforce", "MovingAverageBaseline",
 ]
 
 Objective = Callable[[Tensor], Tensor]
@@ -47,16 +53,6 @@ def _probabilities(logits) -> np.ndarray:
     if not np.issubdtype(data.dtype, np.floating):
         raise TypeError(f"logits must be floating point, got {data.dtype}")
     return F._sigmoid_array(data)
-
-
-def bernoulli_sample(logits, u) -> np.ndarray:
-    """``b = 1[u < sigmoid(logits)]``: Bernoulli units from uniform noise of the same shape."""
-    p = _probabilities(logits)
-    u = np.asarray(u)
-    if u.shape != p.shape:
-        raise ValueError(f"uniform noise u has shape {u.shape} but the logits have shape "
-                         f"{p.shape}; draw one u per unit, e.g. rng.random(logits.shape)")
-    return (u < p).astype(p.dtype)
 
 
 def _values(f: Objective, b: np.ndarray) -> np.ndarray:
@@ -73,18 +69,6 @@ def _values(f: Objective, b: np.ndarray) -> np.ndarray:
 def _per_example(c, batch: int, dtype) -> np.ndarray:
     c = c.data if isinstance(c, Tensor) else np.asarray(c, dtype=dtype)
     return np.broadcast_to(c, (batch,)).astype(dtype)
-
-
-def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=0.0) -> Tensor:
-    """REINFORCE with a baseline: ``g = (f(b) - c) (b - p)``.
-
-    ``baseline`` is a number or one value per example; it must not depend on ``b``, which
-    keeps ``E[c (b - p)] = c E[b - p] = 0`` and the estimate unbiased.
-    """
-    b = bernoulli_sample(logits, u)
-    p = _probabilities(logits)
-    signal = _values(f, b) - _per_example(baseline, len(b), p.dtype)
-    return Tensor(signal[:, None] * (b - p))
 
 
 def reinforce_loo(logits: Tensor, f: Objective, u: np.ndarray) -> Tensor:
@@ -180,27 +164,6 @@ def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float) ->
     return g.detach()
 
 
-class MovingAverageBaseline:
-    """``c <- decay c + (1 - decay) mean(f)``, changed only by :meth:`update`."""
-
-    def __init__(self, decay: float = 0.99):
-        if not 0 <= decay < 1:
-            raise ValueError(f"decay must lie in [0, 1), got {decay}")
-        self.decay = decay
-        self.value = 0.0
-        self.steps = 0
-
-    def update(self, values) -> None:
-        mean = float(np.mean(values.data if isinstance(values, Tensor) else values))
-        # The first update sets c (no bias toward the initial 0).
-        self.value = mean if self.steps == 0 else (
-            self.decay * self.value + (1 - self.decay) * mean)
-        self.steps += 1
-
-    def __call__(self) -> float:
-        return self.value
-
-
 class NVILBaseline(Module):
     """NVIL's baselines (Mnih & Gregor 2014): an input-dependent ``C(x)`` (one tanh layer of
     100 on the centred input), a running mean ``c`` and variance ``v`` of ``f - C(x)``.
@@ -234,7 +197,8 @@ class NVILBaseline(Module):
 
     def update(self, x: np.ndarray, f_values: np.ndarray) -> None:
         """One step on ``mean((f - c - C(x))^2)`` for C, then the running moments of
-        ``r = f - C(x)``: ``c <- a c + (1 - a) mean(r)``, ``v <- a v + (1 - a) mean((r - c)^2)``."""
+        ``r = f - C(x)``: ``c <- a c + (1 - a) mean(r)`` and
+        ``v <- a v + (1 - a) mean((r - c)^2)``."""
         f_values = np.asarray(f_values, dtype=self.input_mean.dtype)
         with enable_grad():
             predicted = self.input_dependent(x)
@@ -248,38 +212,3 @@ class NVILBaseline(Module):
         self.optimizer.step()
         self.steps += 1
 
-
-class GradientVarianceTracker:
-    """The log of the mean per-component variance of a gradient estimate along training.
-
-    Exponential moving averages (decay 0.999, as in the REBAR code) of the estimate ``g`` and
-    of ``g^2``, bias-corrected like Adam's; the variance of component i is
-    ``E[g_i^2] - E[g_i]^2`` and :meth:`log_variance` returns ``log(mean_i var_i)``. It moves
-    with the parameters, so it measures the estimator's variance near the current point.
-    """
-
-    def __init__(self, decay: float = 0.999):
-        if not 0 < decay < 1:
-            raise ValueError(f"decay must lie in (0, 1), got {decay}")
-        self.decay = decay
-        self.first: np.ndarray | None = None
-        self.second: np.ndarray | None = None
-        self.steps = 0
-
-    def update(self, grads) -> None:
-        g = np.concatenate([np.ravel(a) for a in grads]).astype(np.float64)
-        if self.first is None:
-            self.first, self.second = np.zeros_like(g), np.zeros_like(g)
-        self.first *= self.decay
-        self.first += (1 - self.decay) * g
-        self.second *= self.decay
-        self.second += (1 - self.decay) * (g * g)
-        self.steps += 1
-
-    def log_variance(self) -> float:
-        if self.steps == 0:
-            raise RuntimeError("log_variance() before any update()")
-        correction = 1 - self.decay ** self.steps
-        mean = self.first / correction
-        variance = np.maximum(self.second / correction - mean * mean, 0.0)
-        return float(np.log(np.mean(variance)))

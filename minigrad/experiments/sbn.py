@@ -23,6 +23,7 @@ from tqdm import tqdm
 from minigrad.data import minibatch_stream
 from minigrad.estimators import sbn_estimators as E
 from minigrad.estimators.base import surrogate
+from minigrad.estimators.diagnostics import EMALogVariance
 from minigrad.models.sbn import SigmoidBeliefNet
 from minigrad.optim import Adam
 from minigrad.tensor import no_grad
@@ -38,12 +39,14 @@ class _Reinforce:
     """REINFORCE with a moving-average baseline of the ELBO."""
 
     def __init__(self, model, config):
-        self.baseline = E.MovingAverageBaseline(decay=0.99)
+        self.baseline = E.MovingAverageBaseline(decay=0.9)
 
     def estimates(self, model, x, logits, samples, u, rng):
-        c = self.baseline()
-        return [E.reinforce(lg, model.learning_signal(x, samples, i, u, logits), u[i], baseline=c)
-                for i, lg in enumerate(logits)]
+        c = self.baseline.value()
+        with no_grad():
+            return [E.reinforce(lg.detach(), model.learning_signal(x, samples, i, u, logits),
+                                u[i], baseline=c)
+                    for i, lg in enumerate(logits)]
 
     def update(self, x, f_values):
         self.baseline.update(f_values)
@@ -60,7 +63,8 @@ class _LeaveOneOut:
         for i, lg in enumerate(logits):
             extra = rng.random((self.k - 1, *u[i].shape)).astype(u[i].dtype)
             noise = np.concatenate([u[i][None], extra])
-            out.append(E.reinforce_loo(lg, model.learning_signal(x, samples, i, u, logits), noise))
+            f = model.learning_signal(x, samples, i, u, logits)
+            out.append(E.reinforce_loo(lg, f, noise))
         return out
 
     def update(self, x, f_values):
@@ -78,7 +82,8 @@ class _NVIL:
     def estimates(self, model, x, logits, samples, u, rng):
         inp, _ = model.split(x)
         values, scale = self.baseline(inp)
-        return [E.nvil(lg, model.learning_signal(x, samples, i, u, logits), u[i], values, scale)
+        return [E.nvil(lg, model.learning_signal(x, samples, i, u, logits), u[i], values,
+                       scale)
                 for i, lg in enumerate(logits)]
 
     def update(self, x, f_values):
@@ -178,7 +183,7 @@ def _train_sbn(config, train_x, val_x, progress):
                              nonlinear=config.nonlinear, task=config.task, rng=init_rng)
     estimator = ESTIMATORS[config.estimator](model, config)
     optimizer = Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
-    tracker = E.GradientVarianceTracker(decay=0.999)
+    tracker = EMALogVariance(decay=0.999)
     encoder = _encoder_params(model)
     stream = minibatch_stream(train_x, None, config.batch_size, batch_rng)
     history = SBNHistory(config.label)
@@ -198,14 +203,14 @@ def _train_sbn(config, train_x, val_x, progress):
         optimizer.zero_grad()
         loss.backward()
         # the optimizer minimises -ELBO: the ascent direction's variance is the same
-        tracker.update([p.grad.data for p in encoder])
+        tracker.update(np.concatenate([p.grad.data.ravel() for p in encoder]))
         optimizer.step()
         estimator.update(x, f_values)
         window.append(float(f_values.mean()))
         if step % config.record_every == 0 or step == config.steps:
             history.steps.append(step)
             history.train_elbo.append(float(np.mean(window)))
-            history.log_variance.append(tracker.log_variance())
+            history.log_variance.append(tracker.log_variance)
             window = []
     history.seconds = time.perf_counter() - start
     val = val_x if config.eval_examples is None else val_x[:config.eval_examples]
