@@ -4,7 +4,8 @@
 - :mod:`~minigrad.experiments.lenet`: LeNet-5 on the 0-1 loss (evolution strategies) or
   cross-entropy;
 - :mod:`~minigrad.experiments.executor`: independent runs in parallel (``map_runs``);
-- :mod:`~minigrad.experiments.results`: the results files the reproduction appendix reads.
+- :mod:`~minigrad.experiments.results`: the results files the reproduction appendix reads;
+- :mod:`~minigrad.experiments.sbn`: sigmoid belief networks, one gradient estimator per run.
 """
 from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_sweep,
                          seed_loss, step_loss, summarize, summary_table,
@@ -13,6 +14,7 @@ from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, es_spread, lenet_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
 from .results import load_results, record_results, repo_root, results_dir, results_path
+from .sbn import SBNConfig, SBNHistory, run_sbn_comparison, time_sbn_steps, train_sbn
 
 __all__ = [
     "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
@@ -20,4 +22,5 @@ __all__ = [
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
     "run_lenet_runs", "run_lenet_sweep", "train_lenet",
+    "SBNConfig", "SBNHistory", "run_sbn_comparison", "time_sbn_steps", "train_sbn",
 ]

@@ -1,0 +1,238 @@
+"""Training sigmoid belief networks with one encoder-gradient estimator per run.
+
+The protocol is the REBAR paper's (Tucker et al. 2017): statically binarized MNIST, batch 24,
+Adam with beta2 = 0.99999, learning rate 3e-4. At every step the decoder and the prior get the
+exact gradient of ``log p(x, b)`` at the sampled ``b``; each stochastic layer's logits get the
+estimator's estimate of ``d E[f] / d logits`` through
+:func:`~minigrad.estimators.base.surrogate`. Every run of a comparison starts from the same
+weights and sees the same minibatches.
+
+An estimator enters through a small adapter in :data:`ESTIMATORS` (a table, not an if/elif):
+``estimates(...)`` returns one estimate per layer, ``update(...)`` changes its baselines
+after the step.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from minigrad.data import minibatch_stream
+from minigrad.estimators import sbn_estimators as E
+from minigrad.estimators.base import surrogate
+from minigrad.estimators.diagnostics import EMALogVariance
+from minigrad.models.sbn import SigmoidBeliefNet
+from minigrad.optim import Adam
+from minigrad.tensor import no_grad
+
+from .executor import map_runs
+
+__all__ = ["SBNConfig", "SBNHistory", "ESTIMATORS", "train_sbn", "run_sbn_comparison",
+           "time_sbn_steps"]
+
+
+# ---------------------------------------------------------------------- adapters
+class _Reinforce:
+    """REINFORCE with a moving-average baseline of the ELBO."""
+
+    def __init__(self, model, config):
+        self.baseline = E.MovingAverageBaseline(decay=0.9)
+
+    def estimates(self, model, x, logits, samples, u, rng):
+        c = self.baseline.value()
+        with no_grad():
+            return [E.reinforce(lg.detach(), model.learning_signal(x, samples, i, u, logits),
+                                u[i], baseline=c)
+                    for i, lg in enumerate(logits)]
+
+    def update(self, x, f_values):
+        self.baseline.update(f_values)
+
+
+class _LeaveOneOut:
+    """REINFORCE with leave-one-out centring over 2 samples (the first is the one trained)."""
+
+    def __init__(self, model, config):
+        self.k = 2
+
+    def estimates(self, model, x, logits, samples, u, rng):
+        out = []
+        for i, lg in enumerate(logits):
+            extra = rng.random((self.k - 1, *u[i].shape)).astype(u[i].dtype)
+            noise = np.concatenate([u[i][None], extra])
+            f = model.learning_signal(x, samples, i, u, logits)
+            out.append(E.reinforce_loo(lg, f, noise))
+        return out
+
+    def update(self, x, f_values):
+        pass
+
+
+class _NVIL:
+    """NVIL: input-dependent baseline, running mean, variance normalisation (optional)."""
+
+    def __init__(self, model, config):
+        self.baseline = E.NVILBaseline(model.input_mean, rng=config.seed + 7,
+                                       lr=10 * config.lr, normalise=config.nvil_normalise,
+                                       dtype=model.dtype)
+
+    def estimates(self, model, x, logits, samples, u, rng):
+        inp, _ = model.split(x)
+        values, scale = self.baseline(inp)
+        return [E.nvil(lg, model.learning_signal(x, samples, i, u, logits), u[i], values,
+                       scale)
+                for i, lg in enumerate(logits)]
+
+    def update(self, x, f_values):
+        self.baseline.update(x[:, :self.baseline.input_mean.size], f_values)
+
+
+class _Plain:
+    """An estimator with no state: MuProp, SimpleMuProp."""
+
+    def __init__(self, model, config, fn):
+        self.fn = fn
+
+    def estimates(self, model, x, logits, samples, u, rng):
+        return [self.fn(lg, model.learning_signal(x, samples, i, u, logits), u[i])
+                for i, lg in enumerate(logits)]
+
+    def update(self, x, f_values):
+        pass
+
+
+class _Concrete(_Plain):
+    def __init__(self, model, config):
+        t = config.temperature
+        super().__init__(model, config, lambda lg, f, u: E.concrete(lg, f, u, temperature=t))
+
+
+ESTIMATORS = {
+    "REINFORCE": _Reinforce,
+    "REINFORCE LOO": _LeaveOneOut,
+    "NVIL": _NVIL,
+    "MuProp": lambda model, config: _Plain(model, config, E.muprop),
+    "SimpleMuProp": lambda model, config: _Plain(model, config, E.simple_muprop),
+    "Concrete": _Concrete,
+}
+
+
+# ---------------------------------------------------------------------- runs
+@dataclass
+class SBNConfig:
+    """One training run: the model, the estimator (a key of :data:`ESTIMATORS`), the steps."""
+
+    label: str
+    estimator: str
+    steps: int
+    temperature: float = 0.5
+    nvil_normalise: bool = True
+    n_layers: int = 1
+    nonlinear: bool = False
+    task: str = "generative"
+    batch_size: int = 24
+    lr: float = 3e-4
+    beta2: float = 0.99999
+    record_every: int = 500
+    eval_k: int = 100
+    eval_examples: int | None = None  # None: the whole validation set
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; one of {list(ESTIMATORS)}")
+
+
+@dataclass
+class SBNHistory:
+    """What one run recorded: training ELBO and log-variance every ``record_every`` steps."""
+
+    label: str
+    steps: list[int] = field(default_factory=list)
+    train_elbo: list[float] = field(default_factory=list)
+    log_variance: list[float] = field(default_factory=list)
+    val_iwae: float = float("nan")
+    seconds: float = 0.0
+
+    @property
+    def final_train_elbo(self) -> float:
+        return self.train_elbo[-1] if self.train_elbo else float("nan")
+
+    @property
+    def seconds_per_1000(self) -> float:
+        return 1000 * self.seconds / self.steps[-1] if self.steps else float("nan")
+
+
+def _encoder_params(model):
+    return [p for name, p in model.named_parameters() if name.startswith("q")]
+
+
+def train_sbn(config: SBNConfig, train_x: np.ndarray, val_x: np.ndarray,
+              progress: bool = False) -> tuple[SigmoidBeliefNet, SBNHistory]:
+    """Train one SBN with one estimator; BLAS on one thread (small matrices, shared cores)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train_sbn(config, train_x, val_x, progress)
+
+
+def _train_sbn(config, train_x, val_x, progress):
+    init_rng, batch_rng, noise_rng, eval_rng = np.random.default_rng(config.seed).spawn(4)
+    model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
+                             nonlinear=config.nonlinear, task=config.task, rng=init_rng)
+    estimator = ESTIMATORS[config.estimator](model, config)
+    optimizer = Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
+    tracker = EMALogVariance(decay=0.999)
+    encoder = _encoder_params(model)
+    stream = minibatch_stream(train_x, None, config.batch_size, batch_rng)
+    history = SBNHistory(config.label)
+    window = []
+    start = time.perf_counter()
+    for step in tqdm(range(1, config.steps + 1), desc=config.label, disable=not progress):
+        x, _ = next(stream)
+        u = model.noise(noise_rng, len(x))
+        logits, samples = model.sample_encoder(x, u)
+        gs = estimator.estimates(model, x, logits, samples, u, noise_rng)
+        log_joint = model.log_joint(x, samples)
+        with no_grad():
+            f_values = log_joint.data - model.log_q(x, samples, logits).data
+        loss = log_joint.sum() * (-1.0 / len(x))
+        for lg, g in zip(logits, gs):
+            loss = loss - surrogate(lg, g) * (1.0 / len(x))
+        optimizer.zero_grad()
+        loss.backward()
+        # the optimizer minimises -ELBO: the ascent direction's variance is the same
+        tracker.update(np.concatenate([p.grad.data.ravel() for p in encoder]))
+        optimizer.step()
+        estimator.update(x, f_values)
+        window.append(float(f_values.mean()))
+        if step % config.record_every == 0 or step == config.steps:
+            history.steps.append(step)
+            history.train_elbo.append(float(np.mean(window)))
+            history.log_variance.append(tracker.log_variance)
+            window = []
+    history.seconds = time.perf_counter() - start
+    val = val_x if config.eval_examples is None else val_x[:config.eval_examples]
+    history.val_iwae = float(np.mean(model.iwae_bound(val, config.eval_k, eval_rng)))
+    return model, history
+
+
+def _history(config, train_x, val_x):
+    return train_sbn(config, train_x, val_x)[1]
+
+
+def run_sbn_comparison(configs: list[SBNConfig], train_x, val_x, progress: bool = True,
+                       executor=None) -> dict[str, SBNHistory]:
+    """Train every configuration (independent runs, on every core); histories by label."""
+    histories = map_runs(_history, [(c, train_x, val_x) for c in configs],
+                         executor=executor, progress=progress, desc="SBN runs")
+    return {c.label: h for c, h in zip(configs, histories)}
+
+
+def time_sbn_steps(config: SBNConfig, train_x: np.ndarray, steps: int = 200) -> float:
+    """Measured training steps per second of one configuration (no evaluation)."""
+    short = SBNConfig(**{**config.__dict__, "steps": steps, "record_every": steps,
+                         "eval_k": 1, "eval_examples": 1})
+    _, history = train_sbn(short, train_x, train_x[:1])
+    return steps / history.seconds
