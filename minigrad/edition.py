@@ -60,26 +60,30 @@ def strip_solutions_notebook(nb: dict) -> dict:
     nb = json.loads(json.dumps(nb))  # deep copy
     cells, inside = [], False
     for cell in nb["cells"]:
-        text = _source(cell)
-        if not inside:
-            start = _START.search(text) if cell["cell_type"] == "markdown" else None
-            if start is None:
-                if cell["cell_type"] == "markdown":
-                    cell["source"] = strip_solutions_text(text)
+        if cell["cell_type"] != "markdown":
+            if not inside:
                 cells.append(cell)
-                continue
-            before, text, inside = text[:start.start()], text[start.start():], True
-            if before.strip():
-                cells.append({**cell, "source": before.rstrip() + "\n"})
-        end = _END.search(text) if cell["cell_type"] == "markdown" else None
-        if end is not None:
-            inside = False
-            after = text[end.end():]
-            if after.strip():
-                cells.append({**cell, "source": strip_solutions_text(after.lstrip("\n"))})
+            continue
+        kept, text = [], _source(cell)
+        while text:
+            if inside:
+                end = _END.search(text)
+                if end is None:
+                    break
+                inside, text = False, text[end.end():].lstrip("\n")
+            else:
+                start = _START.search(text)
+                if start is None:
+                    kept.append(text)
+                    break
+                kept.append(text[:start.start()])
+                inside, text = True, text[start.end():]
+        source = strip_solutions_text("".join(kept))
+        if source.strip():
+            cells.append({**cell, "source": source.rstrip() + "\n"})
     if inside:
         raise ValueError("a {solution-start} has no matching {solution-end}")
-    nb["cells"] = [c for c in cells if _source(c).strip() or c["cell_type"] != "markdown"]
+    nb["cells"] = cells
     return nb
 
 

@@ -73,3 +73,14 @@ def test_student_sources_from_executed_notebooks(tmp_path):
     (executed / "book" / NOTEBOOKS[0].name).unlink()
     with pytest.raises(FileNotFoundError, match="make book"):
         prepare_student_sources(ROOT, executed, tmp_path / "src2")
+
+
+def test_a_cell_that_ends_one_solution_and_starts_the_next():
+    nb = {"cells": [
+        _md("```{exercise} One\nFirst.\n```\n```{solution-start} a\n```\nAnswer one."),
+        _md("```{solution-end}\n```\n\n```{exercise} Two\nSecond.\n```\n\n"
+            "```{solution-start} b\n```\nAnswer two.\n```{solution-end}\n```\nClosing words."),
+    ], "metadata": {}}
+    out = _text(strip_solutions_notebook(nb))
+    assert "First." in out and "Second." in out and "Closing words." in out
+    assert "Answer" not in out and "{solution" not in out
