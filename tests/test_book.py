@@ -266,8 +266,11 @@ def dump_dom(chromium: str, page: Path) -> str:
             # self-contained to render.
             "--host-resolver-rules=MAP * ~NOTFOUND",
             "--virtual-time-budget=10000",
+            # The width of a laptop screen; "?layoutcheck" makes the book's layout hook
+            # (book/_static/layout-check.js) list every block that scrolls sideways.
+            "--window-size=1280,900",
             "--dump-dom",
-            page.as_uri(),
+            page.as_uri() + "?layoutcheck",
         ]
         proc = subprocess.run(
             cmd,
@@ -314,6 +317,11 @@ def stylesheet_hrefs(markup: str) -> list[str]:
             hrefs.append(html_lib.unescape(href.group(1)))
     return hrefs
 
+
+# What tqdm prints: "37%|###   | 37/100 [00:01<00:02, 30.1it/s]".
+TQDM_RE = re.compile(r"\d+%\|[^\n|]*\|\s*\d+/\d+|\d+/\d+ \[\d+:\d+<|\d+(?:\.\d+)?(?:it|s)/(?:s|it)\]")
+# A Python object's default repr: "<function <lambda> at 0x7f3a...>".
+ADDRESS_RE = re.compile(r"\bat 0x[0-9a-fA-F]{6,}|\b0x7f[0-9a-fA-F]{6,}")
 
 # Sphinx writes maths as <span|div class="math notranslate nohighlight">\(...\)</...>.
 STATIC_MATH_RE = re.compile(
@@ -384,6 +392,25 @@ def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
             f"{n_dropdowns} dropdowns but only {n_toggles} toggle buttons"
             " (togglebutton JavaScript did not run?)"
         )
+
+    # Clean pages: no progress bar, no raw TeX left in the text, no memory address, nothing
+    # that scrolls sideways at 1280 px.
+    page_text = html_lib.unescape(re.sub(r"<[^>]+>", " ", re.sub(
+        r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S | re.I)))
+    if TQDM_RE.search(page_text):
+        problems.append(f"a progress bar on the page: {TQDM_RE.search(page_text).group(0)!r}")
+    if "$" in shown:
+        i = shown.index("$")
+        problems.append(f"a '$' left in the text (untypeset maths?): {shown[max(0, i-60):i+60]!r}")
+    address = ADDRESS_RE.search(page_text)
+    if address:
+        problems.append(f"a memory address on the page: {address.group(0)!r}")
+    overflow = re.search(r'data-layout-overflow="([^"]*)"', dom)
+    if overflow is None:
+        problems.append("the layout check did not run (book/_static/layout-check.js)")
+    else:
+        for block in json.loads(html_lib.unescape(overflow.group(1))):
+            problems.append(f"scrolls sideways at 1280 px: {block}")
 
     # Nothing loaded from another host (ordinary hyperlinks in the text are fine).
     for markup_ in (static, dom):
