@@ -405,6 +405,9 @@ def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
     address = ADDRESS_RE.search(page_text)
     if address:
         problems.append(f"a memory address on the page: {address.group(0)!r}")
+    if src.suffix == ".ipynb" and "smoke-banner" not in static:
+        problems.append("a smoke build without the smoke banner (call minigrad.budget.banner() "
+                        "in the chapter's first code cell)")
     overflow = re.search(r'data-layout-overflow="([^"]*)"', dom)
     if overflow is None:
         problems.append("the layout check did not run (book/_static/layout-check.js)")
