@@ -10,6 +10,8 @@ Python numbers into constant tensors and call ``Function.apply``.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from minigrad.tensor import Function, Tensor, as_tensor
@@ -97,17 +99,37 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a)."""
+    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a).
+
+    At a = 0 both formulas give 0 * inf = NaN where the derivative is 0 (as PyTorch takes
+    it): da where b = 0 (y = 1 whatever a is) and db where b >= 0 (y = 0 or 1 for every
+    b near it). Those entries are set to 0, and the formulas are evaluated there at a safe
+    point so that no inf or NaN leaks into higher-order gradients either.
+    """
 
     def forward(self, a, b):
         return _binary("pow", np.power, a, b)
 
     def backward(self, g):
         a, b = self.inputs
-        da = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        db = None
+        shape = g.shape
+        da = db = None
+        if self.needs_input_grad[0]:
+            exponent = b - 1
+            zero_b = np.broadcast_to(b.data == 0, shape)
+            if zero_b.any():
+                exponent = where(zero_b, 1.0, broadcast_to(exponent, shape))
+            da = g * b * a ** exponent
+            if zero_b.any():
+                da = where(zero_b, 0.0, da)
+            da = unbroadcast(da, a.shape)
         if self.needs_input_grad[1]:
-            db = unbroadcast(g * self.output * log(a), b.shape)
+            zero_a = np.broadcast_to((a.data == 0) & (b.data >= 0), shape)
+            base = where(zero_a, 1.0, broadcast_to(a, shape)) if zero_a.any() else a
+            db = g * self.output * log(base)
+            if zero_a.any():
+                db = where(zero_a, 0.0, db)
+            db = unbroadcast(db, b.shape)
         return da, db
 
 
@@ -429,14 +451,20 @@ def matmul(a, b) -> Tensor:
 
 
 # ---------------------------------------------------------------------- reductions
-def _normalize_axis(axis, ndim: int) -> tuple[int, ...]:
+def _normalize_axis(axis, ndim: int, op: str = "reduction") -> tuple[int, ...]:
+    """Axes as sorted non-negative ints; an axis outside [-ndim, ndim) raises (as NumPy)."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for ax in axes:
+        if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"{op}: an axis must be an integer, got {ax!r}")
         if not -ndim <= ax < ndim:
-            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+            raise np.exceptions.AxisError(
+                f"{op}: axis {ax} is out of range for a tensor with {ndim} dimensions "
+                f"(valid axes are {-ndim} to {ndim - 1})"
+            )
         out.append(int(ax) % ndim)
     return tuple(sorted(set(out)))
 
@@ -490,19 +518,23 @@ class Max(Function):
 
 
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    return Sum.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+    return Sum.apply(x, axes=_normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
 
 
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    axes = _normalize_axis(axis, x.ndim)
+    """Mean over ``axis``; over an empty axis it is NaN with a RuntimeWarning, as in NumPy."""
+    axes = _normalize_axis(axis, x.ndim, "mean")
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    if count == 0:
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=2)
+        return sum(x, axis=axes, keepdims=keepdims) * np.nan
     return sum(x, axis=axes, keepdims=keepdims) * (1.0 / count)
 
 
 def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
     if x.size == 0:
         raise ValueError("max of an empty tensor is undefined")
-    return Max.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+    return Max.apply(x, axes=_normalize_axis(axis, x.ndim, "max"), keepdims=keepdims)
 
 
 def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -660,7 +692,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
-    axis = _normalize_axis(axis, tensors[0].ndim)[0]
+    axis = _normalize_axis(axis, tensors[0].ndim, "concatenate")[0]
     return Concatenate.apply(*tensors, axis=axis)
 
 
@@ -668,8 +700,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
-    ndim = tensors[0].ndim + 1
-    axis = axis % ndim
+    axis = _normalize_axis(axis, tensors[0].ndim + 1, "stack")[0]
     expanded = [reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
     return concatenate(expanded, axis=axis)
 
@@ -710,11 +741,11 @@ class Softmax(Function):
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return LogSoftmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+    return LogSoftmax.apply(x, axis=_normalize_axis(axis, x.ndim, "log_softmax")[0])
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return Softmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+    return Softmax.apply(x, axis=_normalize_axis(axis, x.ndim, "softmax")[0])
 
 
 class SoftmaxCrossEntropy(Function):
@@ -758,22 +789,50 @@ def softmax_cross_entropy(logits: Tensor, targets, reduction: str = "mean") -> T
     """Cross-entropy between softmax(logits) and target distributions (e.g. one-hot rows).
 
     Args:
-        logits: (N, K) scores.
-        targets: (N, K) target distributions (one-hot labels, say).
+        logits: (N, K) scores, N >= 1.
+        targets: (N, K) target distributions (one-hot labels, say), or (N,) integer class
+            indices in [0, K), which are turned into one-hot rows (same loss, same gradient).
         reduction: 'mean' over examples (default), 'sum', or 'none' for the (N,) vector.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(
             f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
         )
+    if not isinstance(logits, Tensor):
+        logits = as_tensor(logits)
+    if logits.ndim == 2 and logits.shape[0] == 0:
+        raise ValueError(
+            f"softmax_cross_entropy: the batch is empty (logits of shape {logits.shape}); "
+            "the loss of zero examples is undefined: skip empty batches"
+        )
+    labels = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    if labels.ndim == 1 and labels.dtype.kind in "iu" and logits.ndim == 2:
+        k = logits.shape[1]
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"softmax_cross_entropy: {labels.shape[0]} class indices for "
+                f"{logits.shape[0]} rows of logits; give one index per row"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(
+                f"softmax_cross_entropy: class indices must lie in [0, {k}) for {k} classes, "
+                f"got values from {labels.min()} to {labels.max()}"
+            )
+        onehot = np.zeros(logits.shape, dtype=logits.dtype if _is_float_dtype(logits) else float)
+        onehot[np.arange(labels.shape[0]), labels] = 1
+        targets = Tensor(onehot)
     logits, targets = _pair(logits, targets)
     if logits.ndim != 2 or logits.shape != targets.shape:
         raise ValueError(
             f"softmax_cross_entropy: logits {logits.shape} and targets {targets.shape} must "
-            "both be (batch, classes) and equal; convert integer labels with "
-            "minigrad.data.one_hot"
+            "both be (batch, classes) and equal, or targets must be (batch,) integer class "
+            "indices"
         )
     return SoftmaxCrossEntropy.apply(logits, targets, reduction=reduction)
+
+
+def _is_float_dtype(t: Tensor) -> bool:
+    return np.issubdtype(t.dtype, np.floating)
 
 
 # ---------------------------------------------------------------------- kernels (first order)
@@ -785,6 +844,7 @@ class Conv2d(Function):
     """
 
     differentiable_backward = False
+    saved_attributes = ("cols",)
 
     def forward(self, x, w, b, stride, padding):
         self.stride, self.padding = stride, padding
@@ -808,6 +868,7 @@ class MaxPool2d(Function):
     """
 
     differentiable_backward = False
+    saved_attributes = ("argmax",)
 
     def forward(self, x, size):
         self.size = size

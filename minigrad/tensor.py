@@ -9,6 +9,16 @@ higher-order gradients, which REBAR and RELAX need.
 
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
+
+Saved values are protected, as in PyTorch. Every array a recorded Function saved for its
+backward pass (its inputs and its output) is made read-only while the graph is alive, so a
+NumPy write into it (``w.data[...] = 0``) fails at once instead of corrupting the gradients.
+minigrad's own in-place updates (optimizer steps, assigning ``t.data``, a Module's
+``load_state_dict``) bump a per-tensor version counter instead, and ``backward`` refuses to run
+through a Function whose inputs changed version since the forward pass. A backward pass frees
+what it walked through (the arrays are unlocked again); a second backward through the same
+graph is an error unless the first one was given ``retain_graph=True``. A graph that is
+dropped without a backward pass unlocks its arrays when it is garbage-collected.
 """
 from __future__ import annotations
 
@@ -57,6 +67,61 @@ def _is_float(dtype) -> bool:
     return np.issubdtype(dtype, np.floating)
 
 
+_ALLOWED_KINDS = {"b": "bool", "i": "int", "u": "uint", "f": "float"}
+
+
+def _check_dtype(data: np.ndarray) -> None:
+    if data.dtype.kind not in _ALLOWED_KINDS:
+        raise TypeError(
+            f"Tensor: cannot hold an array of dtype {data.dtype} (from a "
+            f"{type(data).__name__ if data.dtype != object else 'Python object such as None'}); "
+            "allowed dtypes are bool, signed and unsigned integers and floats: pass numbers "
+            "or a numeric NumPy array"
+        )
+
+
+# ---------------------------------------------------------------------- saved-array locks
+# id(array) -> number of live Functions that saved it. The Functions hold the arrays, so an
+# id is not reused while it is a key here.
+_lock_counts: dict[int, int] = {}
+
+
+def _lock(arrays) -> list[np.ndarray]:
+    """Make ``arrays`` read-only for a graph; returns what to hand back to :func:`_unlock`."""
+    locked = []
+    for a in arrays:
+        key = id(a)
+        if key in _lock_counts:
+            _lock_counts[key] += 1
+        elif a.flags.writeable:
+            a.flags.writeable = False
+            _lock_counts[key] = 1
+        else:
+            continue  # read-only for its own reasons (a broadcast view, say): leave it so
+        locked.append(a)
+    return locked
+
+
+def _unlock(arrays: list[np.ndarray]) -> None:
+    for a in arrays:
+        key = id(a)
+        count = _lock_counts.get(key, 0) - 1
+        if count > 0:
+            _lock_counts[key] = count
+            continue
+        _lock_counts.pop(key, None)
+        try:
+            a.flags.writeable = True
+        except ValueError:
+            pass  # a view whose base is still locked by another graph stays read-only
+
+
+def _describe(t: Tensor) -> str:
+    name = getattr(t, "_name", None)
+    what = f"parameter {name!r}" if name else "a tensor"
+    return f"{what} of shape {t.shape} and dtype {t.dtype}"
+
+
 def _check_can_require_grad(dtype, what: str = "tensor") -> None:
     if not _is_float(dtype):
         raise TypeError(
@@ -70,13 +135,24 @@ class Tensor:
     """An n-dimensional array that remembers the :class:`Function` that made it.
 
     Attributes:
-        data: the NumPy array.
-        grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves.
+        data: the NumPy array (bool, integer or float). Assigning to ``data`` counts as an
+            in-place change (see the module docstring); while a graph that saved the array is
+            alive, the array itself is read-only.
+        grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves: an array
+            of its own, writable and C-contiguous (unless ``create_graph=True`` made it part
+            of a graph).
         requires_grad: whether gradients flow to (and through) this tensor.
+
+    NumPy interop: ``np.asarray(t)`` (and anything that calls it, such as matplotlib) gives
+    the data, without a gradient. NumPy's ufuncs and functions (``np.exp(t)``,
+    ``np.concatenate([t, u])``) raise a TypeError naming the minigrad function to use, except
+    the arithmetic operators: ``array * t`` is ``t.__rmul__(array)``, a Tensor. ``float(t)``
+    and ``int(t)`` work for a single element; ``t.tolist()`` and ``t.argmax()`` return
+    plain, non-differentiable values.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
-    # Make NumPy defer to Tensor's reflected operators (``array * tensor``).
+    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_version", "_name", "__weakref__")
+    # Kept for NumPy's binary operators as a fallback; ``__array_ufunc__`` below decides.
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -84,12 +160,98 @@ class Tensor:
             data = data.data
         if dtype is not None or not isinstance(data, np.ndarray):
             data = np.asarray(data, dtype=dtype)
+        _check_dtype(data)
         if requires_grad:
             _check_can_require_grad(data.dtype)
-        self.data: np.ndarray = data
+        self._data: np.ndarray = data
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
+        self._version = 0
+        self._name: str | None = None
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        value = value.data if isinstance(value, Tensor) else np.asarray(value)
+        _check_dtype(value)
+        self._data = value
+        self._version += 1
+
+    def _sub_(self, delta: np.ndarray) -> None:
+        """``data -= delta`` for optimizers: in place, counted as a new version.
+
+        If a live graph saved the array (it is read-only), the new values go into a new
+        array instead, so that graph keeps what it saw; its backward pass will still refuse
+        to run, because the version changed.
+        """
+        if self._data.flags.writeable:
+            self._data -= delta
+        else:
+            self._data = self._data - delta
+        self._version += 1
+
+    # ----------------------------------------------------------------- NumPy interop
+    def __array__(self, dtype=None, copy=None):
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        op = _UFUNC_OPERATORS.get(ufunc.__name__)
+        if method == "__call__" and op is not None and not kwargs and len(inputs) == 2:
+            # ``array (op) tensor``: NumPy's operator calls the ufunc; answer like Tensor's.
+            return getattr(F, op)(*inputs)
+        name = ufunc.__name__
+        hint = _UFUNC_HINTS.get(name, f"minigrad.functions.{name}" if hasattr(F, name) else None)
+        use = f"use {hint} instead" if hint else "minigrad has no such operation"
+        raise TypeError(
+            f"np.{name} was called on a minigrad Tensor: NumPy functions do not record "
+            f"gradients; {use}, or apply NumPy to t.data if no gradient is needed"
+        )
+
+    def __array_function__(self, func, types, args, kwargs):
+        name = func.__name__
+        if name in _NUMPY_INSPECTORS:  # questions about the array, not computations on it
+            args = tuple(a._data if isinstance(a, Tensor) else a for a in args)
+            return func(*args, **kwargs)
+        hint = f"minigrad.functions.{name}" if hasattr(F, name) else None
+        use = f"use {hint} instead" if hint else "minigrad has no such operation"
+        raise TypeError(
+            f"np.{name} was called on a minigrad Tensor: NumPy functions do not record "
+            f"gradients; {use}, or apply NumPy to t.data if no gradient is needed"
+        )
+
+    def __float__(self) -> float:
+        return float(self._single_element("float"))
+
+    def __int__(self) -> int:
+        return int(self._single_element("int"))
+
+    def _single_element(self, what: str):
+        if self._data.size != 1:
+            raise TypeError(
+                f"{what}() of a tensor needs exactly one element, but this one has shape "
+                f"{self.shape}; index it or reduce it (t.sum(), t[0]) first"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        """The values as (nested) Python lists of numbers; not differentiable."""
+        return self._data.tolist()
+
+    def argmax(self, axis=None) -> Tensor:
+        """Indices of the maxima (over the flattened tensor when ``axis`` is None).
+
+        Returns an integer Tensor that does not require gradients: argmax is piecewise
+        constant, so it has no useful derivative (that is what this book is about).
+        """
+        if axis is not None:
+            axis = F._normalize_axis(axis, self.ndim, "argmax")[0]
+        return Tensor(np.argmax(self._data, axis=axis))
 
     # ----------------------------------------------------------------- basic properties
     @property
@@ -128,7 +290,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
-        return self.data.item()
+        return self._single_element("item")
 
     def detach(self) -> Tensor:
         """The same values, cut from the graph: no gradient flows through the result."""
@@ -144,11 +306,15 @@ class Tensor:
         self.grad = None
 
     # ----------------------------------------------------------------- autograd entry
-    def backward(self, gradient: Tensor | np.ndarray | None = None) -> None:
+    def backward(self, gradient: Tensor | np.ndarray | None = None,
+                 retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
 
         A scalar output needs no ``gradient``; any other output needs one of its shape
-        (the vector in the vector-Jacobian product).
+        (the vector in the vector-Jacobian product). The pass frees the graph it walked
+        through; pass ``retain_graph=True`` to run another backward pass through it
+        (``retain_graph`` defaults to ``create_graph``, which records the backward pass so
+        that ``.grad`` can itself be differentiated).
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -165,7 +331,10 @@ class Tensor:
                 )
             gradient = Tensor(np.ones_like(self.data))
         gradient = _as_grad_seed(gradient, self)
-        _run_backward([self], [gradient], inputs=None, create_graph=False)
+        if retain_graph is None:
+            retain_graph = create_graph
+        _run_backward([self], [gradient], inputs=None, create_graph=create_graph,
+                      retain_graph=retain_graph)
 
     # ----------------------------------------------------------------- operators
     def __add__(self, other):
@@ -327,20 +496,71 @@ class Function:
     # Functions whose backward is not made of Tensor operations set this to False; they
     # then refuse to run while a graph of the backward pass is being recorded.
     differentiable_backward = True
+    # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
+    saved_attributes: tuple[str, ...] = ()
+    _freed = False
+    _locked: list[np.ndarray] | None = None
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
-        out = Tensor(ctx.forward(*[t.data for t in inputs], **params))
+        arrays = [t._data for t in inputs]
+        out = Tensor(ctx.forward(*arrays, **params))
         if _grad_enabled:
             needs = tuple(t.requires_grad for t in inputs)
             if any(needs):
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs
+                ctx._versions = tuple(t._version for t in inputs)
                 ctx._output_ref = weakref.ref(out)
+                arrays.append(out._data)
+                ctx._locked = _lock(arrays)
                 out.requires_grad = True
                 out._ctx = ctx
         return out
+
+    def _free(self) -> None:
+        """Drop what backward needed and unlock the saved arrays (after a backward pass)."""
+        self._freed = True
+        for name in self.saved_attributes:
+            setattr(self, name, None)
+        self._release()
+
+    def _release(self) -> None:
+        locked, self._locked = self._locked, None
+        if locked:
+            _unlock(locked)
+
+    def __del__(self):
+        if self._locked:
+            self._release()
+
+    def _check_saved(self, output: Tensor) -> None:
+        """Refuse to run backward on a freed graph or on inputs changed since forward."""
+        name = type(self).__name__
+        if self._freed:
+            raise RuntimeError(
+                f"backward through the graph a second time: {name} already ran its backward "
+                "pass and freed what it saved for it. Pass retain_graph=True to the first "
+                "backward()/grad() call if you mean to differentiate the same graph twice, "
+                "or run the forward pass again"
+            )
+        for t, saved in zip(self.inputs, self._versions):
+            if t._version != saved:
+                raise RuntimeError(
+                    f"backward: {_describe(t)}, an input of {name}, was modified in place "
+                    f"after the forward pass used it (its version is now {t._version}, the "
+                    f"graph saved version {saved}), by an optimizer step, load_state_dict or "
+                    "an assignment to .data. The gradient would mix old and new values. "
+                    "Call backward() before changing it (optimizer.step() after "
+                    "loss.backward()), or run the forward pass again after the change"
+                )
+        if output._version != 0:
+            raise RuntimeError(
+                f"backward: the output of {name} ({_describe(output)}) was modified in place "
+                "(its .data was assigned) after the forward pass; its backward needs the "
+                "original values. Work on a copy (t.detach(), t.data.copy()) instead"
+            )
 
     @property
     def output(self) -> Tensor:
@@ -374,6 +594,28 @@ def _as_grad_seed(gradient, output: Tensor) -> Tensor:
     return gradient
 
 
+def _root(a: np.ndarray) -> int:
+    return id(a if a.base is None else a.base)
+
+
+def _own(g: Tensor, handed: set[int]) -> Tensor:
+    """``g`` as a gradient to hand to the user: an array of its own, writable and contiguous.
+
+    Copies only when needed: a read-only or strided view (from broadcast_to, say), a seed
+    the caller passed in, or an array already handed to another tensor in this pass.
+    """
+    if g.requires_grad:
+        return g  # part of a recorded graph (create_graph=True): keep it connected
+    a = g._data
+    if id(a if a.base is None else a.base) in handed or not (
+        a.flags.writeable and a.flags.c_contiguous
+    ):
+        a = np.array(a, order="C")
+        g = Tensor(a)
+    handed.add(_root(a))
+    return g
+
+
 def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
 
@@ -399,35 +641,53 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     return order
 
 
-def _run_backward(outputs, grad_outputs, inputs, create_graph: bool):
+def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_graph: bool):
     """The backward pass shared by ``Tensor.backward`` and :func:`grad`.
 
     With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
-    gradients of ``inputs`` are returned (and no ``.grad`` is touched).
+    gradients of ``inputs`` are returned (and no ``.grad`` is touched), and only the part of
+    the graph between the outputs and those inputs is walked. Unless ``retain_graph``, every
+    Function walked through is freed.
     """
     wanted = None if inputs is None else {id(t) for t in inputs}
     results: dict[int, Tensor] = {}
     pending: dict[int, Tensor] = {}
+    handed = {_root(g._data) for g in grad_outputs}  # seeds belong to the caller
     for out, g in zip(outputs, grad_outputs):
         pending[id(out)] = pending[id(out)] + g if id(out) in pending else g
+    order = _toposort(outputs)
+    leads = None  # with inputs given: the tensors from which some input can be reached
+    if wanted is not None:
+        leads = set(wanted)
+        for node in order:
+            ctx = node._ctx
+            if ctx is not None and any(id(p) in leads for p in ctx.inputs):
+                leads.add(id(node))
     with _GradMode(create_graph):
-        for node in reversed(_toposort(outputs)):
+        for node in reversed(order):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
             if wanted is not None and id(node) in wanted:
-                results[id(node)] = g
+                results[id(node)] = _own(g, handed)
             ctx = node._ctx
             if ctx is None:
                 if wanted is None:
-                    node.grad = g if node.grad is None else node.grad + g
+                    node.grad = _own(g, handed) if node.grad is None else node.grad + g
                 continue
+            if leads is not None and not any(id(p) in leads for p in ctx.inputs):
+                continue
+            ctx._check_saved(node)
             ctx._check_double_backward()
             grads = ctx.backward(g)
+            if not retain_graph:
+                ctx._free()
             if not isinstance(grads, tuple):
                 grads = (grads,)
             for parent, pg, needed in zip(ctx.inputs, grads, ctx.needs_input_grad):
                 if pg is None or not needed:
+                    continue
+                if leads is not None and id(parent) not in leads:
                     continue
                 if pg.shape != parent.shape:  # an engine bug, never a user error
                     raise AssertionError(
@@ -448,6 +708,7 @@ def grad(
     grad_outputs: Tensor | np.ndarray | Sequence | None = None,
     create_graph: bool = False,
     allow_unused: bool = False,
+    retain_graph: bool | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``outputs`` with respect to ``inputs`` (vector-Jacobian products).
 
@@ -459,6 +720,8 @@ def grad(
         create_graph: record the backward pass so the result can be differentiated again.
         allow_unused: return None for an input the outputs do not depend on, instead of
             raising.
+        retain_graph: keep the graph for another backward pass through it (defaults to
+            ``create_graph``); otherwise the part of the graph walked through is freed.
 
     Returns:
         A tuple with one gradient per input. ``.grad`` attributes are left untouched.
@@ -498,7 +761,10 @@ def grad(
                 )
             g = Tensor(np.ones_like(out.data))
         seeds.append(_as_grad_seed(g, out))
-    results = _run_backward(outputs, seeds, inputs=inputs, create_graph=create_graph)
+    if retain_graph is None:
+        retain_graph = create_graph
+    results = _run_backward(outputs, seeds, inputs=inputs, create_graph=create_graph,
+                            retain_graph=retain_graph)
     grads = []
     for t in inputs:
         g = results.get(id(t))
@@ -511,6 +777,18 @@ def grad(
     return tuple(grads)
 
 
+# NumPy's operator ufuncs that ``array (op) tensor`` calls, and the minigrad function for each.
+_UFUNC_OPERATORS = {
+    "add": "add", "subtract": "sub", "multiply": "mul", "true_divide": "div",
+    "divide": "div", "power": "pow", "matmul": "matmul", "less": "lt", "less_equal": "le",
+    "greater": "gt", "greater_equal": "ge", "equal": "eq", "not_equal": "ne",
+}
+_NUMPY_INSPECTORS = {"shape", "ndim", "size", "result_type", "iscomplexobj", "isrealobj"}
+# Ufuncs whose minigrad counterpart has another name.
+_UFUNC_HINTS = {
+    "negative": "-t", "absolute": "t.abs()", "maximum": "minigrad.functions.where",
+    "minimum": "minigrad.functions.where", "square": "t ** 2",
+}
 
 
 from minigrad import functions as F  # noqa: E402  (functions import Tensor from here)
