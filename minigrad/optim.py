@@ -65,7 +65,10 @@ class Optimizer:
                     f"{name}: parameter {i} of shape {p.shape} does not "
                     "require gradients, so it would never be updated"
                 )
-        lr = _real(name, "learning rate lr", lr)
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
+            raise TypeError(f"{name}: learning rate lr must be a real number, got {lr!r} of "
+                            f"type {type(lr).__name__}")
+        lr = float(lr)
         if not (lr > 0 and np.isfinite(lr)):
             raise ValueError(f"{name}: learning rate must be positive and finite, got {lr}")
         self.lr = lr
