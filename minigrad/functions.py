@@ -101,10 +101,10 @@ class Div(Function):
 class Pow(Function):
     """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a).
 
-    At a = 0 both formulas give 0 * inf = NaN where the derivative is 0 (as PyTorch takes
-    it): da where b = 0 (y = 1 whatever a is) and db where b >= 0 (y = 0 or 1 for every
-    b near it). Those entries are set to 0, and the formulas are evaluated there at a safe
-    point so that no inf or NaN leaks into higher-order gradients either.
+    At a = 0 the formulas give 0 * inf = NaN where PyTorch takes the derivative to be 0:
+    da where b = 0 (y = a ** 0 = 1) and db where b >= 0. Those entries are set to 0, and the
+    formulas are evaluated there at a safe point so that no inf or NaN leaks into
+    higher-order gradients either. Everywhere else the formulas are used as they are.
     """
 
     def forward(self, a, b):
@@ -116,7 +116,7 @@ class Pow(Function):
         da = db = None
         if self.needs_input_grad[0]:
             exponent = b - 1
-            zero_b = np.broadcast_to(b.data == 0, shape)
+            zero_b = np.broadcast_to((a.data == 0) & (b.data == 0), shape)
             if zero_b.any():
                 exponent = where(zero_b, 1.0, broadcast_to(exponent, shape))
             da = g * b * a ** exponent

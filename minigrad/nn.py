@@ -151,8 +151,10 @@ def _layer_input(x, dtype, layer: str) -> Tensor:
     """The input of a layer as a Tensor of the layer's dtype (the rule in Linear's docstring)."""
     if x is None:
         raise TypeError(f"{layer}: the input is None; pass a Tensor or an array of numbers")
+    if not isinstance(x, (Tensor, np.ndarray)):
+        return Tensor(np.asarray(x), dtype=dtype)  # Python numbers carry no precision
     if not isinstance(x, Tensor):
-        x = Tensor(np.asarray(x))
+        x = Tensor(x)
     if x.dtype == dtype:
         return x
     kind = x.dtype.kind
@@ -169,8 +171,8 @@ class Linear(Module):
     """y = x @ W + b, with W of shape (in_features, out_features), Glorot-uniform init.
 
     The weight layout is (in, out), so ``x @ W`` needs no transpose (PyTorch stores the
-    transpose, (out, in)). Inputs: a Tensor, or anything NumPy turns into a numeric array
-    (a list, say). Dtype rule (the same for :class:`Conv2d`): an input of the layer's dtype is
+    transpose, (out, in)). Inputs: a Tensor, a NumPy array, or a (nested) list of numbers,
+    which is converted to the layer's dtype. Dtype rule (the same for :class:`Conv2d`): an input of the layer's dtype is
     used as it is; boolean, integer and lower-precision float inputs (float16 into a float32
     layer) are cast to the layer's dtype; a float input of higher precision (float64 into a
     float32 layer) raises a TypeError rather than being rounded silently.
