@@ -10,12 +10,14 @@ higher-order gradients, which REBAR and RELAX need.
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
 
-Saved values are protected, as in PyTorch. Every array a recorded Function saved for its
-backward pass (its inputs and its output) is made read-only while the graph is alive, so a
-NumPy write into it (``w.data[...] = 0``) fails at once instead of corrupting the gradients.
-minigrad's own in-place updates (optimizer steps, assigning ``t.data``, a Module's
-``load_state_dict``) bump a per-tensor version counter instead, and ``backward`` refuses to run
-through a Function whose inputs changed version since the forward pass. A backward pass frees
+Saved values are protected, as in PyTorch. The array of every leaf tensor (a parameter, an
+input) that a recorded Function saved for its backward pass is made read-only while the graph
+is alive, so a NumPy write into it (``w.data[...] = 0``) fails at once instead of corrupting
+the gradients. minigrad's own in-place updates (optimizer steps, assigning ``t.data``, a
+Module's ``load_state_dict``) bump a per-tensor version counter instead, and ``backward``
+refuses to run through a Function whose inputs (or output) changed version since the forward
+pass. Arrays made inside the graph are not locked (it would cost time on every operation), so
+a raw NumPy write into an intermediate result's ``.data`` is not detected. A backward pass frees
 what it walked through (the arrays are unlocked again); a second backward through the same
 graph is an error unless the first one was given ``retain_graph=True``. A graph that is
 dropped without a backward pass unlocks its arrays when it is garbage-collected.
@@ -81,39 +83,46 @@ def _check_dtype(data: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------------- saved-array locks
-# id(array) -> number of live Functions that saved it. The Functions hold the arrays, so an
+# id(array) -> number of live graph nodes that locked it. The locks hold the arrays, so an
 # id is not reused while it is a key here.
 _lock_counts: dict[int, int] = {}
 
 
-def _lock(arrays) -> list[np.ndarray]:
-    """Make ``arrays`` read-only for a graph; returns what to hand back to :func:`_unlock`."""
-    locked = []
-    for a in arrays:
-        key = id(a)
-        if key in _lock_counts:
-            _lock_counts[key] += 1
-        elif a.flags.writeable:
-            a.flags.writeable = False
-            _lock_counts[key] = 1
-        else:
-            continue  # read-only for its own reasons (a broadcast view, say): leave it so
-        locked.append(a)
-    return locked
+class _Lock:
+    """Read-only protection of some arrays for one graph node, released once.
 
+    Released by the backward pass that frees the node, or when the node is garbage-collected
+    (a graph dropped without a backward pass).
+    """
 
-def _unlock(arrays: list[np.ndarray]) -> None:
-    for a in arrays:
-        key = id(a)
-        count = _lock_counts.get(key, 0) - 1
-        if count > 0:
-            _lock_counts[key] = count
-            continue
-        _lock_counts.pop(key, None)
-        try:
-            a.flags.writeable = True
-        except ValueError:
-            pass  # a view whose base is still locked by another graph stays read-only
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+        for a in arrays:
+            key = id(a)
+            if key in _lock_counts:
+                _lock_counts[key] += 1
+            else:
+                a.flags.writeable = False
+                _lock_counts[key] = 1
+
+    def release(self) -> None:
+        arrays, self.arrays = self.arrays, ()
+        for a in arrays:
+            key = id(a)
+            count = _lock_counts.pop(key, 1) - 1
+            if count > 0:
+                _lock_counts[key] = count
+                continue
+            try:
+                a.flags.writeable = True
+            except ValueError:
+                pass  # a view whose base is still locked stays read-only
+
+    def __del__(self):
+        if self.arrays:
+            self.release()
 
 
 def _describe(t: Tensor) -> str:
@@ -499,7 +508,7 @@ class Function:
     # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
     saved_attributes: tuple[str, ...] = ()
     _freed = False
-    _locked: list[np.ndarray] | None = None
+    _locked: _Lock | None = None
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
@@ -513,8 +522,12 @@ class Function:
                 ctx.needs_input_grad = needs
                 ctx._versions = tuple(t._version for t in inputs)
                 ctx._output_ref = weakref.ref(out)
-                arrays.append(out._data)
-                ctx._locked = _lock(arrays)
+                # Leaves are what users hold and write into (parameters, inputs); values made
+                # inside the graph are guarded by their version alone.
+                leaves = [a for t, a in zip(inputs, arrays)
+                          if t._ctx is None and (id(a) in _lock_counts or a.flags.writeable)]
+                if leaves:
+                    ctx._locked = _Lock(leaves)
                 out.requires_grad = True
                 out._ctx = ctx
         return out
@@ -524,16 +537,9 @@ class Function:
         self._freed = True
         for name in self.saved_attributes:
             setattr(self, name, None)
-        self._release()
-
-    def _release(self) -> None:
-        locked, self._locked = self._locked, None
-        if locked:
-            _unlock(locked)
-
-    def __del__(self):
-        if self._locked:
-            self._release()
+        if self._locked is not None:
+            self._locked.release()
+            self._locked = None
 
     def _check_saved(self, output: Tensor) -> None:
         """Refuse to run backward on a freed graph or on inputs changed since forward."""
