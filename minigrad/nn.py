@@ -147,8 +147,10 @@ class Module:
         return f"{type(self).__name__}({inner})"
 
 
-def _layer_input(x, dtype, layer: str) -> Tensor:
+def _layer_input(x, dtype, layer: Module) -> Tensor:
     """The input of a layer as a Tensor of the layer's dtype (the rule in Linear's docstring)."""
+    if isinstance(x, Tensor) and x.dtype == dtype:
+        return x
     if x is None:
         raise TypeError(f"{layer}: the input is None; pass a Tensor or an array of numbers")
     if not isinstance(x, (Tensor, np.ndarray)):
@@ -172,10 +174,11 @@ class Linear(Module):
 
     The weight layout is (in, out), so ``x @ W`` needs no transpose (PyTorch stores the
     transpose, (out, in)). Inputs: a Tensor, a NumPy array, or a (nested) list of numbers,
-    which is converted to the layer's dtype. Dtype rule (the same for :class:`Conv2d`): an input of the layer's dtype is
-    used as it is; boolean, integer and lower-precision float inputs (float16 into a float32
-    layer) are cast to the layer's dtype; a float input of higher precision (float64 into a
-    float32 layer) raises a TypeError rather than being rounded silently.
+    which is converted to the layer's dtype. Dtype rule (the same for :class:`Conv2d`): an
+    input of the layer's dtype is used as it is; boolean, integer and lower-precision float
+    inputs (float16 into a float32 layer) are cast to the layer's dtype; a float input of
+    higher precision (float64 into a float32 layer) raises a TypeError rather than being
+    rounded silently.
     """
 
     def __init__(self, in_features: int, out_features: int, rng, bias: bool = True,
@@ -187,7 +190,7 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _layer_input(x, self.weight.dtype, repr(self))
+        x = _layer_input(x, self.weight.dtype, self)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) got input of shape "
@@ -217,7 +220,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(out_channels, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _layer_input(x, self.weight.dtype, repr(self))
+        x = _layer_input(x, self.weight.dtype, self)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def __repr__(self) -> str:

@@ -10,17 +10,17 @@ higher-order gradients, which REBAR and RELAX need.
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
 
-Saved values are protected, as in PyTorch. The array of every leaf tensor (a parameter, an
-input) that a recorded Function saved for its backward pass is made read-only while the graph
-is alive, so a NumPy write into it (``w.data[...] = 0``) fails at once instead of corrupting
-the gradients. minigrad's own in-place updates (optimizer steps, assigning ``t.data``, a
-Module's ``load_state_dict``) bump a per-tensor version counter instead, and ``backward``
-refuses to run through a Function whose inputs (or output) changed version since the forward
-pass. Arrays made inside the graph are not locked (it would cost time on every operation), so
-a raw NumPy write into an intermediate result's ``.data`` is not detected. A backward pass frees
-what it walked through (the arrays are unlocked again); a second backward through the same
-graph is an error unless the first one was given ``retain_graph=True``. A graph that is
-dropped without a backward pass unlocks its arrays when it is garbage-collected.
+Saved values are protected (PyTorch does this with a version counter on each tensor). The
+array of every leaf tensor (a parameter, an input) that a recorded Function uses is made
+read-only while the graph is alive, so a NumPy write into it (``w.data[...] = 0``) fails at
+once instead of corrupting the gradients. minigrad's own updates (an optimizer step, a
+Module's ``load_state_dict``, assigning ``t.data``) then put the new values into a new array,
+and ``backward`` refuses to run through a Function whose leaf inputs no longer hold the array
+it saw, naming the tensor. Values made inside the graph are not guarded (that would cost time
+on every operation). A backward pass frees what it walked through and unlocks the arrays; a
+second backward through the same graph is an error unless the first one was given
+``retain_graph=True``. A graph dropped without a backward pass unlocks its arrays when it is
+garbage-collected.
 """
 from __future__ import annotations
 
@@ -89,23 +89,40 @@ _lock_counts: dict[int, int] = {}
 
 
 class _Lock:
-    """Read-only protection of some arrays for one graph node, released once.
+    """What one graph node saved of its leaf inputs, protected until the node is freed.
 
-    Released by the backward pass that frees the node, or when the node is garbage-collected
-    (a graph dropped without a backward pass).
+    Each leaf's array is made read-only (if it was writable), and the array object is kept
+    so that backward can tell whether the leaf's ``.data`` was replaced since. Released by
+    the backward pass that frees the node, or when a graph dropped without a backward pass
+    is garbage-collected.
     """
 
-    __slots__ = ("arrays",)
+    __slots__ = ("saved", "arrays")
 
-    def __init__(self, arrays: list[np.ndarray]):
-        self.arrays = arrays
-        for a in arrays:
+    def __init__(self, inputs):
+        self.saved = saved = []
+        self.arrays = arrays = []
+        for t in inputs:
+            if t._ctx is not None:
+                continue
+            a = t._data
+            saved.append((t, a))
             key = id(a)
             if key in _lock_counts:
                 _lock_counts[key] += 1
-            else:
-                a.flags.writeable = False
+            elif a.flags.writeable:
+                a.setflags(write=False)
                 _lock_counts[key] = 1
+            else:
+                continue  # read-only for its own reasons (a broadcast view, say)
+            arrays.append(a)
+
+    def changed(self) -> Tensor | None:
+        """A leaf whose ``.data`` is no longer the array the forward pass used, if any."""
+        for t, a in self.saved:
+            if t._data is not a:
+                return t
+        return None
 
     def release(self) -> None:
         arrays, self.arrays = self.arrays, ()
@@ -116,7 +133,7 @@ class _Lock:
                 _lock_counts[key] = count
                 continue
             try:
-                a.flags.writeable = True
+                a.setflags(write=True)
             except ValueError:
                 pass  # a view whose base is still locked stays read-only
 
@@ -145,8 +162,8 @@ class Tensor:
 
     Attributes:
         data: the NumPy array (bool, integer or float). Assigning to ``data`` counts as an
-            in-place change (see the module docstring); while a graph that saved the array is
-            alive, the array itself is read-only.
+            in-place change (see the module docstring); while a graph that saved a leaf's
+            array is alive, the array itself is read-only.
         grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves: an array
             of its own, writable and C-contiguous (unless ``create_graph=True`` made it part
             of a graph).
@@ -160,7 +177,7 @@ class Tensor:
     plain, non-differentiable values.
     """
 
-    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_version", "_name", "__weakref__")
+    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_name", "__weakref__")
     # Kept for NumPy's binary operators as a fallback; ``__array_ufunc__`` below decides.
     __array_priority__ = 1000
 
@@ -169,14 +186,14 @@ class Tensor:
             data = data.data
         if dtype is not None or not isinstance(data, np.ndarray):
             data = np.asarray(data, dtype=dtype)
-        _check_dtype(data)
+        if data.dtype.kind not in "biuf":
+            _check_dtype(data)  # raises
         if requires_grad:
             _check_can_require_grad(data.dtype)
         self._data: np.ndarray = data
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
-        self._version = 0
         self._name: str | None = None
 
     @property
@@ -188,20 +205,18 @@ class Tensor:
         value = value.data if isinstance(value, Tensor) else np.asarray(value)
         _check_dtype(value)
         self._data = value
-        self._version += 1
 
     def _sub_(self, delta: np.ndarray) -> None:
-        """``data -= delta`` for optimizers: in place, counted as a new version.
+        """``data -= delta`` for optimizers.
 
-        If a live graph saved the array (it is read-only), the new values go into a new
-        array instead, so that graph keeps what it saw; its backward pass will still refuse
-        to run, because the version changed.
+        In place, unless a live graph saved the array (it is read-only): then the new values
+        go into a new array, so that graph keeps what it saw, and its backward pass refuses
+        to run because the tensor's data is no longer the array it saved.
         """
         if self._data.flags.writeable:
             self._data -= delta
         else:
             self._data = self._data - delta
-        self._version += 1
 
     # ----------------------------------------------------------------- NumPy interop
     def __array__(self, dtype=None, copy=None):
@@ -265,19 +280,19 @@ class Tensor:
     # ----------------------------------------------------------------- basic properties
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -513,21 +528,18 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
-        arrays = [t._data for t in inputs]
-        out = Tensor(ctx.forward(*arrays, **params))
+        out = Tensor(ctx.forward(*[t._data for t in inputs], **params))
         if _grad_enabled:
             needs = tuple(t.requires_grad for t in inputs)
             if any(needs):
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs
-                ctx._versions = tuple(t._version for t in inputs)
                 ctx._output_ref = weakref.ref(out)
-                # Leaves are what users hold and write into (parameters, inputs); values made
-                # inside the graph are guarded by their version alone.
-                leaves = [a for t, a in zip(inputs, arrays)
-                          if t._ctx is None and (id(a) in _lock_counts or a.flags.writeable)]
-                if leaves:
-                    ctx._locked = _Lock(leaves)
+                # Leaves are what users hold and write into (parameters, inputs).
+                for t in inputs:
+                    if t._ctx is None:
+                        ctx._locked = _Lock(inputs)
+                        break
                 out.requires_grad = True
                 out._ctx = ctx
         return out
@@ -535,14 +547,15 @@ class Function:
     def _free(self) -> None:
         """Drop what backward needed and unlock the saved arrays (after a backward pass)."""
         self._freed = True
-        for name in self.saved_attributes:
-            setattr(self, name, None)
+        if self.saved_attributes:
+            for name in self.saved_attributes:
+                setattr(self, name, None)
         if self._locked is not None:
             self._locked.release()
             self._locked = None
 
-    def _check_saved(self, output: Tensor) -> None:
-        """Refuse to run backward on a freed graph or on inputs changed since forward."""
+    def _check_saved(self) -> None:
+        """Refuse to run backward on a freed graph or with leaf data replaced since forward."""
         name = type(self).__name__
         if self._freed:
             raise RuntimeError(
@@ -551,21 +564,14 @@ class Function:
                 "backward()/grad() call if you mean to differentiate the same graph twice, "
                 "or run the forward pass again"
             )
-        for t, saved in zip(self.inputs, self._versions):
-            if t._version != saved:
-                raise RuntimeError(
-                    f"backward: {_describe(t)}, an input of {name}, was modified in place "
-                    f"after the forward pass used it (its version is now {t._version}, the "
-                    f"graph saved version {saved}), by an optimizer step, load_state_dict or "
-                    "an assignment to .data. The gradient would mix old and new values. "
-                    "Call backward() before changing it (optimizer.step() after "
-                    "loss.backward()), or run the forward pass again after the change"
-                )
-        if output._version != 0:
+        t = self._locked.changed() if self._locked is not None else None
+        if t is not None:
             raise RuntimeError(
-                f"backward: the output of {name} ({_describe(output)}) was modified in place "
-                "(its .data was assigned) after the forward pass; its backward needs the "
-                "original values. Work on a copy (t.detach(), t.data.copy()) instead"
+                f"backward: {_describe(t)}, an input of {name}, was modified in place after "
+                "the forward pass used it (by an optimizer step, load_state_dict or an "
+                "assignment to .data). The gradient would mix old and new values. Call "
+                "backward() before changing it (optimizer.step() after loss.backward()), or "
+                "run the forward pass again after the change"
             )
 
     @property
@@ -613,9 +619,8 @@ def _own(g: Tensor, handed: set[int]) -> Tensor:
     if g.requires_grad:
         return g  # part of a recorded graph (create_graph=True): keep it connected
     a = g._data
-    if id(a if a.base is None else a.base) in handed or not (
-        a.flags.writeable and a.flags.c_contiguous
-    ):
+    flags = a.flags
+    if not (flags.writeable and flags.c_contiguous) or _root(a) in handed:
         a = np.array(a, order="C")
         g = Tensor(a)
     handed.add(_root(a))
@@ -683,7 +688,9 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                 continue
             if leads is not None and not any(id(p) in leads for p in ctx.inputs):
                 continue
-            ctx._check_saved(node)
+            lock = ctx._locked
+            if ctx._freed or (lock is not None and lock.changed() is not None):
+                ctx._check_saved()  # raises, saying what happened
             ctx._check_double_backward()
             grads = ctx.backward(g)
             if not retain_graph:

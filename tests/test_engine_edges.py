@@ -212,7 +212,7 @@ def test_assigning_data_after_forward_is_detected():
     y = (w * w).sum()
     w.data = np.array([5.0, 6.0])
     with pytest.raises(RuntimeError, match=r"a tensor of shape \(2,\) and dtype float64, an "
-                       r"input of Mul, was modified in place"):
+                       r"input of Mul, was modified in place after the forward pass used it"):
         y.backward()
 
 
