@@ -52,6 +52,8 @@ def _binary(name: str, op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Add(Function):
     """y = a + b;  da = g, db = g (each summed back to its own shape)."""
 
+    reads_inputs = False
+
     def forward(self, a, b):
         return _binary("add", np.add, a, b)
 
@@ -62,6 +64,8 @@ class Add(Function):
 
 class Sub(Function):
     """y = a - b;  da = g, db = -g."""
+
+    reads_inputs = False
 
     def forward(self, a, b):
         return _binary("sub", np.subtract, a, b)
@@ -183,6 +187,8 @@ def pow(a, b) -> Tensor:  # noqa: A001 - mirrors the operator
 class Neg(Function):
     """y = -x;  dx = -g."""
 
+    reads_inputs = False
+
     def forward(self, x):
         return np.negative(x)
 
@@ -192,6 +198,8 @@ class Neg(Function):
 
 class Exp(Function):
     """y = exp(x);  dx = g * y."""
+
+    reads_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -218,6 +226,8 @@ def _sigmoid_array(x: np.ndarray) -> np.ndarray:
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x));  dx = g * y * (1 - y)."""
 
+    reads_inputs = False
+
     def forward(self, x):
         return _sigmoid_array(x)
 
@@ -228,6 +238,8 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     """y = tanh(x);  dx = g * (1 - y^2)."""
+
+    reads_inputs = False
 
     def forward(self, x):
         return np.tanh(x)
@@ -302,6 +314,8 @@ class Clip(Function):
 
 class Cast(Function):
     """y = x converted to another floating dtype;  dx = g converted back."""
+
+    reads_inputs = False
 
     def forward(self, x, dtype):
         return x.astype(dtype)
@@ -476,6 +490,8 @@ def _keepdims_shape(shape, axes) -> tuple[int, ...]:
 class Sum(Function):
     """y = sum of x over axes;  dx = g broadcast back to x's shape."""
 
+    reads_inputs = False
+
     def forward(self, x, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
         return np.sum(x, axis=axes, keepdims=keepdims)
@@ -489,6 +505,8 @@ class Sum(Function):
 
 class BroadcastTo(Function):
     """y = x stretched to a larger shape;  dx = unbroadcast(g)."""
+
+    reads_inputs = False
 
     def forward(self, x, shape):
         return np.broadcast_to(x, shape)
@@ -554,6 +572,8 @@ def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 class Reshape(Function):
     """y = x with a new shape;  dx = g reshaped back."""
 
+    reads_inputs = False
+
     def forward(self, x, shape):
         try:
             return x.reshape(shape)
@@ -570,6 +590,8 @@ class Reshape(Function):
 class Transpose(Function):
     """y = x with its axes permuted;  dx = g permuted back."""
 
+    reads_inputs = False
+
     def forward(self, x, axes):
         self.axes = axes
         return np.transpose(x, axes)
@@ -582,6 +604,8 @@ class Transpose(Function):
 
 class GetItem(Function):
     """y = x[index];  dx = zeros with g added at index (repeated indices add up)."""
+
+    reads_inputs = False
 
     def forward(self, x, index):
         self.index = index
@@ -601,6 +625,8 @@ def _is_basic_index(index) -> bool:
 class IndexAdd(Function):
     """y = zeros(shape) with x added at index (the adjoint of indexing);  dx = g[index]."""
 
+    reads_inputs = False
+
     def forward(self, x, index, shape):
         self.index = index
         out = np.zeros(shape, dtype=x.dtype)
@@ -616,6 +642,8 @@ class IndexAdd(Function):
 
 class Concatenate(Function):
     """y = the inputs joined along an axis;  each dx is its slice of g."""
+
+    reads_inputs = False
 
     def forward(self, *xs, axis):
         self.axis = axis
@@ -640,6 +668,8 @@ class Concatenate(Function):
 
 class Where(Function):
     """y = a where cond else b (cond a constant boolean array);  da = g [cond], db = g [~cond]."""
+
+    reads_inputs = False
 
     def forward(self, a, b, cond):
         self.cond = cond
@@ -717,6 +747,8 @@ def where(cond, a, b) -> Tensor:
 class LogSoftmax(Function):
     """y = x - logsumexp(x) along an axis (max trick);  dx = g - softmax(x) * sum(g)."""
 
+    reads_inputs = False
+
     def forward(self, x, axis):
         self.axis = axis
         shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -729,6 +761,8 @@ class LogSoftmax(Function):
 
 class Softmax(Function):
     """y = exp(x) / sum(exp(x)) along an axis;  dx = y * (g - sum(g * y))."""
+
+    reads_inputs = False
 
     def forward(self, x, axis):
         self.axis = axis

@@ -11,8 +11,8 @@ The backward pass visits the graph in reverse topological order (computed iterat
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
 
 Saved values are protected (PyTorch does this with a version counter on each tensor). The
-array of every leaf tensor (a parameter, an input) that a recorded Function uses is made
-read-only while the graph is alive, so a NumPy write into it (``w.data[...] = 0``) fails at
+array of every leaf tensor (a parameter, an input) whose values the backward pass of a
+recorded Function reads is made read-only while the graph is alive, so a NumPy write into it (``w.data[...] = 0``) fails at
 once instead of corrupting the gradients. minigrad's own updates (an optimizer step, a
 Module's ``load_state_dict``, assigning ``t.data``) then put the new values into a new array,
 and ``backward`` refuses to run through a Function whose leaf inputs no longer hold the array
@@ -522,6 +522,9 @@ class Function:
     differentiable_backward = True
     # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
     saved_attributes: tuple[str, ...] = ()
+    # False for Functions whose backward never reads the values of their inputs (only their
+    # shapes, or the output): their inputs need no protection against in-place changes.
+    reads_inputs = True
     _freed = False
     _locked: _Lock | None = None
 
@@ -536,10 +539,11 @@ class Function:
                 ctx.needs_input_grad = needs
                 ctx._output_ref = weakref.ref(out)
                 # Leaves are what users hold and write into (parameters, inputs).
-                for t in inputs:
-                    if t._ctx is None:
-                        ctx._locked = _Lock(inputs)
-                        break
+                if cls.reads_inputs:
+                    for t in inputs:
+                        if t._ctx is None:
+                            ctx._locked = _Lock(inputs)
+                            break
                 out.requires_grad = True
                 out._ctx = ctx
         return out
@@ -693,8 +697,13 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                 ctx._check_saved()  # raises, saying what happened
             ctx._check_double_backward()
             grads = ctx.backward(g)
-            if not retain_graph:
-                ctx._free()
+            if not retain_graph:  # free the node (Function._free, inlined: this loop is hot)
+                ctx._freed = True
+                if lock is not None:
+                    ctx._locked = None
+                    lock.release()
+                if ctx.saved_attributes:
+                    ctx._free()
             if not isinstance(grads, tuple):
                 grads = (grads,)
             for parent, pg, needed in zip(ctx.inputs, grads, ctx.needs_input_grad):
