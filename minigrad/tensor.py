@@ -194,7 +194,7 @@ class Tensor:
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
-        self._name: str | None = None
+        # ``_name`` (a parameter's dotted name, for error messages) is set by Module only.
 
     @property
     def data(self) -> np.ndarray:
@@ -502,6 +502,21 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     return Tensor(np.asarray(value))
 
 
+_new_object = object.__new__
+
+
+def _wrap(data) -> Tensor:
+    """A constant Tensor around a forward result (numeric by construction; no checks)."""
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    t = _new_object(Tensor)
+    t._data = data
+    t.grad = None
+    t.requires_grad = False
+    t._ctx = None
+    return t
+
+
 class Function:
     """One differentiable primitive: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -531,7 +546,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
-        out = Tensor(ctx.forward(*[t._data for t in inputs], **params))
+        out = _wrap(ctx.forward(*[t._data for t in inputs], **params))
         if _grad_enabled:
             needs = tuple(t.requires_grad for t in inputs)
             if any(needs):
