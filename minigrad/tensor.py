@@ -12,12 +12,13 @@ deep graphs do not hit Python's recursion limit) and accumulates gradients with 
 
 Saved values are protected (PyTorch does this with a version counter on each tensor). The
 array of every leaf tensor (a parameter, an input) whose values the backward pass of a
-recorded Function reads is made read-only while the graph is alive, so a NumPy write into it (``w.data[...] = 0``) fails at
-once instead of corrupting the gradients. minigrad's own updates (an optimizer step, a
-Module's ``load_state_dict``, assigning ``t.data``) then put the new values into a new array,
-and ``backward`` refuses to run through a Function whose leaf inputs no longer hold the array
-it saw, naming the tensor. Values made inside the graph are not guarded (that would cost time
-on every operation). A backward pass frees what it walked through and unlocks the arrays; a
+recorded Function reads is made read-only while the graph is alive, so a NumPy write into it
+(``w.data[...] = 0``) fails at once instead of corrupting the gradients. minigrad's own
+updates of such a tensor while its graph is alive (an optimizer step, a Module's
+``load_state_dict``, assigning ``t.data``) put the new values into a new array, and
+``backward`` refuses to run through a Function whose leaf inputs no longer hold the array it
+saw, naming the tensor. Values made inside the graph are not guarded (that would cost time on
+every operation). A backward pass frees what it walked through and unlocks the arrays; a
 second backward through the same graph is an error unless the first one was given
 ``retain_graph=True``. A graph dropped without a backward pass unlocks its arrays when it is
 garbage-collected.
