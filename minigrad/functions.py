@@ -10,6 +10,8 @@ Python numbers into constant tensors and call ``Function.apply``.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from minigrad.tensor import Function, Tensor, as_tensor
@@ -50,6 +52,8 @@ def _binary(name: str, op, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Add(Function):
     """y = a + b;  da = g, db = g (each summed back to its own shape)."""
 
+    reads_inputs = False
+
     def forward(self, a, b):
         return _binary("add", np.add, a, b)
 
@@ -60,6 +64,8 @@ class Add(Function):
 
 class Sub(Function):
     """y = a - b;  da = g, db = -g."""
+
+    reads_inputs = False
 
     def forward(self, a, b):
         return _binary("sub", np.subtract, a, b)
@@ -97,17 +103,37 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a)."""
+    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a).
+
+    At a = 0 the formulas give 0 * inf = NaN where PyTorch takes the derivative to be 0:
+    da where b = 0 (y = a ** 0 = 1) and db where b >= 0. Those entries are set to 0, and the
+    formulas are evaluated there at a safe point so that no inf or NaN leaks into
+    higher-order gradients either. Everywhere else the formulas are used as they are.
+    """
 
     def forward(self, a, b):
         return _binary("pow", np.power, a, b)
 
     def backward(self, g):
         a, b = self.inputs
-        da = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        db = None
+        shape = g.shape
+        da = db = None
+        if self.needs_input_grad[0]:
+            exponent = b - 1
+            zero_b = np.broadcast_to((a.data == 0) & (b.data == 0), shape)
+            if zero_b.any():
+                exponent = where(zero_b, 1.0, broadcast_to(exponent, shape))
+            da = g * b * a ** exponent
+            if zero_b.any():
+                da = where(zero_b, 0.0, da)
+            da = unbroadcast(da, a.shape)
         if self.needs_input_grad[1]:
-            db = unbroadcast(g * self.output * log(a), b.shape)
+            zero_a = np.broadcast_to((a.data == 0) & (b.data >= 0), shape)
+            base = where(zero_a, 1.0, broadcast_to(a, shape)) if zero_a.any() else a
+            db = g * self.output * log(base)
+            if zero_a.any():
+                db = where(zero_a, 0.0, db)
+            db = unbroadcast(db, b.shape)
         return da, db
 
 
@@ -161,6 +187,8 @@ def pow(a, b) -> Tensor:  # noqa: A001 - mirrors the operator
 class Neg(Function):
     """y = -x;  dx = -g."""
 
+    reads_inputs = False
+
     def forward(self, x):
         return np.negative(x)
 
@@ -170,6 +198,8 @@ class Neg(Function):
 
 class Exp(Function):
     """y = exp(x);  dx = g * y."""
+
+    reads_inputs = False
 
     def forward(self, x):
         return np.exp(x)
@@ -196,6 +226,8 @@ def _sigmoid_array(x: np.ndarray) -> np.ndarray:
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x));  dx = g * y * (1 - y)."""
 
+    reads_inputs = False
+
     def forward(self, x):
         return _sigmoid_array(x)
 
@@ -206,6 +238,8 @@ class Sigmoid(Function):
 
 class Tanh(Function):
     """y = tanh(x);  dx = g * (1 - y^2)."""
+
+    reads_inputs = False
 
     def forward(self, x):
         return np.tanh(x)
@@ -280,6 +314,8 @@ class Clip(Function):
 
 class Cast(Function):
     """y = x converted to another floating dtype;  dx = g converted back."""
+
+    reads_inputs = False
 
     def forward(self, x, dtype):
         return x.astype(dtype)
@@ -429,14 +465,20 @@ def matmul(a, b) -> Tensor:
 
 
 # ---------------------------------------------------------------------- reductions
-def _normalize_axis(axis, ndim: int) -> tuple[int, ...]:
+def _normalize_axis(axis, ndim: int, op: str = "reduction") -> tuple[int, ...]:
+    """Axes as sorted non-negative ints; an axis outside [-ndim, ndim) raises (as NumPy)."""
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for ax in axes:
+        if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"{op}: an axis must be an integer, got {ax!r}")
         if not -ndim <= ax < ndim:
-            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
+            raise np.exceptions.AxisError(
+                f"{op}: axis {ax} is out of range for a tensor with {ndim} dimensions "
+                f"(valid axes are {-ndim} to {ndim - 1})"
+            )
         out.append(int(ax) % ndim)
     return tuple(sorted(set(out)))
 
@@ -447,6 +489,8 @@ def _keepdims_shape(shape, axes) -> tuple[int, ...]:
 
 class Sum(Function):
     """y = sum of x over axes;  dx = g broadcast back to x's shape."""
+
+    reads_inputs = False
 
     def forward(self, x, axes, keepdims):
         self.axes, self.keepdims = axes, keepdims
@@ -461,6 +505,8 @@ class Sum(Function):
 
 class BroadcastTo(Function):
     """y = x stretched to a larger shape;  dx = unbroadcast(g)."""
+
+    reads_inputs = False
 
     def forward(self, x, shape):
         return np.broadcast_to(x, shape)
@@ -490,19 +536,23 @@ class Max(Function):
 
 
 def sum(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
-    return Sum.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+    return Sum.apply(x, axes=_normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
 
 
 def mean(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:
-    axes = _normalize_axis(axis, x.ndim)
+    """Mean over ``axis``; over an empty axis it is NaN with a RuntimeWarning, as in NumPy."""
+    axes = _normalize_axis(axis, x.ndim, "mean")
     count = int(np.prod([x.shape[a] for a in axes])) if axes else 1
+    if count == 0:
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=2)
+        return sum(x, axis=axes, keepdims=keepdims) * np.nan
     return sum(x, axis=axes, keepdims=keepdims) * (1.0 / count)
 
 
 def max(x: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001
     if x.size == 0:
         raise ValueError("max of an empty tensor is undefined")
-    return Max.apply(x, axes=_normalize_axis(axis, x.ndim), keepdims=keepdims)
+    return Max.apply(x, axes=_normalize_axis(axis, x.ndim, "max"), keepdims=keepdims)
 
 
 def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -522,6 +572,8 @@ def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
 class Reshape(Function):
     """y = x with a new shape;  dx = g reshaped back."""
 
+    reads_inputs = False
+
     def forward(self, x, shape):
         try:
             return x.reshape(shape)
@@ -538,6 +590,8 @@ class Reshape(Function):
 class Transpose(Function):
     """y = x with its axes permuted;  dx = g permuted back."""
 
+    reads_inputs = False
+
     def forward(self, x, axes):
         self.axes = axes
         return np.transpose(x, axes)
@@ -550,6 +604,8 @@ class Transpose(Function):
 
 class GetItem(Function):
     """y = x[index];  dx = zeros with g added at index (repeated indices add up)."""
+
+    reads_inputs = False
 
     def forward(self, x, index):
         self.index = index
@@ -569,6 +625,8 @@ def _is_basic_index(index) -> bool:
 class IndexAdd(Function):
     """y = zeros(shape) with x added at index (the adjoint of indexing);  dx = g[index]."""
 
+    reads_inputs = False
+
     def forward(self, x, index, shape):
         self.index = index
         out = np.zeros(shape, dtype=x.dtype)
@@ -584,6 +642,8 @@ class IndexAdd(Function):
 
 class Concatenate(Function):
     """y = the inputs joined along an axis;  each dx is its slice of g."""
+
+    reads_inputs = False
 
     def forward(self, *xs, axis):
         self.axis = axis
@@ -608,6 +668,8 @@ class Concatenate(Function):
 
 class Where(Function):
     """y = a where cond else b (cond a constant boolean array);  da = g [cond], db = g [~cond]."""
+
+    reads_inputs = False
 
     def forward(self, a, b, cond):
         self.cond = cond
@@ -660,7 +722,7 @@ def concatenate(tensors, axis: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate: need at least one tensor")
-    axis = _normalize_axis(axis, tensors[0].ndim)[0]
+    axis = _normalize_axis(axis, tensors[0].ndim, "concatenate")[0]
     return Concatenate.apply(*tensors, axis=axis)
 
 
@@ -668,8 +730,7 @@ def stack(tensors, axis: int = 0) -> Tensor:
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("stack: need at least one tensor")
-    ndim = tensors[0].ndim + 1
-    axis = axis % ndim
+    axis = _normalize_axis(axis, tensors[0].ndim + 1, "stack")[0]
     expanded = [reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
     return concatenate(expanded, axis=axis)
 
@@ -686,6 +747,8 @@ def where(cond, a, b) -> Tensor:
 class LogSoftmax(Function):
     """y = x - logsumexp(x) along an axis (max trick);  dx = g - softmax(x) * sum(g)."""
 
+    reads_inputs = False
+
     def forward(self, x, axis):
         self.axis = axis
         shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -699,6 +762,8 @@ class LogSoftmax(Function):
 class Softmax(Function):
     """y = exp(x) / sum(exp(x)) along an axis;  dx = y * (g - sum(g * y))."""
 
+    reads_inputs = False
+
     def forward(self, x, axis):
         self.axis = axis
         e = np.exp(x - np.max(x, axis=axis, keepdims=True))
@@ -710,11 +775,11 @@ class Softmax(Function):
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return LogSoftmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+    return LogSoftmax.apply(x, axis=_normalize_axis(axis, x.ndim, "log_softmax")[0])
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return Softmax.apply(x, axis=_normalize_axis(axis, x.ndim)[0])
+    return Softmax.apply(x, axis=_normalize_axis(axis, x.ndim, "softmax")[0])
 
 
 class SoftmaxCrossEntropy(Function):
@@ -758,22 +823,50 @@ def softmax_cross_entropy(logits: Tensor, targets, reduction: str = "mean") -> T
     """Cross-entropy between softmax(logits) and target distributions (e.g. one-hot rows).
 
     Args:
-        logits: (N, K) scores.
-        targets: (N, K) target distributions (one-hot labels, say).
+        logits: (N, K) scores, N >= 1.
+        targets: (N, K) target distributions (one-hot labels, say), or (N,) integer class
+            indices in [0, K), which are turned into one-hot rows (same loss, same gradient).
         reduction: 'mean' over examples (default), 'sum', or 'none' for the (N,) vector.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(
             f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
         )
+    if not isinstance(logits, Tensor):
+        logits = as_tensor(logits)
+    if logits.ndim == 2 and logits.shape[0] == 0:
+        raise ValueError(
+            f"softmax_cross_entropy: the batch is empty (logits of shape {logits.shape}); "
+            "the loss of zero examples is undefined: skip empty batches"
+        )
+    labels = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    if labels.ndim == 1 and labels.dtype.kind in "iu" and logits.ndim == 2:
+        k = logits.shape[1]
+        if labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"softmax_cross_entropy: {labels.shape[0]} class indices for "
+                f"{logits.shape[0]} rows of logits; give one index per row"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(
+                f"softmax_cross_entropy: class indices must lie in [0, {k}) for {k} classes, "
+                f"got values from {labels.min()} to {labels.max()}"
+            )
+        onehot = np.zeros(logits.shape, dtype=logits.dtype if _is_float_dtype(logits) else float)
+        onehot[np.arange(labels.shape[0]), labels] = 1
+        targets = Tensor(onehot)
     logits, targets = _pair(logits, targets)
     if logits.ndim != 2 or logits.shape != targets.shape:
         raise ValueError(
             f"softmax_cross_entropy: logits {logits.shape} and targets {targets.shape} must "
-            "both be (batch, classes) and equal; convert integer labels with "
-            "minigrad.data.one_hot"
+            "both be (batch, classes) and equal, or targets must be (batch,) integer class "
+            "indices"
         )
     return SoftmaxCrossEntropy.apply(logits, targets, reduction=reduction)
+
+
+def _is_float_dtype(t: Tensor) -> bool:
+    return np.issubdtype(t.dtype, np.floating)
 
 
 # ---------------------------------------------------------------------- kernels (first order)
@@ -785,6 +878,7 @@ class Conv2d(Function):
     """
 
     differentiable_backward = False
+    saved_attributes = ("cols",)
 
     def forward(self, x, w, b, stride, padding):
         self.stride, self.padding = stride, padding
@@ -808,6 +902,7 @@ class MaxPool2d(Function):
     """
 
     differentiable_backward = False
+    saved_attributes = ("argmax",)
 
     def forward(self, x, size):
         self.size = size

@@ -74,8 +74,11 @@ class Module:
         self._buffers.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
+            value._name = name  # for error messages; a parent module prefixes it
         elif isinstance(value, Module):
             self._modules[name] = value
+            for sub_name, p in value.named_parameters(name + "."):
+                p._name = sub_name
         elif isinstance(value, Buffer):
             self._buffers[name] = value
         object.__setattr__(self, name, value)
@@ -225,8 +228,39 @@ class Module:
         return f"{type(self).__name__}({inner})"
 
 
+def _layer_input(x, dtype, layer: Module) -> Tensor:
+    """The input of a layer as a Tensor of the layer's dtype (the rule in Linear's docstring)."""
+    if isinstance(x, Tensor) and x.dtype == dtype:
+        return x
+    if x is None:
+        raise TypeError(f"{layer}: the input is None; pass a Tensor or an array of numbers")
+    if not isinstance(x, (Tensor, np.ndarray)):
+        return Tensor(np.asarray(x), dtype=dtype)  # Python numbers carry no precision
+    if not isinstance(x, Tensor):
+        x = Tensor(x)
+    if x.dtype == dtype:
+        return x
+    kind = x.dtype.kind
+    if kind in "biu" or (kind == "f" and x.dtype.itemsize < np.dtype(dtype).itemsize):
+        return x.astype(dtype)
+    raise TypeError(
+        f"{layer}: input of dtype {x.dtype} into a layer of dtype {np.dtype(dtype)}: a "
+        "float input of higher precision is not cast down silently; cast it "
+        f"(x.astype(np.{np.dtype(dtype).name})) or build the layer with dtype={x.dtype}"
+    )
+
+
 class Linear(Module):
-    """y = x @ W + b, with W of shape (in_features, out_features), Glorot-uniform init."""
+    """y = x @ W + b, with W of shape (in_features, out_features), Glorot-uniform init.
+
+    The weight layout is (in, out), so ``x @ W`` needs no transpose (PyTorch stores the
+    transpose, (out, in)). Inputs: a Tensor, a NumPy array, or a (nested) list of numbers,
+    which is converted to the layer's dtype. Dtype rule (the same for :class:`Conv2d`): an
+    input of the layer's dtype is used as it is; boolean, integer and lower-precision float
+    inputs (float16 into a float32 layer) are cast to the layer's dtype; a float input of
+    higher precision (float64 into a float32 layer) raises a TypeError rather than being
+    rounded silently.
+    """
 
     def __init__(self, in_features: int, out_features: int, rng, bias: bool = True,
                  dtype=np.float32):
@@ -237,7 +271,8 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        x = _layer_input(x, self.weight.dtype, self)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) got input of shape "
                 f"{x.shape}: its last dimension must be {self.in_features}"
@@ -250,7 +285,11 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution over NCHW inputs, filters (out, in, k, k), Glorot-uniform init."""
+    """2-D convolution over NCHW inputs, filters (out, in, k, k), Glorot-uniform init.
+
+    Inputs follow :class:`Linear`'s dtype rule: the layer's dtype as it is; boolean, integer
+    and lower-precision float inputs cast to it; a higher-precision float input raises.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rng,
                  stride: int = 1, padding: int = 0, dtype=np.float32):
@@ -262,6 +301,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(out_channels, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:
+        x = _layer_input(x, self.weight.dtype, self)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
     def __repr__(self) -> str:
@@ -308,16 +348,25 @@ class Activation(Module):
         return self.name
 
 
-def ReLU() -> Activation:
-    return Activation(F.relu, "ReLU()")
+class ReLU(Activation):
+    """max(x, 0) as a layer."""
+
+    def __init__(self):
+        super().__init__(F.relu, "ReLU()")
 
 
-def Sigmoid() -> Activation:
-    return Activation(F.sigmoid, "Sigmoid()")
+class Sigmoid(Activation):
+    """1 / (1 + exp(-x)) as a layer."""
+
+    def __init__(self):
+        super().__init__(F.sigmoid, "Sigmoid()")
 
 
-def Tanh() -> Activation:
-    return Activation(F.tanh, "Tanh()")
+class Tanh(Activation):
+    """tanh(x) as a layer."""
+
+    def __init__(self):
+        super().__init__(F.tanh, "Tanh()")
 
 
 class Sequential(Module):

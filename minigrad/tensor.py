@@ -9,6 +9,19 @@ higher-order gradients, which REBAR and RELAX need.
 
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
+
+Saved values are protected (PyTorch does this with a version counter on each tensor). The
+array of every leaf tensor (a parameter, an input) whose values the backward pass of a
+recorded Function reads is made read-only while the graph is alive, so a NumPy write into it
+(``w.data[...] = 0``) fails at once instead of corrupting the gradients. minigrad's own
+updates of such a tensor while its graph is alive (an optimizer step, a Module's
+``load_state_dict``, assigning ``t.data``) put the new values into a new array, and
+``backward`` refuses to run through a Function whose leaf inputs no longer hold the array it
+saw, naming the tensor. Values made inside the graph are not guarded (that would cost time on
+every operation). A backward pass frees what it walked through and unlocks the arrays; a
+second backward through the same graph is an error unless the first one was given
+``retain_graph=True``. A graph dropped without a backward pass unlocks its arrays when it is
+garbage-collected.
 """
 from __future__ import annotations
 
@@ -57,6 +70,85 @@ def _is_float(dtype) -> bool:
     return np.issubdtype(dtype, np.floating)
 
 
+_ALLOWED_KINDS = {"b": "bool", "i": "int", "u": "uint", "f": "float"}
+
+
+def _check_dtype(data: np.ndarray) -> None:
+    if data.dtype.kind not in _ALLOWED_KINDS:
+        raise TypeError(
+            f"Tensor: cannot hold an array of dtype {data.dtype} (from a "
+            f"{type(data).__name__ if data.dtype != object else 'Python object such as None'}); "
+            "allowed dtypes are bool, signed and unsigned integers and floats: pass numbers "
+            "or a numeric NumPy array"
+        )
+
+
+# ---------------------------------------------------------------------- saved-array locks
+# id(array) -> number of live graph nodes that locked it. The locks hold the arrays, so an
+# id is not reused while it is a key here.
+_lock_counts: dict[int, int] = {}
+
+
+class _Lock:
+    """What one graph node saved of its leaf inputs, protected until the node is freed.
+
+    Each leaf's array is made read-only (if it was writable), and the array object is kept
+    so that backward can tell whether the leaf's ``.data`` was replaced since. Released by
+    the backward pass that frees the node, or when a graph dropped without a backward pass
+    is garbage-collected.
+    """
+
+    __slots__ = ("saved", "arrays")
+
+    def __init__(self, inputs):
+        self.saved = saved = []
+        self.arrays = arrays = []
+        for t in inputs:
+            if t._ctx is not None:
+                continue
+            a = t._data
+            saved.append((t, a))
+            key = id(a)
+            if key in _lock_counts:
+                _lock_counts[key] += 1
+            elif a.flags.writeable:
+                a.setflags(write=False)
+                _lock_counts[key] = 1
+            else:
+                continue  # read-only for its own reasons (a broadcast view, say)
+            arrays.append(a)
+
+    def changed(self) -> Tensor | None:
+        """A leaf whose ``.data`` is no longer the array the forward pass used, if any."""
+        for t, a in self.saved:
+            if t._data is not a:
+                return t
+        return None
+
+    def release(self) -> None:
+        arrays, self.arrays = self.arrays, ()
+        for a in arrays:
+            key = id(a)
+            count = _lock_counts.pop(key, 1) - 1
+            if count > 0:
+                _lock_counts[key] = count
+                continue
+            try:
+                a.setflags(write=True)
+            except ValueError:
+                pass  # a view whose base is still locked stays read-only
+
+    def __del__(self):
+        if self.arrays:
+            self.release()
+
+
+def _describe(t: Tensor) -> str:
+    name = getattr(t, "_name", None)
+    what = f"parameter {name!r}" if name else "a tensor"
+    return f"{what} of shape {t.shape} and dtype {t.dtype}"
+
+
 def _check_can_require_grad(dtype, what: str = "tensor") -> None:
     if not _is_float(dtype):
         raise TypeError(
@@ -70,13 +162,24 @@ class Tensor:
     """An n-dimensional array that remembers the :class:`Function` that made it.
 
     Attributes:
-        data: the NumPy array.
-        grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves.
+        data: the NumPy array (bool, integer or float). Assigning to ``data`` counts as an
+            in-place change (see the module docstring); while a graph that saved a leaf's
+            array is alive, the array itself is read-only.
+        grad: the accumulated gradient (a Tensor) after ``backward()``, for leaves: an array
+            of its own, writable and C-contiguous (unless ``create_graph=True`` made it part
+            of a graph).
         requires_grad: whether gradients flow to (and through) this tensor.
+
+    NumPy interop: ``np.asarray(t)`` (and anything that calls it, such as matplotlib) gives
+    the data, without a gradient. NumPy's ufuncs and functions (``np.exp(t)``,
+    ``np.concatenate([t, u])``) raise a TypeError naming the minigrad function to use, except
+    the arithmetic operators: ``array * t`` is ``t.__rmul__(array)``, a Tensor. ``float(t)``
+    and ``int(t)`` work for a single element; ``t.tolist()`` and ``t.argmax()`` return
+    plain, non-differentiable values.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
-    # Make NumPy defer to Tensor's reflected operators (``array * tensor``).
+    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_name", "__weakref__")
+    # Kept for NumPy's binary operators as a fallback; ``__array_ufunc__`` below decides.
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -84,29 +187,113 @@ class Tensor:
             data = data.data
         if dtype is not None or not isinstance(data, np.ndarray):
             data = np.asarray(data, dtype=dtype)
+        if data.dtype.kind not in "biuf":
+            _check_dtype(data)  # raises
         if requires_grad:
             _check_can_require_grad(data.dtype)
-        self.data: np.ndarray = data
+        self._data: np.ndarray = data
         self.grad: Tensor | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
+        # ``_name`` (a parameter's dotted name, for error messages) is set by Module only.
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        value = value.data if isinstance(value, Tensor) else np.asarray(value)
+        _check_dtype(value)
+        self._data = value
+
+    def _sub_(self, delta: np.ndarray) -> None:
+        """``data -= delta`` for optimizers.
+
+        In place, unless a live graph saved the array (it is read-only): then the new values
+        go into a new array, so that graph keeps what it saw, and its backward pass refuses
+        to run because the tensor's data is no longer the array it saved.
+        """
+        if self._data.flags.writeable:
+            self._data -= delta
+        else:
+            self._data = self._data - delta
+
+    # ----------------------------------------------------------------- NumPy interop
+    def __array__(self, dtype=None, copy=None):
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        op = _UFUNC_OPERATORS.get(ufunc.__name__)
+        if method == "__call__" and op is not None and not kwargs and len(inputs) == 2:
+            # ``array (op) tensor``: NumPy's operator calls the ufunc; answer like Tensor's.
+            return getattr(F, op)(*inputs)
+        name = ufunc.__name__
+        hint = _UFUNC_HINTS.get(name, f"minigrad.functions.{name}" if hasattr(F, name) else None)
+        use = f"use {hint} instead" if hint else "minigrad has no such operation"
+        raise TypeError(
+            f"np.{name} was called on a minigrad Tensor: NumPy functions do not record "
+            f"gradients; {use}, or apply NumPy to t.data if no gradient is needed"
+        )
+
+    def __array_function__(self, func, types, args, kwargs):
+        name = func.__name__
+        if name in _NUMPY_INSPECTORS:  # questions about the array, not computations on it
+            args = tuple(a._data if isinstance(a, Tensor) else a for a in args)
+            return func(*args, **kwargs)
+        hint = f"minigrad.functions.{name}" if hasattr(F, name) else None
+        use = f"use {hint} instead" if hint else "minigrad has no such operation"
+        raise TypeError(
+            f"np.{name} was called on a minigrad Tensor: NumPy functions do not record "
+            f"gradients; {use}, or apply NumPy to t.data if no gradient is needed"
+        )
+
+    def __float__(self) -> float:
+        return float(self._single_element("float"))
+
+    def __int__(self) -> int:
+        return int(self._single_element("int"))
+
+    def _single_element(self, what: str):
+        if self._data.size != 1:
+            raise TypeError(
+                f"{what}() of a tensor needs exactly one element, but this one has shape "
+                f"{self.shape}; index it or reduce it (t.sum(), t[0]) first"
+            )
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        """The values as (nested) Python lists of numbers; not differentiable."""
+        return self._data.tolist()
+
+    def argmax(self, axis=None) -> Tensor:
+        """Indices of the maxima (over the flattened tensor when ``axis`` is None).
+
+        Returns an integer Tensor that does not require gradients: argmax is piecewise
+        constant, so it has no useful derivative (that is what this book is about).
+        """
+        if axis is not None:
+            axis = F._normalize_axis(axis, self.ndim, "argmax")[0]
+        return Tensor(np.argmax(self._data, axis=axis))
 
     # ----------------------------------------------------------------- basic properties
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -128,7 +315,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
-        return self.data.item()
+        return self._single_element("item")
 
     def detach(self) -> Tensor:
         """The same values, cut from the graph: no gradient flows through the result."""
@@ -144,11 +331,15 @@ class Tensor:
         self.grad = None
 
     # ----------------------------------------------------------------- autograd entry
-    def backward(self, gradient: Tensor | np.ndarray | None = None) -> None:
+    def backward(self, gradient: Tensor | np.ndarray | None = None,
+                 retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad.
 
         A scalar output needs no ``gradient``; any other output needs one of its shape
-        (the vector in the vector-Jacobian product).
+        (the vector in the vector-Jacobian product). The pass frees the graph it walked
+        through; pass ``retain_graph=True`` to run another backward pass through it
+        (``retain_graph`` defaults to ``create_graph``, which records the backward pass so
+        that ``.grad`` can itself be differentiated).
         """
         if not self.requires_grad:
             raise RuntimeError(
@@ -165,7 +356,10 @@ class Tensor:
                 )
             gradient = Tensor(np.ones_like(self.data))
         gradient = _as_grad_seed(gradient, self)
-        _run_backward([self], [gradient], inputs=None, create_graph=False)
+        if retain_graph is None:
+            retain_graph = create_graph
+        _run_backward([self], [gradient], inputs=None, create_graph=create_graph,
+                      retain_graph=retain_graph)
 
     # ----------------------------------------------------------------- operators
     def __add__(self, other):
@@ -309,6 +503,21 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     return Tensor(np.asarray(value))
 
 
+_new_object = object.__new__
+
+
+def _wrap(data) -> Tensor:
+    """A constant Tensor around a forward result (numeric by construction; no checks)."""
+    if type(data) is not np.ndarray:
+        data = np.asarray(data)
+    t = _new_object(Tensor)
+    t._data = data
+    t.grad = None
+    t.requires_grad = False
+    t._ctx = None
+    return t
+
+
 class Function:
     """One differentiable primitive: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -327,20 +536,63 @@ class Function:
     # Functions whose backward is not made of Tensor operations set this to False; they
     # then refuse to run while a graph of the backward pass is being recorded.
     differentiable_backward = True
+    # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
+    saved_attributes: tuple[str, ...] = ()
+    # False for Functions whose backward never reads the values of their inputs (only their
+    # shapes, or the output): their inputs need no protection against in-place changes.
+    reads_inputs = True
+    _freed = False
+    _locked: _Lock | None = None
 
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
-        out = Tensor(ctx.forward(*[t.data for t in inputs], **params))
+        out = _wrap(ctx.forward(*[t._data for t in inputs], **params))
         if _grad_enabled:
             needs = tuple(t.requires_grad for t in inputs)
             if any(needs):
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs
                 ctx._output_ref = weakref.ref(out)
+                # Leaves are what users hold and write into (parameters, inputs).
+                if cls.reads_inputs:
+                    for t in inputs:
+                        if t._ctx is None:
+                            ctx._locked = _Lock(inputs)
+                            break
                 out.requires_grad = True
                 out._ctx = ctx
         return out
+
+    def _free(self) -> None:
+        """Drop what backward needed and unlock the saved arrays (after a backward pass)."""
+        self._freed = True
+        if self.saved_attributes:
+            for name in self.saved_attributes:
+                setattr(self, name, None)
+        if self._locked is not None:
+            self._locked.release()
+            self._locked = None
+
+    def _check_saved(self) -> None:
+        """Refuse to run backward on a freed graph or with leaf data replaced since forward."""
+        name = type(self).__name__
+        if self._freed:
+            raise RuntimeError(
+                f"backward through the graph a second time: {name} already ran its backward "
+                "pass and freed what it saved for it. Pass retain_graph=True to the first "
+                "backward()/grad() call if you mean to differentiate the same graph twice, "
+                "or run the forward pass again"
+            )
+        t = self._locked.changed() if self._locked is not None else None
+        if t is not None:
+            raise RuntimeError(
+                f"backward: {_describe(t)}, an input of {name}, was modified in place after "
+                "the forward pass used it (by an optimizer step, load_state_dict or an "
+                "assignment to .data). The gradient would mix old and new values. Call "
+                "backward() before changing it (optimizer.step() after loss.backward()), or "
+                "run the forward pass again after the change"
+            )
 
     @property
     def output(self) -> Tensor:
@@ -374,6 +626,27 @@ def _as_grad_seed(gradient, output: Tensor) -> Tensor:
     return gradient
 
 
+def _root(a: np.ndarray) -> int:
+    return id(a if a.base is None else a.base)
+
+
+def _own(g: Tensor, handed: set[int]) -> Tensor:
+    """``g`` as a gradient to hand to the user: an array of its own, writable and contiguous.
+
+    Copies only when needed: a read-only or strided view (from broadcast_to, say), a seed
+    the caller passed in, or an array already handed to another tensor in this pass.
+    """
+    if g.requires_grad:
+        return g  # part of a recorded graph (create_graph=True): keep it connected
+    a = g._data
+    flags = a.flags
+    if not (flags.writeable and flags.c_contiguous) or _root(a) in handed:
+        a = np.array(a, order="C")
+        g = Tensor(a)
+    handed.add(_root(a))
+    return g
+
+
 def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
 
@@ -399,35 +672,60 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     return order
 
 
-def _run_backward(outputs, grad_outputs, inputs, create_graph: bool):
+def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_graph: bool):
     """The backward pass shared by ``Tensor.backward`` and :func:`grad`.
 
     With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
-    gradients of ``inputs`` are returned (and no ``.grad`` is touched).
+    gradients of ``inputs`` are returned (and no ``.grad`` is touched), and only the part of
+    the graph between the outputs and those inputs is walked. Unless ``retain_graph``, every
+    Function walked through is freed.
     """
     wanted = None if inputs is None else {id(t) for t in inputs}
     results: dict[int, Tensor] = {}
     pending: dict[int, Tensor] = {}
+    handed = {_root(g._data) for g in grad_outputs}  # seeds belong to the caller
     for out, g in zip(outputs, grad_outputs):
         pending[id(out)] = pending[id(out)] + g if id(out) in pending else g
+    order = _toposort(outputs)
+    leads = None  # with inputs given: the tensors from which some input can be reached
+    if wanted is not None:
+        leads = set(wanted)
+        for node in order:
+            ctx = node._ctx
+            if ctx is not None and any(id(p) in leads for p in ctx.inputs):
+                leads.add(id(node))
     with _GradMode(create_graph):
-        for node in reversed(_toposort(outputs)):
+        for node in reversed(order):
             g = pending.pop(id(node), None)
             if g is None:
                 continue
             if wanted is not None and id(node) in wanted:
-                results[id(node)] = g
+                results[id(node)] = _own(g, handed)
             ctx = node._ctx
             if ctx is None:
                 if wanted is None:
-                    node.grad = g if node.grad is None else node.grad + g
+                    node.grad = _own(g, handed) if node.grad is None else node.grad + g
                 continue
+            if leads is not None and not any(id(p) in leads for p in ctx.inputs):
+                continue
+            lock = ctx._locked
+            if ctx._freed or (lock is not None and lock.changed() is not None):
+                ctx._check_saved()  # raises, saying what happened
             ctx._check_double_backward()
             grads = ctx.backward(g)
+            if not retain_graph:  # free the node (Function._free, inlined: this loop is hot)
+                ctx._freed = True
+                if lock is not None:
+                    ctx._locked = None
+                    lock.release()
+                if ctx.saved_attributes:
+                    ctx._free()
             if not isinstance(grads, tuple):
                 grads = (grads,)
             for parent, pg, needed in zip(ctx.inputs, grads, ctx.needs_input_grad):
                 if pg is None or not needed:
+                    continue
+                if leads is not None and id(parent) not in leads:
                     continue
                 if pg.shape != parent.shape:  # an engine bug, never a user error
                     raise AssertionError(
@@ -448,6 +746,7 @@ def grad(
     grad_outputs: Tensor | np.ndarray | Sequence | None = None,
     create_graph: bool = False,
     allow_unused: bool = False,
+    retain_graph: bool | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``outputs`` with respect to ``inputs`` (vector-Jacobian products).
 
@@ -459,6 +758,8 @@ def grad(
         create_graph: record the backward pass so the result can be differentiated again.
         allow_unused: return None for an input the outputs do not depend on, instead of
             raising.
+        retain_graph: keep the graph for another backward pass through it (defaults to
+            ``create_graph``); otherwise the part of the graph walked through is freed.
 
     Returns:
         A tuple with one gradient per input. ``.grad`` attributes are left untouched.
@@ -498,7 +799,10 @@ def grad(
                 )
             g = Tensor(np.ones_like(out.data))
         seeds.append(_as_grad_seed(g, out))
-    results = _run_backward(outputs, seeds, inputs=inputs, create_graph=create_graph)
+    if retain_graph is None:
+        retain_graph = create_graph
+    results = _run_backward(outputs, seeds, inputs=inputs, create_graph=create_graph,
+                            retain_graph=retain_graph)
     grads = []
     for t in inputs:
         g = results.get(id(t))
@@ -511,6 +815,18 @@ def grad(
     return tuple(grads)
 
 
+# NumPy's operator ufuncs that ``array (op) tensor`` calls, and the minigrad function for each.
+_UFUNC_OPERATORS = {
+    "add": "add", "subtract": "sub", "multiply": "mul", "true_divide": "div",
+    "divide": "div", "power": "pow", "matmul": "matmul", "less": "lt", "less_equal": "le",
+    "greater": "gt", "greater_equal": "ge", "equal": "eq", "not_equal": "ne",
+}
+_NUMPY_INSPECTORS = {"shape", "ndim", "size", "result_type", "iscomplexobj", "isrealobj"}
+# Ufuncs whose minigrad counterpart has another name.
+_UFUNC_HINTS = {
+    "negative": "-t", "absolute": "t.abs()", "maximum": "minigrad.functions.where",
+    "minimum": "minigrad.functions.where", "square": "t ** 2",
+}
 
 
 from minigrad import functions as F  # noqa: E402  (functions import Tensor from here)

@@ -63,7 +63,7 @@ def test_nan_loss_in_a_reinforce_estimate_is_an_error():
 
 def test_a_training_step_with_a_nan_loss_stops_before_the_baseline_moves():
     model = MLPClassifier([5, 3, 2], lambda: ReinforceNeuron(baseline=True), rng=0)
-    x = np.random.default_rng(1).standard_normal((4, 5))
+    x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     y = np.eye(2)[[0, 1, 0, 1]]
     step_loss(model, x, y, rng=np.random.default_rng(2))      # one good step
     model.linear1.bias.data[0] = np.nan                       # every loss is now NaN

@@ -463,7 +463,7 @@ def test_reprs_say_what_the_neuron_is():
 # ---------------------------------------------------------------------- state saves and loads
 def trained_for_two_epochs(make_neuron, tmp_path):
     model = MLPClassifier([6, 4, 3], make_neuron, rng=0)
-    x = np.random.default_rng(1).standard_normal((5, 6))
+    x = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
     y = np.eye(3)[[0, 1, 2, 0, 1]]
     for _ in range(2):
         step_loss(model, x, y, rng=np.random.default_rng(2))[0].backward()

@@ -30,7 +30,7 @@ def leaf(values, dtype=np.float64):
 def test_backward_twice_on_the_same_graph_accumulates():
     x = leaf([1.0, 2.0, 3.0])
     y = F.sum(x * 3.0)
-    y.backward()
+    y.backward(retain_graph=True)
     np.testing.assert_array_equal(x.grad.data, [3.0, 3.0, 3.0])
     y.backward()
     np.testing.assert_array_equal(x.grad.data, [6.0, 6.0, 6.0])
@@ -94,7 +94,7 @@ def test_deep_chain_backpropagates_without_recursion_error():
     for _ in range(depth):
         y = y * 1.0001
     y = F.sum(y)
-    y.backward()
+    y.backward(retain_graph=True)
     np.testing.assert_allclose(x.grad.data, [1.0001 ** depth], rtol=1e-10)
     (g,) = grad(y, x)
     np.testing.assert_allclose(g.data, [1.0001 ** depth], rtol=1e-10)
