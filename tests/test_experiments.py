@@ -68,3 +68,12 @@ def test_record_results_round_trip(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["chapter.json"]  # no temporary file left
     with pytest.raises(ValueError, match="lacks"):
         record_results("chapter", [{"value": 1.0}])
+
+
+def test_a_config_prints_its_neuron_not_a_memory_address():
+    from minigrad.estimators.base import Deterministic
+    from minigrad.experiments import ClassifierConfig
+    from minigrad.functions import sigmoid
+
+    text = repr(ClassifierConfig("sigmoid", lambda: Deterministic(sigmoid), lr=1.0))
+    assert "0x" not in text and "neuron=Deterministic(sigmoid)" in text

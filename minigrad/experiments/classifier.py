@@ -77,6 +77,12 @@ class ClassifierConfig:
     train_stochastic: bool = True
     eval_stochastic: bool = True
 
+    def __repr__(self) -> str:
+        # The neuron it makes, not the address of the function that makes it.
+        fields = [f"{k}={v!r}" for k, v in self.__dict__.items() if k != "make_neuron"]
+        fields.insert(1, f"neuron={self.make_neuron()!r}")
+        return f"ClassifierConfig({', '.join(fields)})"
+
     def scaled(self) -> ClassifierConfig:
         """The same experiment at the active budget (smoke: 2 short epochs)."""
         if _budget.is_full():
