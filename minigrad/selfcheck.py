@@ -15,13 +15,36 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from minigrad.estimators.diagnostics import bias_z_scores, sample_mean, standard_error
+from minigrad.estimators.exact import exact_gradient
 from minigrad.tensor import Tensor
 
-__all__ = ["check_gradient", "SelfCheckFailed"]
+__all__ = ["check_gradient", "check_estimator", "SelfCheckFailed"]
 
 
 class SelfCheckFailed(AssertionError):
     """A student's answer failed its self-check; the message says where and why."""
+
+
+_SCALES = ((-1.0, "the sign is flipped"),
+           (2.0, "it is twice too large (a factor of 2?)"),
+           (0.5, "it is half the right size (a missing factor of 2?)"))
+
+
+def _diagnose_scale(ratio: float) -> str:
+    for value, meaning in _SCALES:
+        if abs(ratio - value) < 0.05 * abs(value):
+            return meaning
+    return f"it is the right gradient times {ratio:.4g}: a missing or extra factor?"
+
+
+def _diagnose_sampled(mean: np.ndarray, exact: np.ndarray, se: np.ndarray) -> str:
+    """Like :func:`_diagnose`, for a mean of samples known to within ``se`` per component."""
+    scale = float(np.sum(mean * exact) / np.sum(exact * exact))
+    if np.all(np.abs(mean - scale * exact) <= 4 * se + 1e-12):
+        return _diagnose_scale(scale)
+    return "it differs from the right gradient by more than a constant factor: is the " \
+           "score centred (b - p), and is the loss multiplied in for every unit?"
 
 
 def _diagnose(analytic: np.ndarray, numeric: np.ndarray) -> str:
@@ -37,12 +60,7 @@ def _diagnose(analytic: np.ndarray, numeric: np.ndarray) -> str:
         ratios = a[mask] / n[mask]
         ratio = float(np.median(ratios))
         if np.allclose(ratios, ratio, rtol=1e-3, atol=1e-6):
-            for value, meaning in ((-1.0, "the sign is flipped"),
-                                   (2.0, "it is twice too large (a factor of 2?)"),
-                                   (0.5, "it is half the right size (a missing factor of 2?)")):
-                if abs(ratio - value) < 1e-3:
-                    return meaning
-            return f"it is the right gradient times {ratio:.4g}: a missing or extra factor?"
+            return _diagnose_scale(ratio)
     return "it differs from the right gradient by more than a constant factor: a wrong or " \
            "missing term in the derivative?"
 
@@ -100,3 +118,66 @@ def check_gradient(fn: Callable[..., Tensor], *inputs: Tensor | tuple | Sequence
             ) from e
     orders = "first and second order" if second_order else "first order"
     print(f"check_gradient: {name} passes ({orders}, float64 central differences)")
+
+
+# The problem every estimator is checked on: 3 examples of 3 Bernoulli units, and a loss that
+# couples the units (so that an estimator has to get the interactions right, not only each
+# unit's own term).
+CHECK_LOGITS = np.array([[0.8, -0.6, 0.3],
+                         [-0.9, 0.5, 0.7],
+                         [0.2, -0.3, 0.9]])
+CHECK_WEIGHTS = np.array([1.0, -2.0, 1.5])
+CHECK_TARGETS = np.array([0.5, -1.0, 1.0])
+
+
+def check_loss(b: Tensor) -> Tensor:
+    """``(b . w - t_n)^2 + 3``, one value per example (the batch repeats the 3 examples)."""
+    targets = Tensor(np.tile(CHECK_TARGETS, b.shape[0] // len(CHECK_TARGETS)))
+    return (b @ Tensor(CHECK_WEIGHTS) - targets) ** 2 + 3.0
+
+
+def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4.0,
+                    seed: int = 0) -> None:
+    """Check that a Bernoulli gradient estimator is unbiased, against the exact gradient.
+
+    Args:
+        estimator: ``estimator(logits, f, u) -> g``, the book's estimator interface:
+            ``logits`` a Tensor (batch, units), ``f`` maps samples to one value per example,
+            ``u`` uniform noise of the logits' shape; ``g`` estimates d E[f(b)] / d logits.
+        samples: independent single-sample estimates per example.
+        z_max: how many standard errors from the exact gradient a component may be.
+
+    Prints one line when every component is within ``z_max`` standard errors of the exact
+    gradient (by enumeration, :mod:`minigrad.estimators.exact`); raises
+    :class:`SelfCheckFailed` naming the most biased component and what the bias looks like.
+    """
+    name = getattr(estimator, "__name__", "the estimator")
+    base = CHECK_LOGITS
+    logits = Tensor(np.tile(base, (samples, 1)))
+    u = np.random.default_rng(seed).random(logits.shape)
+    try:
+        g = estimator(logits, check_loss, u)
+    except Exception as e:
+        raise SelfCheckFailed(f"{name} could not run on the check problem: "
+                              f"{type(e).__name__}: {e}") from e
+    g = g.data if isinstance(g, Tensor) else np.asarray(g)
+    if g.shape != logits.shape:
+        raise SelfCheckFailed(
+            f"{name} returned shape {g.shape}; an estimate has the logits' shape "
+            f"{logits.shape} (one value per unit and example)")
+    estimates = g.reshape((samples,) + base.shape)
+    exact = exact_gradient(Tensor(base), check_loss).data
+    z = bias_z_scores(estimates, exact)
+    worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
+    if not np.all(np.isfinite(z)) or abs(z[worst]) > z_max:
+        mean = sample_mean(estimates)
+        raise SelfCheckFailed(
+            f"{name} is biased: for example {worst[0]}, unit {worst[1]} its mean over "
+            f"{samples:,} samples is {mean[worst]:.4g} but the exact gradient is "
+            f"{exact[worst]:.4g}, {abs(z[worst]):.1f} standard errors away (allowed: {z_max}). "
+            f"Looking at all components: "
+            f"{_diagnose_sampled(mean, exact, standard_error(estimates))}")
+    se = float(np.sqrt(np.mean(standard_error(estimates) ** 2)))
+    print(f"check_estimator: {name} is unbiased on the check problem (largest |z| "
+          f"{np.abs(z).max():.1f} over {z.size} components, {samples:,} samples, "
+          f"rms standard error {se:.4f})")

@@ -65,3 +65,38 @@ def test_a_backward_outside_the_graph_fails_the_second_order_check():
     check_gradient(lambda x: ArrayBackwardSoftsign.apply(x), (6,), second_order=False)
     with pytest.raises(SelfCheckFailed, match="second-order check"):
         check_gradient(lambda x: ArrayBackwardSoftsign.apply(x), (6,))
+
+
+# ---------------------------------------------------------------------- check_estimator
+from minigrad.estimators.score_function import bernoulli_sample, reinforce  # noqa: E402
+from minigrad.selfcheck import check_estimator  # noqa: E402
+from minigrad.tensor import Tensor  # noqa: E402
+
+
+def my_reinforce(logits, f, u):
+    b = bernoulli_sample(logits, u)
+    p = 1 / (1 + np.exp(-logits.data))
+    return Tensor((b - p) * f(Tensor(b)).data[:, None])
+
+
+def test_check_estimator_passes_right_answers(capsys):
+    check_estimator(my_reinforce)
+    check_estimator(lambda a, f, u: reinforce(a, f, u, baseline=3.0))
+    assert "my_reinforce is unbiased" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda a, f, u: -my_reinforce(a, f, u), "the sign is flipped"),
+    (lambda a, f, u: 0.5 * my_reinforce(a, f, u), "half the right size"),
+    (lambda a, f, u: Tensor(bernoulli_sample(a, u) * f(Tensor(bernoulli_sample(a, u))).data[:, None]),
+     "is the score centred"),
+])
+def test_check_estimator_explains_typical_wrong_answers(wrong, hint):
+    with pytest.raises(SelfCheckFailed, match="is biased: for example") as info:
+        check_estimator(wrong)
+    assert hint in str(info.value)
+
+
+def test_check_estimator_says_when_the_shape_is_wrong():
+    with pytest.raises(SelfCheckFailed, match="returned shape"):
+        check_estimator(lambda a, f, u: Tensor(np.zeros(a.shape[0])))
