@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from minigrad.estimators.catalogue import BERNOULLI
 from minigrad.estimators.diagnostics import bias_z_scores, sample_mean, standard_error
 from minigrad.estimators.exact import exact_gradient
 from minigrad.tensor import Tensor
@@ -120,22 +121,6 @@ def check_gradient(fn: Callable[..., Tensor], *inputs: Tensor | tuple | Sequence
     print(f"check_gradient: {name} passes ({orders}, float64 central differences)")
 
 
-# The problem every estimator is checked on: 3 examples of 3 Bernoulli units, and a loss that
-# couples the units (so that an estimator has to get the interactions right, not only each
-# unit's own term).
-CHECK_LOGITS = np.array([[0.8, -0.6, 0.3],
-                         [-0.9, 0.5, 0.7],
-                         [0.2, -0.3, 0.9]])
-CHECK_WEIGHTS = np.array([1.0, -2.0, 1.5])
-CHECK_TARGETS = np.array([0.5, -1.0, 1.0])
-
-
-def check_loss(b: Tensor) -> Tensor:
-    """``(b . w - t_n)^2 + 3``, one value per example (the batch repeats the 3 examples)."""
-    targets = Tensor(np.tile(CHECK_TARGETS, b.shape[0] // len(CHECK_TARGETS)))
-    return (b @ Tensor(CHECK_WEIGHTS) - targets) ** 2 + 3.0
-
-
 def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4.0,
                     seed: int = 0) -> None:
     """Check that a Bernoulli gradient estimator is unbiased, against the exact gradient.
@@ -148,11 +133,12 @@ def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4
         z_max: how many standard errors from the exact gradient a component may be.
 
     Prints one line when every component is within ``z_max`` standard errors of the exact
-    gradient (by enumeration, :mod:`minigrad.estimators.exact`); raises
+    gradient (by enumeration, :mod:`minigrad.estimators.exact`) on the Bernoulli problem of
+    :mod:`minigrad.estimators.catalogue`; raises
     :class:`SelfCheckFailed` naming the most biased component and what the bias looks like.
     """
     name = getattr(estimator, "__name__", "the estimator")
-    base = CHECK_LOGITS
+    base, check_loss = BERNOULLI.logits, BERNOULLI.f   # the catalogue's Bernoulli problem
     logits = Tensor(np.tile(base, (samples, 1)))
     u = np.random.default_rng(seed).random(logits.shape)
     try:

@@ -1,10 +1,10 @@
 """Every estimator of the library against the exact gradient by enumeration.
 
-One table, :data:`ESTIMATORS`, lists each estimator as ``name: Row(estimate, problem,
-unbiased, ...)``; a new estimator joins with one line. Each row is run on a small problem
-(3 examples x 3 Bernoulli units, or 2 examples x 2 categorical units of 3 classes) with
-``R`` independent single-sample estimates per example from a fixed seed, and its mean is
-compared with the exact gradient (:mod:`minigrad.estimators.exact`) in standard errors
+The table is the library's catalogue (:data:`minigrad.estimators.catalogue.CATALOGUE`): each
+entry is run on a small problem (3 examples x 3 Bernoulli units, or 2 examples x 2
+categorical units of 3 classes) with ``R`` independent single-sample estimates per example
+from a fixed seed, and its mean is compared with the exact gradient
+(:mod:`minigrad.estimators.exact`) in standard errors
 (:func:`~minigrad.estimators.diagnostics.bias_z_scores`):
 
 - an estimator the library calls unbiased must have ``|z| <= 4`` in every component;
@@ -12,63 +12,33 @@ compared with the exact gradient (:mod:`minigrad.estimators.exact`) in standard 
 - three broken estimators (sign flipped, uncentred score, half scale) must be rejected by
   the unbiased test, which shows it can fail. The smallest of their biases is a quarter of
   the exact gradient, which is ``R`` large enough to be tens of standard errors.
+
+A new estimator joins by adding one entry to the catalogue.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pytest
 
-from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
-from minigrad.estimators.diagnostics import EMALogVariance, bias_z_scores, summarize_estimates
-from minigrad.estimators.exact import (exact_expectation, exact_expectation_categorical,
-                                       exact_gradient, exact_gradient_categorical)
-from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
-                                        st_hardmax_estimate, straight_through_categorical)
+from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
+from minigrad.estimators.catalogue import CATALOGUE, OFFSET, Entry, draw_noise, measure
+from minigrad.estimators.catalogue import CATEGORICAL_LOGITS as Z
+from minigrad.estimators.catalogue import CATEGORICAL_TARGETS as T_CAT
+from minigrad.estimators.catalogue import CATEGORICAL_VALUES as V
+from minigrad.estimators.catalogue import TARGETS as T
+from minigrad.estimators.catalogue import WEIGHTS as W
+from minigrad.estimators.catalogue import bernoulli_loss, categorical_loss
+from minigrad.estimators.diagnostics import EMALogVariance
+from minigrad.estimators.exact import exact_expectation, exact_expectation_categorical
 from minigrad.estimators.score_function import (MovingAverageBaseline, ReinforceNeuron,
                                                 VarianceAdjustingBaseline, bernoulli_sample,
-                                                reinforce, reinforce_categorical)
+                                                reinforce)
 from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor, grad
 
 R = 20_000
 Z_MAX = 4.0
-
-# ---------------------------------------------------------------------- the two problems
-A = np.array([[0.8, -0.6, 0.3],
-              [-0.9, 0.5, 0.7],
-              [0.2, -0.3, 0.9]])
-W = np.array([1.0, -2.0, 1.5])
-T = np.array([0.5, -1.0, 1.0])
-Z = np.array([[[0.5, -0.4, 0.1], [-0.7, 0.2, 0.6]],
-              [[0.0, 0.9, -0.3], [0.4, -0.5, 0.3]]])
-V = np.array([[1.0, -1.5, 0.5], [2.0, 0.0, -1.0]])
-T_CAT = np.array([0.3, -0.8])
-OFFSET = 3.0
-
-
-def bernoulli_loss(b: Tensor) -> Tensor:
-    """(b . w - t_n)^2 + 3 for a batch made of copies of the 3 examples."""
-    return (b @ Tensor(W) - Tensor(np.tile(T, b.shape[0] // 3))) ** 2 + OFFSET
-
-
-def categorical_loss(b: Tensor) -> Tensor:
-    """(sum_ij b_ij v_ij - t_n)^2 + 3; ``b`` one-hot (or relaxed) of shape (batch, 2, 3)."""
-    s = (b * Tensor(V)).sum(axis=(1, 2))
-    return (s - Tensor(np.tile(T_CAT, b.shape[0] // 2))) ** 2 + OFFSET
-
-
-@dataclass
-class Problem:
-    logits: np.ndarray
-    f: Callable[[Tensor], Tensor]
-    exact: Callable  # (logits, f, probability) -> gradient Tensor
-
-
-BERNOULLI = Problem(A, bernoulli_loss, lambda a, f, p: exact_gradient(a, f, p))
-CATEGORICAL = Problem(Z, categorical_loss, lambda z, f, p: exact_gradient_categorical(z, f))
+ESTIMATORS = {entry.name: entry for entry in CATALOGUE}
 
 
 def warmed(baseline, seed: int = 100):
@@ -82,44 +52,17 @@ def warmed(baseline, seed: int = 100):
 
 
 C_MOVING, C_BENGIO = warmed(MovingAverageBaseline()), warmed(VarianceAdjustingBaseline())
-
-
-@dataclass
-class Row:
-    estimate: Callable           # (logits Tensor, f, u) -> estimate Tensor
-    problem: Problem
-    unbiased: bool
-    probability: Callable = sigmoid   # the Bernoulli probability the exact gradient uses
-    noise: str = "per unit"           # or "per logit" (Gumbel noise)
-
-
-def slope_2(a):
-    return sigmoid(a * 2.0)
-
-
-ESTIMATORS = {
-    "REINFORCE": Row(lambda a, f, u: reinforce(a, f, u), BERNOULLI, True),
-    "REINFORCE, constant baseline": Row(
-        lambda a, f, u: reinforce(a, f, u, baseline=OFFSET), BERNOULLI, True),
-    "REINFORCE, moving-average baseline": Row(
-        lambda a, f, u: reinforce(a, f, u, baseline=C_MOVING), BERNOULLI, True),
-    "REINFORCE, variance-adjusting baseline": Row(
-        lambda a, f, u: reinforce(a, f, u, baseline=C_BENGIO), BERNOULLI, True),
-    "REINFORCE, categorical": Row(reinforce_categorical, CATEGORICAL, True),
-    "ST sigmoid-adjusted": Row(straight_through, BERNOULLI, False),
-    "ST pass-through": Row(
-        lambda a, f, u: straight_through(a, f, u, pass_through_sigmoid), BERNOULLI, False),
-    "ST slope 2": Row(lambda a, f, u: straight_through(a, f, u, slope_2), BERNOULLI, False,
-                      probability=slope_2),
-    "ST hard sigmoid": Row(lambda a, f, u: straight_through(a, f, u, hard_sigmoid),
-                           BERNOULLI, False, probability=hard_sigmoid),
-    "ST sampled softmax": Row(straight_through_categorical, CATEGORICAL, False),
-    "ST hardmax": Row(st_hardmax_estimate, CATEGORICAL, False),
-    "ST Gumbel-softmax": Row(st_gumbel_softmax_estimate, CATEGORICAL, False,
-                             noise="per logit"),
-    "Gumbel-softmax, relaxed": Row(gumbel_softmax_estimate, CATEGORICAL, False,
-                                   noise="per logit"),
+# Baselines learned by the library's baseline objects, used as constants: unbiased too.
+LEARNED_BASELINES = {
+    "REINFORCE, moving-average baseline": C_MOVING,
+    "REINFORCE, variance-adjusting baseline": C_BENGIO,
 }
+
+
+def _with_baseline(c):
+    return Entry(f"REINFORCE, baseline {c}", reinforce,
+                 lambda a, f, u: reinforce(a, f, u, baseline=c), "score function", True,
+                 "1", "only f(b)", "04_binary_neurons")
 
 
 def uncentred_score(a, f, u):
@@ -127,59 +70,59 @@ def uncentred_score(a, f, u):
     return Tensor(b) * f(Tensor(b)).reshape(-1, 1)
 
 
+def _broken(name, estimate):
+    return Entry(name, reinforce, estimate, "broken", True, "1", "only f(b)", "")
+
+
 BROKEN = {
-    "sign flipped": Row(lambda a, f, u: -reinforce(a, f, u), BERNOULLI, True),
-    "uncentred score": Row(uncentred_score, BERNOULLI, True),
-    "half scale": Row(lambda a, f, u: reinforce(a, f, u) * 0.5, BERNOULLI, True),
+    "sign flipped": _broken("sign flipped", lambda a, f, u: -reinforce(a, f, u)),
+    "uncentred score": _broken("uncentred score", uncentred_score),
+    "half scale": _broken("half scale", lambda a, f, u: reinforce(a, f, u) * 0.5),
 }
-
-
-def noise_for(row: Row, shape: tuple[int, ...], rng) -> np.ndarray:
-    per_logit = row.noise == "per logit" or row.problem is BERNOULLI
-    return rng.random(shape if per_logit else shape[:-1])
-
-
-def run(row: Row, seed: int = 0, repeats: int = R):
-    """``repeats`` estimates per example, stacked on axis 0, and the exact gradient."""
-    base = row.problem.logits
-    logits = Tensor(np.tile(base, (repeats,) + (1,) * (base.ndim - 1)))
-    u = noise_for(row, logits.shape, np.random.default_rng(seed))
-    g = row.estimate(logits, row.problem.f, u)
-    assert g.shape == logits.shape
-    exact = row.problem.exact(Tensor(base), row.problem.f, row.probability)
-    return g.data.reshape((repeats,) + base.shape), exact.data
 
 
 # ---------------------------------------------------------------------- the oracle
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_every_estimator_against_the_exact_gradient(name):
-    row = ESTIMATORS[name]
-    estimates, exact = run(row)
-    summary = summarize_estimates(estimates, exact)
-    print(f"\n{name}: largest |z| {summary.largest_abs_z:.1f}, bias norm "
-          f"{summary.bias_norm:.4f}, rms std {summary.rms_std:.3f}")
-    if row.unbiased:
-        assert summary.largest_abs_z <= Z_MAX, summary.z
+    entry = ESTIMATORS[name]
+    m = measure(entry, samples=R)
+    print(f"\n{name}: largest |z| {m.largest_abs_z:.1f}, bias norm {m.bias_norm:.4f}, "
+          f"mean variance {m.mean_variance:.3f}")
+    if entry.unbiased:
+        assert m.largest_abs_z <= Z_MAX, (m.mean, m.exact)
     else:
-        assert summary.largest_abs_z > Z_MAX, summary.z
+        assert m.largest_abs_z > Z_MAX, (m.mean, m.exact)
+
+
+@pytest.mark.parametrize("name", list(LEARNED_BASELINES))
+def test_learned_baselines_keep_reinforce_unbiased(name):
+    m = measure(_with_baseline(LEARNED_BASELINES[name]), samples=R)
+    assert m.largest_abs_z <= Z_MAX
+
+
+def test_every_catalogue_entry_names_a_chapter_and_a_source():
+    from pathlib import Path
+    book = Path(__file__).resolve().parents[1] / "book"
+    for entry in CATALOGUE:
+        assert (book / f"{entry.chapter}.ipynb").exists(), entry.name
+        assert entry.function.__module__.startswith("minigrad.estimators."), entry.name
 
 
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_the_oracle_rejects_a_broken_estimator(name):
-    estimates, exact = run(BROKEN[name])
-    z = bias_z_scores(estimates, exact)
-    print(f"\n{name}: largest |z| {np.abs(z).max():.1f}")
-    assert np.abs(z).max() > Z_MAX
+    m = measure(BROKEN[name], samples=R)
+    print(f"\n{name}: largest |z| {m.largest_abs_z:.1f}")
+    assert m.largest_abs_z > Z_MAX
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_the_same_sample_gives_the_same_estimate_twice(name):
-    row = ESTIMATORS[name]
-    base = row.problem.logits
+    entry = ESTIMATORS[name]
+    base = entry.problem.logits
     logits = Tensor(base.copy(), requires_grad=True)
-    u = noise_for(row, logits.shape, np.random.default_rng(1))
-    first = row.estimate(logits, row.problem.f, u).data.copy()
-    np.testing.assert_array_equal(row.estimate(logits, row.problem.f, u).data, first)
+    u = draw_noise(entry, logits.shape, np.random.default_rng(1))
+    first = entry.estimate(logits, entry.problem.f, u).data.copy()
+    np.testing.assert_array_equal(entry.estimate(logits, entry.problem.f, u).data, first)
 
 
 def test_a_neurons_estimate_twice_changes_nothing():
