@@ -104,3 +104,47 @@ def bias_variance_bars(labels: Sequence[str], bias: np.ndarray, std: np.ndarray,
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def reproduction_figure(payload: Mapping, title: str | None = None):
+    """Our numbers beside the published ones, for one chapter's results file.
+
+    Every recorded row with a reference is one line of a dot plot: our mean over seeds (a
+    dot, with a bar from the lowest to the highest seed) and the published number (a
+    cross). One panel per metric, since accuracies and ELBOs do not share an axis. Returns
+    the figure, or None when no row has a reference.
+    """
+    use_style()
+    groups: dict = {}
+    for row in payload["rows"]:
+        if row.get("reference") is None:
+            continue
+        key = (row["metric"], f"{row['experiment']}: {row['config']}")
+        groups.setdefault(key, []).append(float(row["value"]))
+    refs = {(r["metric"], f"{r['experiment']}: {r['config']}"): float(r["reference"])
+            for r in payload["rows"] if r.get("reference") is not None}
+    metrics = list(dict.fromkeys(metric for metric, _ in groups))
+    if not metrics:
+        return None
+    heights = [sum(1 for m, _ in groups if m == metric) for metric in metrics]
+    fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
+                             figsize=(7.0, 0.9 + 0.32 * sum(heights) + 0.6 * len(metrics)),
+                             gridspec_kw={"height_ratios": heights})
+    for ax, metric in zip(axes[:, 0], metrics):
+        labels = [label for m, label in groups if m == metric]
+        for y, label in enumerate(labels):
+            values = np.array(groups[(metric, label)])
+            ax.plot([values.min(), values.max()], [y, y], color="tab:blue", lw=2)
+            ax.plot(values.mean(), y, "o", color="tab:blue",
+                    label="ours (mean, range of seeds)" if y == 0 else None)
+            ax.plot(refs[(metric, label)], y, "x", color="tab:red", ms=8, mew=2,
+                    label="published" if y == 0 else None)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels([label if len(label) <= 48 else label[:46] + "…"
+                            for label in labels], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(metric)
+        ax.legend(loc="best", fontsize=8)
+    axes[0, 0].set_title(title or f"Chapter {payload['chapter']}: ours against published")
+    fig.tight_layout()
+    return fig
