@@ -97,6 +97,17 @@ def test_check_estimator_explains_typical_wrong_answers(wrong, hint):
     assert hint in str(info.value)
 
 
+def test_check_estimator_recognises_a_baseline_that_peeks_at_the_sample():
+    def peeking(logits, f, u):
+        return reinforce(logits, f, u, baseline=3.0 * bernoulli_sample(logits, u))
+
+    with pytest.raises(SelfCheckFailed, match="is biased: for example") as info:
+        check_estimator(peeking)
+    message = str(info.value)
+    assert "depends on the unit's own sample b" in message
+    assert "-3 p (1 - p)" in message   # k = 3, estimated to three significant digits
+
+
 def test_check_estimator_says_when_the_shape_is_wrong():
     with pytest.raises(SelfCheckFailed, match="returned shape"):
         check_estimator(lambda a, f, u: Tensor(np.zeros(a.shape[0])))
