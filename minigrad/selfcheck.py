@@ -144,11 +144,6 @@ CHECK_WEIGHTS = np.array([1.0, -2.0, 1.5])
 CHECK_TARGETS = np.array([0.5, -1.0, 1.0])
 
 
-def _probabilities() -> np.ndarray:
-    """The firing probabilities of the check problem's units, sigmoid(CHECK_LOGITS)."""
-    return 1 / (1 + np.exp(-CHECK_LOGITS))
-
-
 def check_loss(b: Tensor) -> Tensor:
     """``(b . w - t_n)^2 + 3``, one value per example (the batch repeats the 3 examples)."""
     targets = Tensor(np.tile(CHECK_TARGETS, b.shape[0] // len(CHECK_TARGETS)))
@@ -190,7 +185,8 @@ def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4
     worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
     if not np.all(np.isfinite(z)) or abs(z[worst]) > z_max:
         mean = sample_mean(estimates)
-        diagnosis = _diagnose_sampled(mean, exact, standard_error(estimates), _probabilities())
+        probabilities = 1 / (1 + np.exp(-base))   # the units' firing probabilities
+        diagnosis = _diagnose_sampled(mean, exact, standard_error(estimates), probabilities)
         raise SelfCheckFailed(
             f"{name} is biased: for example {worst[0]}, unit {worst[1]} its mean over "
             f"{samples:,} samples is {mean[worst]:.4g} but the exact gradient is "
