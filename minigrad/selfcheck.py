@@ -39,13 +39,27 @@ def _diagnose_scale(ratio: float) -> str:
     return f"it is the right gradient times {ratio:.4g}: a missing or extra factor?"
 
 
-def _diagnose_sampled(mean: np.ndarray, exact: np.ndarray, se: np.ndarray) -> str:
-    """Like :func:`_diagnose`, for a mean of samples known to within ``se`` per component."""
+def _diagnose_sampled(mean: np.ndarray, exact: np.ndarray, se: np.ndarray,
+                      probabilities: np.ndarray | None = None) -> str:
+    """Like :func:`_diagnose`, for a mean of samples known to within ``se`` per component.
+
+    With the units' ``probabilities`` it also recognises the bias of a baseline that depends
+    on the unit's own sample: ``c = k b`` adds ``-k E[b (b - p)] = -k p (1 - p)``.
+    """
     scale = float(np.sum(mean * exact) / np.sum(exact * exact))
     if np.all(np.abs(mean - scale * exact) <= 4 * se + 1e-12):
         return _diagnose_scale(scale)
+    if probabilities is not None:
+        bias, variance = mean - exact, probabilities * (1 - probabilities)
+        k = float(np.sum(bias * variance) / np.sum(variance * variance))
+        fits = np.all(np.abs(bias - k * variance) <= 4 * se + 1e-12)
+        if fits and np.any(np.abs(k * variance) > 4 * se):
+            return (f"the bias is {k:+.3g} p (1 - p) in every component, the mark of a "
+                    f"baseline that depends on the unit's own sample b (c = k b adds "
+                    f"-k p (1 - p)): a baseline must not look at b")
     return "it differs from the right gradient by more than a constant factor: is the " \
-           "score centred (b - p), and is the loss multiplied in for every unit?"
+           "score centred (b - p), is the loss multiplied in for every unit, and does " \
+           "every baseline leave the sample b alone?"
 
 
 def _diagnose(analytic: np.ndarray, numeric: np.ndarray) -> str:
@@ -157,12 +171,14 @@ def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4
     worst = np.unravel_index(np.argmax(np.abs(z)), z.shape)
     if not np.all(np.isfinite(z)) or abs(z[worst]) > z_max:
         mean = sample_mean(estimates)
+        probabilities = 1 / (1 + np.exp(-base))   # the units' firing probabilities
+        diagnosis = _diagnose_sampled(mean, exact, standard_error(estimates), probabilities)
         raise SelfCheckFailed(
             f"{name} is biased: for example {worst[0]}, unit {worst[1]} its mean over "
             f"{samples:,} samples is {mean[worst]:.4g} but the exact gradient is "
             f"{exact[worst]:.4g}, {abs(z[worst]):.1f} standard errors away (allowed: {z_max}). "
             f"Looking at all components: "
-            f"{_diagnose_sampled(mean, exact, standard_error(estimates))}")
+            f"{diagnosis}")
     se = float(np.sqrt(np.mean(standard_error(estimates) ** 2)))
     print(f"check_estimator: {name} is unbiased on the check problem (largest |z| "
           f"{np.abs(z).max():.1f} over {z.size} components, {samples:,} samples, "

@@ -1,4 +1,6 @@
 """The students' self-checks pass on right answers and explain wrong ones."""
+import re
+
 import numpy as np
 import pytest
 
@@ -95,6 +97,18 @@ def test_check_estimator_explains_typical_wrong_answers(wrong, hint):
     with pytest.raises(SelfCheckFailed, match="is biased: for example") as info:
         check_estimator(wrong)
     assert hint in str(info.value)
+
+
+def test_check_estimator_recognises_a_baseline_that_peeks_at_the_sample():
+    def peeking(logits, f, u):
+        return reinforce(logits, f, u, baseline=3.0 * bernoulli_sample(logits, u))
+
+    with pytest.raises(SelfCheckFailed, match="is biased: for example") as info:
+        check_estimator(peeking)
+    message = str(info.value)
+    assert "depends on the unit's own sample b" in message
+    k = float(re.search(r"the bias is ([-+0-9.e]+) p \(1 - p\)", message).group(1))
+    assert abs(k + 3) < 0.1   # c = 3 b adds -3 p (1 - p)
 
 
 def test_check_estimator_says_when_the_shape_is_wrong():
