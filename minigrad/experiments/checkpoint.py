@@ -195,17 +195,34 @@ def _is_plain(tree) -> bool:
     return False
 
 
+def _is_plain_value(obj) -> bool:
+    """Whether a live value is data only (what :func:`_is_plain` entries decode to)."""
+    if obj is None or isinstance(obj, (bool, str, int, float, np.generic, np.ndarray)):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return all(_is_plain_value(v) for v in obj)
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and _is_plain_value(v) for k, v in obj.items())
+    return False
+
+
 def _restore(obj, tree, arrays, where, apply):
     if not isinstance(tree, dict) or not tree:
         _fail(where, "malformed entry")
     tag = next(iter(tree))
-    if _is_plain(tree):
+    if _is_plain(tree) and _is_plain_value(obj):
         # plain data replaces what is there: a history list grows, a lazily made array may
         # still be None in a fresh run
         value = _decode(tree, arrays, where)
+        kinds = (list, tuple, dict)
+        for kind in kinds:
+            if obj is not None and isinstance(obj, kind) != isinstance(value, kind):
+                _fail(where, f"a {type(value).__name__} saved, a {type(obj).__name__} here")
         if isinstance(obj, np.ndarray) and isinstance(value, np.ndarray):
             _same_array(obj, value, where)
         return value
+    if _is_plain(tree):
+        _fail(where, f"data saved, a {type(obj).__name__} here")
     if tag in ("tensor", "buffer"):
         saved = _stored(tree, tag, arrays, where)
         if not isinstance(obj, Tensor if tag == "tensor" else Buffer):
