@@ -45,8 +45,8 @@ FORMAT = "minigrad-checkpoint"
 VERSION = 1
 MANIFEST_KEY = "manifest"
 
-__all__ = ["CheckpointError", "Resumable", "FORMAT", "VERSION", "capture", "restore", "write_checkpoint",
-           "read_checkpoint"]
+__all__ = ["CheckpointError", "Resumable", "FORMAT", "VERSION", "capture", "restore",
+           "write_checkpoint", "read_checkpoint"]
 
 
 class CheckpointError(ValueError):

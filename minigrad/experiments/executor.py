@@ -110,7 +110,13 @@ def _map_forked(fn, runs, workers, bar) -> list:
 
 
 def _collect(futures, bar) -> list:
-    for future in cf.as_completed(futures):
-        future.result()  # raise the first failure as soon as it happens
-        bar.update(1)
+    try:
+        for future in cf.as_completed(futures):
+            future.result()  # raise the first failure as soon as it happens
+            bar.update(1)
+    except BaseException:
+        # a failure or Ctrl-C: runs not yet started are not started
+        for future in futures:
+            future.cancel()
+        raise
     return [future.result() for future in futures]

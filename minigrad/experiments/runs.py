@@ -31,11 +31,12 @@ from tqdm import tqdm
 
 from minigrad.fileio import atomic_write
 
-from .checkpoint import CheckpointError, Resumable
+from .checkpoint import Resumable
 from .executor import map_runs
 
 __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
-           "sweep", "default_steps", "CHECKPOINT", "HISTORY", "RESULTS"]
+           "sweep", "default_steps", "load_run_results", "runs_dir", "CHECKPOINT", "HISTORY",
+           "RESULTS"]
 
 FAMILIES = ("classifier", "sbn", "lenet")
 CHECKPOINT, HISTORY, RESULTS = "checkpoint.npz", "history.json", "results.json"
@@ -422,3 +423,30 @@ def run_specs(specs: list[RunSpec], out: str | Path, *, executor=None,
     return map_runs(_execute_in, jobs, executor=executor, workers=workers, progress=progress,
                     desc="runs")
 
+
+
+#: Environment variable naming the folder of command-line runs the appendix shows.
+RUNS_ENV = "MINIGRAD_RUNS"
+
+
+def runs_dir() -> Path:
+    """Where the reproduction appendix looks for command-line runs: ``$MINIGRAD_RUNS``, else
+    ``runs/`` at the book's root."""
+    import os
+
+    from .results import repo_root
+
+    value = os.environ.get(RUNS_ENV)
+    return Path(value) if value else repo_root() / "runs"
+
+
+def load_run_results(folder: str | Path | None = None) -> list[dict]:
+    """The results of every finished run under ``folder`` (its ``results.json`` files)."""
+    folder = Path(folder) if folder is not None else runs_dir()
+    payloads = []
+    for path in sorted(folder.rglob(RESULTS)) if folder.is_dir() else []:
+        with open(path) as f:
+            payload = json.load(f)
+        if isinstance(payload, dict) and "spec" in payload and "rows" in payload:
+            payloads.append(payload)
+    return payloads
