@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                           "per core)")
     out.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="run the sweep on a Dask scheduler, e.g. tcp://host:8786 "
-                          "(needs dask[distributed]; --out must be shared by the workers)")
+                          "(needs dask[distributed]; --out must be a folder every worker "
+                          "sees; runs always resume from their checkpoints there)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -139,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                               budget=budget)
             payloads = [payload]
         else:
-            executor, client = None, None
+            executor, client, resume = None, None, args.resume
             if args.scheduler:
+                # Dask runs a lost worker's task again elsewhere: it must continue from
+                # the run's checkpoint (a checkpoint of another run is still refused)
+                resume = True
                 try:
                     from dask.distributed import Client
                 except ImportError:
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 payloads = run_specs(specs, args.out, executor=executor, workers=args.workers,
                                      checkpoint_every=args.checkpoint_every,
-                                     resume=args.resume, progress=not args.no_progress,
+                                     resume=resume, progress=not args.no_progress,
                                      budget=budget)
             finally:
                 if client is not None:

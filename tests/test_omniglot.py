@@ -125,3 +125,18 @@ def test_download_when_online(small, tmp_path, monkeypatch):
     assert asked == [om.OMNIGLOT_URL]
     assert (small / "chardata.mat").read_bytes() == payload
     assert data.test.x.shape == (N_TEST, 784)
+
+
+def test_an_sbn_trains_on_omniglot_from_the_command_line(small, tmp_path, capsys):
+    from minigrad.run import main
+
+    args = ["--family", "sbn", "--model", "linear1", "--estimator", "MuProp",
+            "--dataset", "omniglot", "--steps", "4", "--batch-size", "4", "--eval-k", "2",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    # offline and no file: a clear error that says what to place where
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "could not be downloaded" in err and str(small / "chardata.mat") in err
+    fabricate(small / "chardata.mat")
+    assert main(args) == 0
+    assert "sbn linear1 omniglot | MuProp" in capsys.readouterr().out
