@@ -255,3 +255,46 @@ def test_sweep_on_dask_localcluster_equals_the_process_pool(tmp_path):
     assert len({json.dumps(r["rows"]) for r in pool}) == len(SWEEP)  # the runs differ
     for spec in SWEEP:
         assert (tmp_path / "dask" / spec.name / RESULTS).exists()
+
+
+# ---------------------------------------------------------------------- every family
+@pytest.mark.parametrize("spec", [
+    RunSpec("classifier", "reinforce", steps=40, steps_per_epoch=20, train_examples=500,
+            eval_examples=100, seed=4),
+    RunSpec("classifier", "slope-annealed", steps=40, steps_per_epoch=20,
+            train_examples=500, eval_examples=100, seed=4),
+    RunSpec("lenet", "lenet5", "es", steps=16, batch_size=32, train_examples=256,
+            es_samples=10, eval_examples=50, seed=4),
+    RunSpec("lenet", "lenet5", "cross_entropy", steps=16, batch_size=32, train_examples=256,
+            eval_examples=50, seed=4),
+    RunSpec("sbn", "linear2", "REINFORCE", steps=12, train_examples=100, eval_examples=5,
+            eval_k=2, record_every=4, seed=4),
+], ids=lambda s: s.name)
+def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    from minigrad.experiments.runs import build_run
+
+    one_go = execute(spec, tmp_path / "one_go")
+    with threadpool_limits(limits=1, user_api="blas"):
+        first, _ = build_run(spec)
+        for _ in range(spec.steps // 2 + 1):   # past an epoch's end for both families
+            first.step()
+        first.save(tmp_path / CHECKPOINT, spec.as_dict())
+        first.step()                           # a step the resumed run must not see
+    resumed = execute(spec, tmp_path, resume=True)
+    assert resumed["timing"]["steps_this_session"] == spec.steps - (spec.steps // 2 + 1)
+    assert resumed["rows"] == one_go["rows"]
+    history_a, history_b = dict(one_go["history"]), dict(resumed["history"])
+    for h in (history_a, history_b):
+        h.pop("seconds")
+        h.pop("epoch_seconds", None)
+    assert history_a == history_b
+    _, tree_a, _ = final_state(tmp_path / "one_go")
+    _, tree_b, _ = final_state(tmp_path)
+    assert tree_a.keys() == tree_b.keys()
+    with np.load(tmp_path / "one_go" / CHECKPOINT) as a, np.load(tmp_path / CHECKPOINT) as b:
+        assert a.files == b.files
+        for key in a.files:
+            if key != "manifest":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)

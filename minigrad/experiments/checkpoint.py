@@ -74,7 +74,7 @@ def _array_node(tag: str, value: np.ndarray, arrays: dict, owner=None) -> dict:
 _SEEN = "\0seen"
 
 
-def capture(obj: Any, arrays: dict[str, np.ndarray]) -> Any:  
+def capture(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     """A JSON-able tree of ``obj``'s state; its arrays are copied into ``arrays``."""
     arrays[_SEEN] = {}
     tree = _capture(obj, arrays, set())

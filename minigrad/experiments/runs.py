@@ -246,13 +246,13 @@ def build_run(spec: RunSpec) -> tuple[Resumable, dict]:
                            _slice(mnist.validation.y, spec.eval_examples))
         run = ClassifierRun(config, train, validation, spec.seed)
     else:
-        from minigrad.data import Split, load_mnist, pad_to_32
+        from minigrad.data import Split, load_mnist
 
         from .lenet import LeNetConfig, LeNetRun
 
-        mnist = load_mnist()
+        mnist = load_mnist(pad_to_32=True)
         k = spec.train_examples
-        train = Split(pad_to_32(_slice(mnist.train.x, k)), _slice(mnist.train.y, k))
+        train = Split(_slice(mnist.train.x, k), _slice(mnist.train.y, k))
         batch = spec.batch_size or 128
         per_epoch = -(-len(train.x) // batch)
         if spec.steps < per_epoch:
