@@ -27,6 +27,15 @@ from minigrad import budget as _budget
 EXIT_INTERRUPTED = 128  # plus the signal's number, as a shell reports a signal
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [""]) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
                                            SBN_MODELS, STEPS)
@@ -42,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 when every run finished; 128 + the signal's number when "
                "SIGINT or SIGTERM stopped a run after writing its checkpoint; 2 on bad "
                "arguments or an unusable checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_Formatter)
     what = p.add_argument_group("what to train")
     what.add_argument("--family", required=True, choices=["classifier", "sbn", "lenet"],
                       help="model family: MNIST MLP classifiers, sigmoid belief networks, "
