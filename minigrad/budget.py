@@ -1,5 +1,9 @@
 """How big the book's experiments are: ``MINIGRAD_BUDGET=full`` (default) or ``smoke``.
 
+A third budget, ``paper``, is known to the command line only (``python -m minigrad.run``):
+the SBN papers' 2,000,000 steps per run. The book refuses to build at it: :data:`BUDGETS`
+are the budgets the book builds at, :data:`CLI_BUDGETS` the ones the command line knows.
+
 ``full`` runs every experiment at the scale of the seeds, so the book shows real
 reproductions. ``smoke`` runs the same code paths, small enough that every chapter executes
 in about a minute (the test suite uses it).
@@ -14,18 +18,29 @@ from __future__ import annotations
 import os
 import sys
 
+#: Budgets the book builds at.
 BUDGETS = ("full", "smoke")
+#: Budgets the command line knows: the book's and the papers' own scale.
+CLI_BUDGETS = ("full", "smoke", "paper")
 #: The execution cache of one budget, relative to the book's root.
 BOOK_CACHE = "_build/.jupyter_cache-{budget}"
 
 
-def check(value: str | None) -> str:
-    """The budget named by ``value`` (case and spaces ignored; empty or None means full)."""
+def check(value: str | None, known: tuple[str, ...] = BUDGETS) -> str:
+    """The budget named by ``value`` (case and spaces ignored; empty or None means full).
+
+    ``known`` is the set it must belong to: :data:`BUDGETS` for the book (the default),
+    :data:`CLI_BUDGETS` for the command line.
+    """
     name = (value or "").strip().lower() or "full"
-    if name not in BUDGETS:
+    if name not in known:
+        extra = ""
+        if name in CLI_BUDGETS:
+            extra = (f"; {name!r} is for the command line only (python -m minigrad.run "
+                     f"--budget {name}), the book does not build at it")
         raise ValueError(
             f"MINIGRAD_BUDGET={value!r} is not a budget; valid values are "
-            f"{', '.join(BUDGETS)} (unset means full)"
+            f"{', '.join(known)} (unset means full){extra}"
         )
     return name
 

@@ -41,6 +41,7 @@ __all__ = [
     "load_binarized_mnist",
     "load_mnist",
     "minibatch_stream",
+    "MinibatchStream",
     "one_hot",
     "pad_to_32",
 ]
@@ -344,20 +345,61 @@ def minibatch_stream(x: np.ndarray, y: np.ndarray | None, batch_size: int,
             f"batch_size {batch_size} is larger than the {n} examples, so a batch would "
             f"hold some example twice; use a batch_size of at most {n}"
         )
-    return _stream(x, y, batch_size, rng, n)
+    return MinibatchStream(x, y, batch_size, rng)
 
 
-def _stream(x: np.ndarray, y: np.ndarray | None, batch_size: int, rng: np.random.Generator,
-            n: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    order = rng.permutation(n)
-    pos = 0
-    while True:
-        if pos + batch_size <= n:
-            idx = order[pos:pos + batch_size]
-            pos += batch_size
+class MinibatchStream:
+    """The endless stream of :func:`minibatch_stream`, with a state that can be saved.
+
+    A generator's position cannot be written to a file; this iterator's can:
+    :meth:`state_dict` holds the current epoch's order, the position in it and the state of
+    the Generator that draws the next orders, and :meth:`load_state_dict` puts a fresh stream
+    (built on the same examples) back exactly there, so a resumed run sees the batches it
+    would have seen.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, batch_size: int,
+                 rng: np.random.Generator):
+        self.x, self.y, self.batch_size, self.rng = x, y, int(batch_size), rng
+        self.n = len(x)
+        self.order: np.ndarray | None = None   # drawn at the first batch, as a generator would
+        self.pos = 0
+
+    def __iter__(self) -> MinibatchStream:
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.order is None:
+            self.order = self.rng.permutation(self.n)
+        if self.pos + self.batch_size <= self.n:
+            idx = self.order[self.pos:self.pos + self.batch_size]
+            self.pos += self.batch_size
         else:
-            rest = order[pos:]
-            order = rng.permutation(n)
-            pos = batch_size - len(rest)
-            idx = np.concatenate([rest, order[:pos]])
-        yield x[idx], (None if y is None else y[idx])
+            rest = self.order[self.pos:]
+            self.order = self.rng.permutation(self.n)
+            self.pos = self.batch_size - len(rest)
+            idx = np.concatenate([rest, self.order[:self.pos]])
+        return self.x[idx], (None if self.y is None else self.y[idx])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The order of the current epoch (None before the first batch), the position in it,
+        the number of examples and the Generator's state."""
+        return {"n": self.n, "batch_size": self.batch_size,
+                "order": None if self.order is None else self.order.copy(),
+                "pos": self.pos, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved :meth:`state_dict`; checked first, then assigned."""
+        if state.get("n") != self.n or state.get("batch_size") != self.batch_size:
+            raise ValueError(
+                f"stream state is for {state.get('n')} examples in batches of "
+                f"{state.get('batch_size')}, this stream has {self.n} in batches of "
+                f"{self.batch_size}"
+            )
+        order = state["order"]
+        if order is not None:
+            order = np.array(order, dtype=np.int64)
+            if order.shape != (self.n,) or not 0 <= int(state["pos"]) <= self.n:
+                raise ValueError("stream state: the order or position does not fit the data")
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.pos = order, int(state["pos"])

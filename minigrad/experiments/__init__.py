@@ -5,16 +5,21 @@
   cross-entropy;
 - :mod:`~minigrad.experiments.executor`: independent runs in parallel (``map_runs``);
 - :mod:`~minigrad.experiments.results`: the results files the reproduction appendix reads;
-- :mod:`~minigrad.experiments.sbn`: sigmoid belief networks, one gradient estimator per run.
+- :mod:`~minigrad.experiments.sbn`: sigmoid belief networks, one gradient estimator per run;
+- :mod:`~minigrad.experiments.checkpoint`: a run's whole state in one file, resumed exactly;
+- :mod:`~minigrad.experiments.runs`: run specifications, checkpointed runs, sweeps of them
+  (what ``python -m minigrad.run`` uses).
 """
-from .classifier import (ClassifierConfig, History, accuracy, history_rows, run_sweep,
-                         seed_loss, step_loss, summarize, summary_table,
+from .checkpoint import CheckpointError
+from .classifier import (ClassifierConfig, ClassifierRun, History, accuracy, history_rows,
+                         run_sweep, seed_loss, step_loss, summarize, summary_table,
                          train_classifier)
 from .executor import default_workers, map_runs
-from .lenet import (LeNetConfig, LeNetHistory, es_spread, lenet_accuracy, lenet_rows,
+from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
 from .results import load_results, record_results, repo_root, results_dir, results_path
-from .sbn import SBNConfig, SBNHistory, run_sbn_comparison, time_sbn_steps, train_sbn
+from .runs import RunInterrupted, RunSpec, execute, load_run_results, run_specs, runs_dir, sweep
+from .sbn import SBNConfig, SBNHistory, SBNRun, run_sbn_comparison, time_sbn_steps, train_sbn
 
 __all__ = [
     "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
@@ -22,5 +27,7 @@ __all__ = [
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
     "run_lenet_runs", "run_lenet_sweep", "train_lenet",
-    "SBNConfig", "SBNHistory", "run_sbn_comparison", "time_sbn_steps", "train_sbn",
+    "SBNConfig", "SBNHistory", "SBNRun", "run_sbn_comparison", "time_sbn_steps", "train_sbn",
+    "CheckpointError", "ClassifierRun", "LeNetRun", "RunInterrupted", "RunSpec", "execute",
+    "load_run_results", "run_specs", "runs_dir", "sweep",
 ]

@@ -31,6 +31,7 @@ from minigrad.models.mlp import MLPClassifier
 from minigrad.optim import SGD
 from minigrad.tensor import Tensor, no_grad
 
+from .checkpoint import Resumable
 from .executor import map_runs
 
 
@@ -138,39 +139,74 @@ def train_classifier(config: ClassifierConfig, train, validation, seed: int,
 
 
 def _train_classifier(config, train, validation, seed, sizes_in_out, progress):
-    rng = np.random.default_rng(seed)
-    init_rng, batch_rng, noise_rng, eval_rng = rng.spawn(4)
-    sizes = [sizes_in_out[0], *config.hidden, sizes_in_out[1]]
-    model = MLPClassifier(sizes, config.make_neuron, init_rng)
-    optimizer = SGD(model.parameters(), lr=config.lr)
-    stream = minibatch_stream(train.x, train.y, config.batch_size, batch_rng)
-    history = History(config.label, seed)
-    total = config.epochs * config.steps_per_epoch
-    bar = tqdm(total=total, desc=config.label, leave=False, disable=not progress)
-    start_time = time.perf_counter()
-    window, step = [], 0
-    for epoch in range(config.epochs):
-        for _ in range(config.steps_per_epoch):
-            x, y = next(stream)
-            loss, logits = step_loss(model, x, y, rng=noise_rng,
-                                     stochastic=config.train_stochastic)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            window.append(np.mean(logits.data.argmax(1) == y.argmax(1)))
-            step += 1
-            if step % 100 == 0:
-                history.train_steps.append(step)
-                history.train_accuracy.append(float(np.mean(window)))
-                window = []
-            bar.update(1)
-        model.end_epoch()
-        history.val_epochs.append(epoch + 1)
-        history.val_accuracy.append(accuracy(model, validation.x, validation.y,
-                                             stochastic=config.eval_stochastic, rng=eval_rng))
-    bar.close()
-    history.seconds = time.perf_counter() - start_time
-    return model, history
+    run = ClassifierRun(config, train, validation, seed, sizes_in_out)
+    for _ in tqdm(range(run.total_steps), desc=config.label, leave=False,
+                  disable=not progress):
+        run.step()
+    return run.model, run.finish()
+
+
+class ClassifierRun(Resumable):
+    """One classifier run, a step at a time, with a state that can be saved and restored.
+
+    :func:`train_classifier` is ``step()`` ``epochs x steps_per_epoch`` times; the step
+    that ends an epoch also advances the neurons' schedules and measures the validation
+    accuracy. :meth:`state` holds the model (neurons' baselines and schedules included),
+    the optimizer, the Generators, the minibatch stream, the step count and the history.
+    """
+
+    family = "classifier"
+    state_names = ("model", "optimizer", "batch_rng", "noise_rng", "eval_rng", "stream",
+                   "history", "window", "steps_done")
+
+    def __init__(self, config: ClassifierConfig, train, validation, seed: int,
+                 sizes_in_out: tuple[int, int] = (784, 10)):
+        self.config, self.validation = config, validation
+        rng = np.random.default_rng(seed)
+        init_rng, self.batch_rng, self.noise_rng, self.eval_rng = rng.spawn(4)
+        sizes = [sizes_in_out[0], *config.hidden, sizes_in_out[1]]
+        self.model = MLPClassifier(sizes, config.make_neuron, init_rng)
+        self.optimizer = SGD(self.model.parameters(), lr=config.lr)
+        self.stream = minibatch_stream(train.x, train.y, config.batch_size, self.batch_rng)
+        self.history = History(config.label, seed)
+        self.window: list = []
+        self.steps_done = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.config.steps_per_epoch
+
+    @property
+    def objective(self) -> dict[str, float]:
+        h = self.history
+        return {"train acc": h.train_accuracy[-1] if h.train_accuracy else float("nan"),
+                "val acc": h.final_val}
+
+    def step(self) -> None:
+        config, model = self.config, self.model
+        started = time.perf_counter()
+        x, y = next(self.stream)
+        loss, logits = step_loss(model, x, y, rng=self.noise_rng,
+                                 stochastic=config.train_stochastic)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.window.append(np.mean(logits.data.argmax(1) == y.argmax(1)))
+        self.steps_done = step = self.steps_done + 1
+        if step % 100 == 0:
+            self.history.train_steps.append(step)
+            self.history.train_accuracy.append(float(np.mean(self.window)))
+            self.window = []
+        if step % config.steps_per_epoch == 0:
+            model.end_epoch()
+            self.history.val_epochs.append(step // config.steps_per_epoch)
+            self.history.val_accuracy.append(
+                accuracy(model, self.validation.x, self.validation.y,
+                         stochastic=config.eval_stochastic, rng=self.eval_rng))
+        self.history.seconds += time.perf_counter() - started
+
+    def finish(self) -> History:
+        return self.history
 
 
 def run_sweep(configs: list[ClassifierConfig], train, validation, seeds: list[int],

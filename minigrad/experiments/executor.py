@@ -11,7 +11,8 @@ The local pool forks: the runs (and the data they close over) are inherited by t
 pickled, so functions defined in a notebook, lambdas and large arrays all work. Where the
 platform has no ``fork``, or ``MINIGRAD_WORKERS=1``, the runs go one after another in this
 process. For a cluster, pass ``executor=Client(...).get_executor()`` (Dask), whose runs must
-then be picklable.
+then be picklable: :mod:`~minigrad.experiments.runs` makes such runs from small
+specifications (each worker loads its own data), and the command line uses it.
 """
 from __future__ import annotations
 
@@ -110,7 +111,13 @@ def _map_forked(fn, runs, workers, bar) -> list:
 
 
 def _collect(futures, bar) -> list:
-    for future in cf.as_completed(futures):
-        future.result()  # raise the first failure as soon as it happens
-        bar.update(1)
+    try:
+        for future in cf.as_completed(futures):
+            future.result()  # raise the first failure as soon as it happens
+            bar.update(1)
+    except BaseException:
+        # a failure or Ctrl-C: runs not yet started are not started
+        for future in futures:
+            future.cancel()
+        raise
     return [future.result() for future in futures]

@@ -22,7 +22,6 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from minigrad import budget as _budget
-from minigrad.data import batches
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.black_box import es_zero_one_gradient
 from minigrad.functions import softmax_cross_entropy
@@ -30,6 +29,7 @@ from minigrad.models.lenet import LeNet5
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, no_grad
 
+from .checkpoint import Resumable
 from .executor import map_runs
 
 LOSSES = ("es", "cross_entropy")
@@ -125,33 +125,81 @@ def lenet_step(model, optimizer, config: LeNetConfig, x, y, noise_rng) -> float:
 
 
 def _train_lenet(config, train, validation, test, seed, progress):
-    init_rng, batch_rng, noise_rng = np.random.default_rng(seed).spawn(3)
-    model = LeNet5(init_rng)
-    optimizer = Adam(model.parameters(), lr=config.lr)
-    history = LeNetHistory(config.label, seed)
-    val, tst = (validation, test) if config.max_eval is None else (
-        _head(validation, config.max_eval), _head(test, config.max_eval))
-    per_epoch = -(-len(train.x) // config.batch_size)
-    if config.max_steps_per_epoch is not None:
-        per_epoch = min(per_epoch, config.max_steps_per_epoch)
-    bar = tqdm(total=config.epochs * per_epoch, desc=config.label, leave=False,
-               disable=not progress)
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        epoch_start, losses = time.perf_counter(), []
-        stream = batches(train.x, train.y, config.batch_size, batch_rng, drop_last=False)
-        for _, (x, y) in zip(range(per_epoch), stream):
-            losses.append(lenet_step(model, optimizer, config, x, y, noise_rng))
-            bar.update(1)
-        history.epoch_seconds.append(time.perf_counter() - epoch_start)
-        history.steps += len(losses)
-        history.train_zero_one.append(float(np.mean(losses)))
-        history.epochs.append(epoch + 1)
-        history.val_accuracy.append(lenet_accuracy(model, val.x, val.y))
-    history.test_accuracy = lenet_accuracy(model, tst.x, tst.y)
-    history.seconds = time.perf_counter() - start
-    bar.close()
-    return model, history
+    run = LeNetRun(config, train, validation, test, seed)
+    for _ in tqdm(range(run.total_steps), desc=config.label, leave=False,
+                  disable=not progress):
+        run.step()
+    return run.model, run.finish()
+
+
+class LeNetRun(Resumable):
+    """One LeNet-5 run, a step at a time, with a state that can be saved and restored.
+
+    Each epoch visits the training images in a fresh order (drawn at its first step, as
+    :func:`~minigrad.data.batches` draws it), cut into batches, at most
+    ``max_steps_per_epoch`` of them; the step that ends an epoch measures the validation
+    accuracy. :meth:`state` holds the model, Adam's moments, the Generators, the epoch's order
+    and position, the step count and the history.
+    """
+
+    family = "lenet"
+    state_names = ("model", "optimizer", "batch_rng", "noise_rng", "order", "position",
+                   "losses", "epoch_seconds", "history", "steps_done")
+
+    def __init__(self, config: LeNetConfig, train, validation, test, seed: int):
+        self.config, self.train = config, train
+        init_rng, self.batch_rng, self.noise_rng = np.random.default_rng(seed).spawn(3)
+        self.model = LeNet5(init_rng)
+        self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.history = LeNetHistory(config.label, seed)
+        self.val, self.test = (validation, test) if config.max_eval is None else (
+            _head(validation, config.max_eval), _head(test, config.max_eval))
+        per_epoch = -(-len(train.x) // config.batch_size)
+        if config.max_steps_per_epoch is not None:
+            per_epoch = min(per_epoch, config.max_steps_per_epoch)
+        self.per_epoch = per_epoch
+        self.order: np.ndarray | None = None
+        self.position = 0                 # batches of the current epoch done
+        self.losses: list[float] = []     # their 0-1 losses
+        self.epoch_seconds = 0.0
+        self.steps_done = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.per_epoch
+
+    @property
+    def objective(self) -> dict[str, float]:
+        h = self.history
+        return {"0-1 loss": h.train_zero_one[-1] if h.train_zero_one else float("nan"),
+                "val acc": h.final_val}
+
+    def step(self) -> None:
+        config = self.config
+        started = time.perf_counter()
+        if self.order is None:
+            self.order = self.batch_rng.permutation(len(self.train.x))
+        start = self.position * config.batch_size
+        idx = self.order[start:start + config.batch_size]
+        self.losses.append(lenet_step(self.model, self.optimizer, config, self.train.x[idx],
+                                      self.train.y[idx], self.noise_rng))
+        self.position += 1
+        self.steps_done += 1
+        self.epoch_seconds += time.perf_counter() - started
+        if self.position == self.per_epoch:
+            history = self.history
+            history.epoch_seconds.append(self.epoch_seconds)
+            history.steps += len(self.losses)
+            history.train_zero_one.append(float(np.mean(self.losses)))
+            history.epochs.append(len(history.epochs) + 1)
+            history.val_accuracy.append(lenet_accuracy(self.model, self.val.x, self.val.y))
+            self.order, self.position, self.losses, self.epoch_seconds = None, 0, [], 0.0
+        self.history.seconds += time.perf_counter() - started
+
+    def finish(self) -> LeNetHistory:
+        """The test accuracy at the end; the history."""
+        self.history.test_accuracy = lenet_accuracy(self.model, self.test.x, self.test.y)
+        return self.history
 
 
 def _head(split, k):

@@ -28,10 +28,11 @@ from minigrad.models.sbn import SigmoidBeliefNet
 from minigrad.optim import Adam
 from minigrad.tensor import no_grad
 
+from .checkpoint import Resumable
 from .executor import map_runs
 
-__all__ = ["SBNConfig", "SBNHistory", "ESTIMATORS", "train_sbn", "run_sbn_comparison",
-           "time_sbn_steps"]
+__all__ = ["SBNConfig", "SBNHistory", "ESTIMATORS", "SBNRun", "train_sbn",
+           "run_sbn_comparison", "time_sbn_steps"]
 
 
 # ---------------------------------------------------------------------- adapters
@@ -178,44 +179,89 @@ def train_sbn(config: SBNConfig, train_x: np.ndarray, val_x: np.ndarray,
 
 
 def _train_sbn(config, train_x, val_x, progress):
-    init_rng, batch_rng, noise_rng, eval_rng = np.random.default_rng(config.seed).spawn(4)
-    model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
-                             nonlinear=config.nonlinear, task=config.task, rng=init_rng)
-    estimator = ESTIMATORS[config.estimator](model, config)
-    optimizer = Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
-    tracker = EMALogVariance(decay=0.999)
-    encoder = _encoder_params(model)
-    stream = minibatch_stream(train_x, None, config.batch_size, batch_rng)
-    history = SBNHistory(config.label)
-    window = []
-    start = time.perf_counter()
-    for step in tqdm(range(1, config.steps + 1), desc=config.label, disable=not progress):
-        x, _ = next(stream)
-        u = model.noise(noise_rng, len(x))
+    run = SBNRun(config, train_x, val_x)
+    for _ in tqdm(range(config.steps), desc=config.label, disable=not progress):
+        run.step()
+    return run.model, run.finish()
+
+
+class SBNRun(Resumable):
+    """One SBN training run, a step at a time, with a state that can be saved and restored.
+
+    :func:`train_sbn` is ``step()`` ``config.steps`` times, then ``finish()`` (the
+    validation bound). :meth:`state` is everything the next steps depend on: the model, the
+    optimizer, the estimator's state (baselines, control variates and their optimizers),
+    the variance tracker, every Generator, the minibatch stream, the step count and the
+    history so far; :mod:`~minigrad.experiments.checkpoint` writes it to a file and puts it
+    back into a fresh run made with the same configuration and data.
+    """
+
+    family = "sbn"
+
+    def __init__(self, config: SBNConfig, train_x: np.ndarray, val_x: np.ndarray):
+        self.config, self.val_x = config, val_x
+        init_rng, self.batch_rng, self.noise_rng, self.eval_rng = \
+            np.random.default_rng(config.seed).spawn(4)
+        self.model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
+                                      nonlinear=config.nonlinear, task=config.task,
+                                      rng=init_rng)
+        self.estimator = ESTIMATORS[config.estimator](self.model, config)
+        self.optimizer = Adam(self.model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
+        self.tracker = EMALogVariance(decay=0.999)
+        self.encoder = _encoder_params(self.model)
+        self.stream = minibatch_stream(train_x, None, config.batch_size, self.batch_rng)
+        self.history = SBNHistory(config.label)
+        self.window: list[float] = []
+        self.steps_done = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps
+
+    @property
+    def objective(self) -> dict[str, float]:
+        """The latest recorded training ELBO (for a progress bar)."""
+        return {"elbo": self.history.final_train_elbo}
+
+    def step(self) -> None:
+        """One training step (and a history record every ``record_every`` steps)."""
+        config, model = self.config, self.model
+        started = time.perf_counter()
+        x, _ = next(self.stream)
+        u = model.noise(self.noise_rng, len(x))
         logits, samples = model.sample_encoder(x, u)
-        gs = estimator.estimates(model, x, logits, samples, u, noise_rng)
+        gs = self.estimator.estimates(model, x, logits, samples, u, self.noise_rng)
         log_joint = model.log_joint(x, samples)
         with no_grad():
             f_values = log_joint.data - model.log_q(x, samples, logits).data
         loss = log_joint.sum() * (-1.0 / len(x))
         for lg, g in zip(logits, gs):
             loss = loss - surrogate(lg, g) * (1.0 / len(x))
-        optimizer.zero_grad()
+        self.optimizer.zero_grad()
         loss.backward()
         # the optimizer minimises -ELBO: the ascent direction's variance is the same
-        tracker.update(np.concatenate([p.grad.data.ravel() for p in encoder]))
-        optimizer.step()
-        estimator.update(x, f_values)
-        window.append(float(f_values.mean()))
+        self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
+        self.optimizer.step()
+        self.estimator.update(x, f_values)
+        self.window.append(float(f_values.mean()))
+        self.steps_done = step = self.steps_done + 1
         if step % config.record_every == 0 or step == config.steps:
-            history.steps.append(step)
-            history.train_elbo.append(float(np.mean(window)))
-            history.log_variance.append(tracker.log_variance)
-            window = []
-    history.seconds = time.perf_counter() - start
-    val = val_x if config.eval_examples is None else val_x[:config.eval_examples]
-    history.val_iwae = float(np.mean(model.iwae_bound(val, config.eval_k, eval_rng)))
-    return model, history
+            self.history.steps.append(step)
+            self.history.train_elbo.append(float(np.mean(self.window)))
+            self.history.log_variance.append(self.tracker.log_variance)
+            self.window = []
+        self.history.seconds += time.perf_counter() - started
+
+    def finish(self) -> SBNHistory:
+        """The bound on the validation set (``eval_k`` importance samples); the history."""
+        config = self.config
+        val = self.val_x if config.eval_examples is None else self.val_x[:config.eval_examples]
+        self.history.val_iwae = float(np.mean(self.model.iwae_bound(val, config.eval_k,
+                                                                    self.eval_rng)))
+        return self.history
+
+    state_names = ("model", "optimizer", "estimator", "tracker", "batch_rng", "noise_rng",
+                   "eval_rng", "stream", "history", "window", "steps_done")
 
 
 def _history(config, train_x, val_x):

@@ -1,0 +1,452 @@
+"""Long runs from a specification: resumable, checkpointed, and mapped over any executor.
+
+A :class:`RunSpec` names one run in a few words and numbers (no arrays, no functions), so it
+pickles to any worker, which loads its own data. :func:`execute` trains it in a folder of
+its own: a checkpoint every ``checkpoint_every`` steps (and on SIGINT/SIGTERM: the current
+step is finished, the checkpoint written, and :class:`RunInterrupted` raised), then the
+history and a results file with rows in the results-store convention (``experiment``,
+``config``, ``seed``, ``metric``, ``value``). With ``resume=True`` a run continues from its
+checkpoint exactly where it stopped, and a finished run is not trained again, so a sweep
+whose worker died can simply be submitted again with the same output folder.
+
+:func:`run_specs` maps :func:`execute` over a list of specifications with
+:func:`~minigrad.experiments.executor.map_runs`: a local process pool by default, or any
+``concurrent.futures.Executor`` (``dask.distributed.Client(...).get_executor()``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from minigrad.fileio import atomic_write
+
+from .checkpoint import Resumable
+from .executor import map_runs
+
+__all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
+           "sweep", "default_steps", "load_run_results", "runs_dir", "CHECKPOINT", "HISTORY",
+           "RESULTS"]
+
+FAMILIES = ("classifier", "sbn", "lenet")
+CHECKPOINT, HISTORY, RESULTS = "checkpoint.npz", "history.json", "results.json"
+
+#: SBN models by name: (stochastic layers, nonlinear), as in the REBAR paper's tables.
+SBN_MODELS = {"linear1": (1, False), "linear2": (2, False), "nonlinear": (1, True)}
+SBN_DATASETS = ("binarized-mnist", "omniglot")
+LENET_LOSSES = ("es", "cross_entropy")
+
+#: Training steps per run at each budget: the book's full and smoke scales, and the papers'.
+STEPS = {
+    "sbn": {"smoke": 200, "full": 30_000, "paper": 2_000_000},
+    "classifier": {"smoke": 200, "full": 20_000, "paper": 20_000},
+    "lenet": {"smoke": 24, "full": 50 * 430, "paper": 50 * 430},
+}
+
+
+def default_steps(family: str, budget: str) -> int:
+    """The steps of one run of ``family`` at ``budget`` (smoke, full or paper)."""
+    return STEPS[family][budget]
+
+
+def _classifier_neurons():
+    # Built lazily: the table imports the estimators' modules.
+    import minigrad as mg
+    from minigrad.estimators.base import Deterministic
+    from minigrad.estimators.binary import StraightThroughNeuron
+    from minigrad.estimators.score_function import ReinforceNeuron
+
+    # name: (neuron maker, the book's learning rate); picklable makers (no lambdas)
+    return {
+        "sigmoid": (_Maker(Deterministic, mg.sigmoid), 1.0),
+        "tanh": (_Maker(Deterministic, mg.tanh), 0.1),
+        "pass-through": (_Maker(StraightThroughNeuron, "pass_through"), 0.1),
+        "sigmoid-adjusted": (_Maker(StraightThroughNeuron, "sigmoid_adjusted"), 0.1),
+        "slope-annealed": (_Maker(StraightThroughNeuron, "sigmoid_adjusted",
+                                  anneal_rate=1.1), 0.1),
+        "reinforce": (_Maker(ReinforceNeuron, baseline=True), 0.05),
+        "reinforce-no-baseline": (_Maker(ReinforceNeuron, baseline=False), 0.05),
+    }
+
+
+CLASSIFIER_MODELS = ("sigmoid", "tanh", "pass-through", "sigmoid-adjusted", "slope-annealed",
+                     "reinforce", "reinforce-no-baseline")
+
+
+class _Maker:
+    """A neuron factory that pickles: a class and its arguments."""
+
+    def __init__(self, cls, *args, **kwargs):
+        self.cls, self.args, self.kwargs = cls, args, kwargs
+
+    def __call__(self):
+        return self.cls(*self.args, **self.kwargs)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what to train, how long, with which seed. Every field is a plain value.
+
+    ``model``: SBN ``linear1``/``linear2``/``nonlinear``; classifier: a hidden neuron
+    (:data:`CLASSIFIER_MODELS`); LeNet-5: ``lenet5``. ``estimator``: SBN: a key of
+    :data:`minigrad.experiments.sbn.ESTIMATORS`; LeNet-5: ``es`` or ``cross_entropy``;
+    classifier: the neuron is the estimator, leave it empty. Fields left ``None`` take the
+    book's values for the family. ``train_examples`` trains on the first so many examples
+    only (for quick checks).
+    """
+
+    family: str
+    model: str
+    estimator: str = ""
+    steps: int = 1000
+    seed: int = 0
+    dataset: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    record_every: int | None = None
+    temperature: float = 0.5
+    eval_k: int = 100
+    eval_examples: int | None = None
+    train_examples: int | None = None
+    steps_per_epoch: int | None = None
+    es_sigma: float = 4.0
+    es_samples: int = 200
+
+    def __post_init__(self):
+        check_spec(self)
+
+    @property
+    def name(self) -> str:
+        """A folder name: family, model, estimator and seed."""
+        parts = [self.family, self.model, self.estimator, f"seed{self.seed}"]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(p for p in parts if p))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive(spec, name, allow_none=True):
+    value = getattr(spec, name)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Raise ValueError with what is wrong and what is allowed."""
+    from .sbn import ESTIMATORS
+
+    if spec.family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {spec.family!r}")
+    for name in ("steps", "batch_size", "record_every", "eval_k", "eval_examples",
+                 "train_examples", "steps_per_epoch", "es_samples"):
+        _positive(spec, name, allow_none=name != "steps")
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, (int, np.integer)) \
+            or spec.seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {spec.seed!r}")
+    for name in ("lr", "temperature", "es_sigma"):
+        value = getattr(spec, name)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0
+                                      and np.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if spec.family == "sbn":
+        if spec.model not in SBN_MODELS:
+            raise ValueError(f"SBN model must be one of {', '.join(SBN_MODELS)}; "
+                             f"got {spec.model!r}")
+        if spec.estimator not in ESTIMATORS:
+            raise ValueError(f"SBN estimator must be one of {', '.join(ESTIMATORS)}; "
+                             f"got {spec.estimator!r}")
+        if spec.dataset not in (None, *SBN_DATASETS):
+            raise ValueError(f"SBN dataset must be one of {', '.join(SBN_DATASETS)}; "
+                             f"got {spec.dataset!r}")
+    elif spec.family == "classifier":
+        if spec.model not in CLASSIFIER_MODELS:
+            raise ValueError(f"classifier model (hidden neuron) must be one of "
+                             f"{', '.join(CLASSIFIER_MODELS)}; got {spec.model!r}")
+        if spec.estimator:
+            raise ValueError("a classifier's estimator is its neuron (--model); "
+                             f"leave the estimator out, got {spec.estimator!r}")
+        if spec.dataset not in (None, "mnist"):
+            raise ValueError(f"the classifier trains on mnist; got dataset {spec.dataset!r}")
+        spe = spec.steps_per_epoch or min(1000, spec.steps)
+        if spec.steps % spe:
+            raise ValueError(f"classifier steps ({spec.steps}) must be a multiple of the "
+                             f"steps per epoch ({spe})")
+    else:
+        if spec.model != "lenet5":
+            raise ValueError(f"the lenet family has one model, lenet5; got {spec.model!r}")
+        if spec.estimator not in LENET_LOSSES:
+            raise ValueError(f"LeNet-5 estimator must be one of {', '.join(LENET_LOSSES)}; "
+                             f"got {spec.estimator!r}")
+        if spec.dataset not in (None, "mnist"):
+            raise ValueError(f"LeNet-5 trains on mnist; got dataset {spec.dataset!r}")
+
+
+class RunInterrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after writing its checkpoint."""
+
+    def __init__(self, signum: int, step: int, path: Path):
+        self.signum, self.step, self.path = signum, step, path
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} after step {step:,}; checkpoint written to "
+                         f"{path}; continue with --resume")
+
+
+# ---------------------------------------------------------------------- building runs
+def _slice(x, k):
+    return x if k is None else x[:k]
+
+
+def build_run(spec: RunSpec) -> tuple[Resumable, dict]:
+    """The family's run object for ``spec`` (its data loaded here) and the config it used."""
+    if spec.family == "sbn":
+        from .sbn import SBNConfig, SBNRun
+
+        if spec.dataset == "omniglot":
+            from minigrad.data.omniglot import load_omniglot
+
+            data = load_omniglot()
+        else:
+            from minigrad.data import load_binarized_mnist
+
+            data = load_binarized_mnist()
+        n_layers, nonlinear = SBN_MODELS[spec.model]
+        config = SBNConfig(
+            spec.estimator, spec.estimator, steps=spec.steps, temperature=spec.temperature,
+            n_layers=n_layers, nonlinear=nonlinear,
+            batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
+            record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
+            eval_examples=spec.eval_examples, seed=spec.seed)
+        run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
+    elif spec.family == "classifier":
+        from minigrad.data import Split, load_mnist
+
+        from .classifier import ClassifierConfig, ClassifierRun
+
+        make, lr = _classifier_neurons()[spec.model]
+        mnist = load_mnist()
+        spe = spec.steps_per_epoch or min(1000, spec.steps)
+        config = ClassifierConfig(spec.model, make, lr=spec.lr or lr,
+                                  epochs=spec.steps // spe, steps_per_epoch=spe,
+                                  batch_size=spec.batch_size or 50)
+        train = Split(_slice(mnist.train.x, spec.train_examples),
+                      _slice(mnist.train.y, spec.train_examples))
+        validation = Split(_slice(mnist.validation.x, spec.eval_examples),
+                           _slice(mnist.validation.y, spec.eval_examples))
+        run = ClassifierRun(config, train, validation, spec.seed)
+    else:
+        from minigrad.data import Split, load_mnist
+
+        from .lenet import LeNetConfig, LeNetRun
+
+        mnist = load_mnist(pad_to_32=True)
+        k = spec.train_examples
+        train = Split(_slice(mnist.train.x, k), _slice(mnist.train.y, k))
+        batch = spec.batch_size or 128
+        per_epoch = -(-len(train.x) // batch)
+        if spec.steps < per_epoch:
+            epochs, cap = 1, spec.steps
+        elif spec.steps % per_epoch == 0:
+            epochs, cap = spec.steps // per_epoch, None
+        else:
+            raise ValueError(f"LeNet-5 steps ({spec.steps}) must be under one epoch or a "
+                             f"multiple of it ({per_epoch} steps of {batch})")
+        config = LeNetConfig(f"{spec.estimator}", loss=spec.estimator, sigma=spec.es_sigma,
+                             n=spec.es_samples, lr=spec.lr or 5.0 / 55_000, batch_size=batch,
+                             epochs=epochs, max_steps_per_epoch=cap,
+                             max_eval=spec.eval_examples)
+        run = LeNetRun(config, train, mnist.validation, mnist.test, spec.seed)
+    return run, config
+
+
+# ---------------------------------------------------------------------- running
+class _StopOnSignals:
+    """Within ``with``: SIGINT and SIGTERM set a flag instead of stopping the process.
+
+    Signals reach only the main thread; elsewhere (a Dask worker's thread) this does nothing.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        return False
+
+
+def _history_dict(history) -> dict:
+    return dataclasses.asdict(history)
+
+
+def _rows(spec: RunSpec, history, budget: str | None) -> list[dict]:
+    experiment = f"{spec.family} {spec.model} {spec.dataset or ''}".strip()
+    config = spec.estimator or spec.model
+    base = {"experiment": experiment, "config": config, "seed": spec.seed,
+            "steps": spec.steps, "budget": budget}
+    if spec.family == "sbn":
+        metrics = {"final training ELBO": history.final_train_elbo,
+                   f"validation IWAE bound (k={spec.eval_k})": history.val_iwae}
+    elif spec.family == "classifier":
+        metrics = {"final validation accuracy": history.final_val}
+    else:
+        metrics = {"final validation accuracy": history.final_val,
+                   "test accuracy": history.test_accuracy}
+    return [{**base, "metric": m, "value": float(v)} for m, v in metrics.items()]
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(payload, f, indent=1, default=float)
+
+
+def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
+            resume: bool = False, progress: bool = False, budget: str | None = None) -> dict:
+    """Train one run in the folder ``out``; returns its results (also written there).
+
+    Writes ``checkpoint.npz`` every ``checkpoint_every`` steps, before the final evaluation,
+    and when SIGINT or SIGTERM arrives (then raises :class:`RunInterrupted`). A checkpoint
+    already in ``out`` is an error unless ``resume`` is True; with ``resume`` the run
+    continues from it (or starts afresh when there is none) and a run whose results are
+    already there returns them without training.
+
+    The results: ``{"spec", "budget", "rows", "history", "timing"}``; ``rows`` follow the
+    results store's convention. ``timing`` (wall time, steps per second) is kept apart
+    from the numbers that a resumed run reproduces exactly.
+    """
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+            or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a whole number >= 1, "
+                         f"got {checkpoint_every!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint, results = out / CHECKPOINT, out / RESULTS
+    spec_dict = spec.as_dict()
+    if results.exists() and resume:
+        with open(results) as f:
+            done = json.load(f)
+        if done.get("spec") == spec_dict:
+            return done
+    if checkpoint.exists() and not resume:
+        raise FileExistsError(f"{checkpoint} exists: pass resume=True (--resume) to continue "
+                              "that run, or choose another output folder")
+    with threadpool_limits(limits=1, user_api="blas"):
+        run, _ = build_run(spec)
+        if resume and checkpoint.exists():
+            run.resume(checkpoint, spec_dict)
+        return _train(run, spec, out, checkpoint_every, progress, budget)
+
+
+def _train(run, spec, out, checkpoint_every, progress, budget) -> dict:
+    checkpoint = out / CHECKPOINT
+    first, started = run.steps_done, time.perf_counter()
+    bar = tqdm(total=run.total_steps, initial=run.steps_done, desc=spec.name,
+               disable=not progress, dynamic_ncols=True)
+    size = None
+    with _StopOnSignals() as stop:
+        while run.steps_done < run.total_steps:
+            run.step()
+            bar.update(1)
+            if run.steps_done % 100 == 0:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in run.objective.items()},
+                                refresh=False)
+            if stop.signum is not None:
+                run.save(checkpoint, spec.as_dict())
+                bar.close()
+                raise RunInterrupted(stop.signum, run.steps_done, checkpoint)
+            if run.steps_done % checkpoint_every == 0 and run.steps_done < run.total_steps:
+                size = run.save(checkpoint, spec.as_dict())
+        seconds = time.perf_counter() - started
+        size = run.save(checkpoint, spec.as_dict())
+    bar.close()
+    history = run.finish()
+    done = run.steps_done - first
+    payload = {
+        "spec": spec.as_dict(), "budget": budget, "rows": _rows(spec, history, budget),
+        "history": _history_dict(history),
+        "timing": {"steps_this_session": done, "seconds_this_session": seconds,
+                   "steps_per_second": done / seconds if seconds > 0 else None,
+                   "checkpoint_bytes": size},
+    }
+    _write_json(out / HISTORY, payload["history"])
+    _write_json(out / RESULTS, payload)
+    return payload
+
+
+def _execute_in(spec, out, checkpoint_every, resume, budget):
+    return execute(spec, Path(out) / spec.name, checkpoint_every=checkpoint_every,
+                   resume=resume, budget=budget)
+
+
+def sweep(family: str, models: list[str], estimators: list[str], seeds: list[int],
+          **common: Any) -> list[RunSpec]:
+    """Every (model, estimator, seed) as a :class:`RunSpec`; ``common`` sets other fields."""
+    return [RunSpec(family, m, e, seed=s, **common)
+            for m in models for e in estimators for s in seeds]
+
+
+def run_specs(specs: list[RunSpec], out: str | Path, *, executor=None,
+              workers: int | None = None, checkpoint_every: int = 1000, resume: bool = False,
+              progress: bool = False, budget: str | None = None) -> list[dict]:
+    """Each run in ``out/<spec.name>``, mapped over ``executor`` (a local pool by default).
+
+    Results in the order of ``specs``. Runs on a cluster need ``out`` on a filesystem every
+    worker sees; then a run whose worker was lost resumes from its checkpoint wherever it is
+    submitted again (``resume=True``).
+    """
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("two runs of the sweep have the same name (family, model, "
+                         "estimator, seed): they would share a folder")
+    jobs = [(s, str(out), checkpoint_every, resume, budget) for s in specs]
+    return map_runs(_execute_in, jobs, executor=executor, workers=workers, progress=progress,
+                    desc="runs")
+
+
+
+#: Environment variable naming the folder of command-line runs the appendix shows.
+RUNS_ENV = "MINIGRAD_RUNS"
+
+
+def runs_dir() -> Path:
+    """Where the reproduction appendix looks for command-line runs: ``$MINIGRAD_RUNS``, else
+    ``runs/`` at the book's root."""
+    import os
+
+    from .results import repo_root
+
+    value = os.environ.get(RUNS_ENV)
+    return Path(value) if value else repo_root() / "runs"
+
+
+def load_run_results(folder: str | Path | None = None) -> list[dict]:
+    """The results of every finished run under ``folder`` (its ``results.json`` files)."""
+    folder = Path(folder) if folder is not None else runs_dir()
+    payloads = []
+    for path in sorted(folder.rglob(RESULTS)) if folder.is_dir() else []:
+        with open(path) as f:
+            payload = json.load(f)
+        if isinstance(payload, dict) and "spec" in payload and "rows" in payload:
+            payloads.append(payload)
+    return payloads

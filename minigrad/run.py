@@ -1,0 +1,189 @@
+"""The command line for long runs: ``python -m minigrad.run`` (or ``minigrad-run``).
+
+One run::
+
+    python -m minigrad.run --family sbn --model linear1 --estimator NVIL --seed 0 \
+        --out runs/nvil
+
+A sweep (every model x estimator x seed), on the local cores or on a Dask cluster::
+
+    python -m minigrad.run --family sbn --model linear1 nonlinear \
+        --estimator REINFORCE NVIL MuProp --seed 0 1 2 3 4 --out runs/table1 \
+        [--workers 2 | --scheduler tcp://host:8786]
+
+Every run writes a checkpoint into its folder every ``--checkpoint-every`` steps and when it
+receives SIGINT (Ctrl-C) or SIGTERM; the same command with ``--resume`` continues exactly
+where it stopped. Each finished run leaves ``results.json`` (rows: experiment, config, seed,
+metric, value) and ``history.json`` (its learning curves) in its folder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from minigrad import budget as _budget
+
+EXIT_INTERRUPTED = 128  # plus the signal's number, as a shell reports a signal
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [""]) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
+                                           SBN_MODELS, STEPS)
+    from minigrad.experiments.sbn import ESTIMATORS
+
+    steps_help = "; ".join(f"{fam}: " + ", ".join(f"{b} {n:,}" for b, n in by.items())
+                           for fam, by in STEPS.items())
+    p = argparse.ArgumentParser(
+        prog="python -m minigrad.run",
+        description="Train the book's models at any scale, with checkpoints that resume "
+                    "exactly; several models, estimators or seeds make a sweep, run on the "
+                    "local cores or on a Dask cluster.",
+        epilog="Exit status: 0 when every run finished; 128 + the signal's number when "
+               "SIGINT or SIGTERM stopped a run after writing its checkpoint; 2 on bad "
+               "arguments or an unusable checkpoint.",
+        formatter_class=_Formatter)
+    what = p.add_argument_group("what to train")
+    what.add_argument("--family", required=True, choices=["classifier", "sbn", "lenet"],
+                      help="model family: MNIST MLP classifiers, sigmoid belief networks, "
+                           "LeNet-5")
+    what.add_argument("--model", nargs="+", required=True, metavar="MODEL",
+                      help="sbn: " + ", ".join(SBN_MODELS) + "; classifier (the hidden "
+                           "neuron): " + ", ".join(CLASSIFIER_MODELS) + "; lenet: lenet5")
+    what.add_argument("--estimator", nargs="+", default=[""], metavar="ESTIMATOR",
+                      help="sbn: " + ", ".join(ESTIMATORS) + "; lenet: "
+                           + ", ".join(LENET_LOSSES) + "; classifier: none (the neuron "
+                           "is its estimator)")
+    what.add_argument("--seed", nargs="+", type=int, default=[0], metavar="SEED",
+                      help="seeds of the runs (weights, minibatch order, noise)")
+    what.add_argument("--dataset", default=None,
+                      help="sbn: " + ", ".join(SBN_DATASETS) + " (default binarized-mnist; "
+                           "omniglot is downloaded once if online); classifier, lenet: mnist")
+    how = p.add_argument_group("how long and with which hyperparameters (default: the book's)")
+    how.add_argument("--budget", default=None, choices=list(_budget.CLI_BUDGETS),
+                     help="default step counts: " + steps_help + " (default: "
+                          "$MINIGRAD_BUDGET, else paper)")
+    how.add_argument("--steps", type=int, default=None,
+                     help="training steps per run (overrides the budget)")
+    how.add_argument("--batch-size", type=int, default=None,
+                     help="minibatch size (sbn 24, classifier 50, lenet 128)")
+    how.add_argument("--lr", type=float, default=None,
+                     help="learning rate (sbn 3e-4 with Adam beta2 0.99999; classifier: "
+                          "the neuron's lr in the book; lenet 5/55000)")
+    how.add_argument("--temperature", type=float, default=0.5,
+                     help="sbn Concrete relaxation temperature")
+    how.add_argument("--record-every", type=int, default=None,
+                     help="sbn: steps between history records (default min(500, steps))")
+    how.add_argument("--eval-k", type=int, default=100,
+                     help="sbn: importance samples of the final validation bound")
+    how.add_argument("--eval-examples", type=int, default=None,
+                     help="evaluate on the first so many validation images (default all)")
+    how.add_argument("--train-examples", type=int, default=None,
+                     help="train on the first so many training images (default all)")
+    how.add_argument("--steps-per-epoch", type=int, default=None,
+                     help="classifier: steps per epoch (default min(1000, steps))")
+    how.add_argument("--es-sigma", type=float, default=4.0, help="lenet es: noise scale")
+    how.add_argument("--es-samples", type=int, default=200, help="lenet es: samples per step")
+    out = p.add_argument_group("output, checkpoints and where to run")
+    out.add_argument("--out", required=True,
+                     help="output folder: one run writes into it; a sweep writes one "
+                          "sub-folder per run")
+    out.add_argument("--checkpoint-every", type=int, default=1000,
+                     help="steps between checkpoints")
+    out.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoints in --out (runs without one start; "
+                          "finished runs are not trained again)")
+    out.add_argument("--workers", type=int, default=None,
+                     help="local processes for a sweep (default $MINIGRAD_WORKERS, else one "
+                          "per core)")
+    out.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run the sweep on a Dask scheduler, e.g. tcp://host:8786 "
+                          "(needs dask[distributed]; --out must be a folder every worker "
+                          "sees; runs always resume from their checkpoints there)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minigrad.data.files import DataError
+    from minigrad.experiments.checkpoint import CheckpointError
+    from minigrad.experiments.runs import (RunInterrupted, default_steps, execute, run_specs,
+                                           sweep)
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        budget = _budget.check(args.budget or os.environ.get("MINIGRAD_BUDGET") or "paper",
+                               _budget.CLI_BUDGETS)
+    except ValueError as e:
+        parser.error(str(e))
+    steps = args.steps if args.steps is not None else default_steps(args.family, budget)
+    common = dict(steps=steps, dataset=args.dataset, batch_size=args.batch_size, lr=args.lr,
+                  record_every=args.record_every, temperature=args.temperature,
+                  eval_k=args.eval_k, eval_examples=args.eval_examples,
+                  train_examples=args.train_examples, steps_per_epoch=args.steps_per_epoch,
+                  es_sigma=args.es_sigma, es_samples=args.es_samples)
+    if args.checkpoint_every < 1:
+        parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    try:
+        specs = sweep(args.family, args.model, args.estimator, args.seed, **common)
+    except ValueError as e:
+        parser.error(str(e))
+    if len(specs) != len({s.name for s in specs}):
+        parser.error("the same model, estimator or seed is given twice")
+    if args.scheduler and len(specs) == 1:
+        print("note: one run; it runs on the scheduler's cluster all the same", file=sys.stderr)
+    try:
+        if len(specs) == 1 and not args.scheduler:
+            payload = execute(specs[0], args.out, checkpoint_every=args.checkpoint_every,
+                              resume=args.resume, progress=not args.no_progress,
+                              budget=budget)
+            payloads = [payload]
+        else:
+            executor, client, resume = None, None, args.resume
+            if args.scheduler:
+                # Dask runs a lost worker's task again elsewhere: it must continue from
+                # the run's checkpoint (a checkpoint of another run is still refused)
+                resume = True
+                try:
+                    from dask.distributed import Client
+                except ImportError:
+                    parser.error("--scheduler needs dask[distributed]: "
+                                 "pip install 'minigrad[dask]'")
+                client = Client(args.scheduler)
+                executor = client.get_executor()
+            try:
+                payloads = run_specs(specs, args.out, executor=executor, workers=args.workers,
+                                     checkpoint_every=args.checkpoint_every,
+                                     resume=resume, progress=not args.no_progress,
+                                     budget=budget)
+            finally:
+                if client is not None:
+                    client.close()
+    except RunInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_INTERRUPTED + e.signum
+    except (CheckpointError, FileExistsError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for payload in payloads:
+        for row in payload["rows"]:
+            print(f"{row['experiment']} | {row['config']} | seed {row['seed']} | "
+                  f"{row['metric']}: {row['value']:.4f}")
+        rate = payload.get("timing", {}).get("steps_per_second")
+        if rate:
+            print(f"  {rate:.1f} steps/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Long runs: checkpoints that resume exactly, the command line, sweeps on an executor.
+
+A tiny SBN run (200 binarized MNIST images, short evaluation) is made in one go, killed with
+SIGKILL in the middle and resumed, stopped with SIGTERM and resumed: each must end with the
+same parameters, optimizer state, estimator state and history, bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigrad import budget
+from minigrad.experiments.checkpoint import CheckpointError, write_checkpoint
+from minigrad.experiments.runs import CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, run_specs
+from minigrad.run import main as run_main
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 80
+TINY = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--seed", "3",
+        "--steps", str(STEPS), "--train-examples", "200", "--eval-examples", "20",
+        "--eval-k", "2", "--record-every", "10", "--checkpoint-every", "5", "--no-progress"]
+
+
+def cli(*args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MINIGRAD_WORKERS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "minigrad.run", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **kwargs)
+
+
+def finish(proc, timeout=120) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def manifest_step(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as f:
+        return json.loads(f["manifest"].tobytes())["step"]
+
+
+def wait_for_checkpoint(path: Path, proc, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+def final_state(folder: Path) -> tuple[dict, dict, dict]:
+    """The final checkpoint's arrays and state tree, and the history without wall times."""
+    with np.load(folder / CHECKPOINT, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k != "manifest"}
+        manifest = json.loads(f["manifest"].tobytes())
+    history = json.loads((folder / HISTORY).read_text())
+    history.pop("seconds")
+    tree = manifest["state"]["dict"]
+    tree["history"]["attrs"].pop("seconds")
+    return arrays, tree, history
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    arrays_a, tree_a, history_a = final_state(a)
+    arrays_b, tree_b, history_b = final_state(b)
+    # model, Adam moments and step counts, NVIL's network, its Adam and running moments,
+    # the variance tracker, every Generator, the batch stream, the history
+    assert set(tree_a) == {"model", "optimizer", "estimator", "tracker", "batch_rng",
+                           "noise_rng", "eval_rng", "stream", "history", "window",
+                           "steps_done"}
+    assert tree_a == tree_b
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        assert arrays_a[key].dtype == arrays_b[key].dtype
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+    assert history_a == history_b
+    assert len(history_a["steps"]) == STEPS // 10
+    rows_a = json.loads((a / RESULTS).read_text())["rows"]
+    rows_b = json.loads((b / RESULTS).read_text())["rows"]
+    assert rows_a == rows_b
+
+
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one_go")
+    code, _, err = finish(cli(*TINY, "--out", str(out)))
+    assert code == 0, err
+    return out
+
+
+def test_sigkill_in_the_middle_then_resume_is_bit_identical(one_go, tmp_path):
+    proc = cli(*TINY, "--out", str(tmp_path))
+    wait_for_checkpoint(tmp_path / CHECKPOINT, proc)
+    proc.send_signal(signal.SIGKILL)
+    code, _, _ = finish(proc)
+    assert code == -signal.SIGKILL
+    stopped_at = manifest_step(tmp_path / CHECKPOINT)
+    assert 0 < stopped_at < STEPS and stopped_at % 5 == 0
+    assert not (tmp_path / RESULTS).exists()
+    # without --resume the run refuses to overwrite its checkpoint
+    with pytest.raises(FileExistsError, match="--resume"):
+        execute(RunSpec("sbn", "linear1", "NVIL", steps=STEPS, seed=3), tmp_path)
+    code, out, err = finish(cli(*TINY, "--out", str(tmp_path), "--resume"))
+    assert code == 0, err
+    assert_same_run(one_go, tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_writes_a_checkpoint_and_exits_then_resumes(signum, one_go, tmp_path):
+    proc = cli(*TINY, "--out", str(tmp_path))
+    wait_for_checkpoint(tmp_path / CHECKPOINT, proc)
+    proc.send_signal(signum)
+    code, _, err = finish(proc)
+    assert code == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err
+    stopped_at = manifest_step(tmp_path / CHECKPOINT)
+    assert f"after step {stopped_at:,}" in err and 0 < stopped_at < STEPS
+    code, _, err = finish(cli(*TINY, "--out", str(tmp_path), "--resume"))
+    assert code == 0, err
+    assert_same_run(one_go, tmp_path)
+
+
+# ---------------------------------------------------------------------- bad checkpoints
+SPEC = RunSpec("sbn", "linear1", "MuProp", steps=6, seed=1, train_examples=100,
+               eval_examples=5, eval_k=2, record_every=3)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("finished")
+    execute(SPEC, out, checkpoint_every=3)
+    (out / RESULTS).unlink()       # as if the process had died before writing its results
+    return out
+
+
+def _refused(folder: Path, spec: RunSpec, match: str) -> None:
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(CheckpointError, match=match):
+        execute(spec, folder, resume=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_truncated_checkpoint_is_a_clear_error_that_changes_nothing(finished, tmp_path):
+    data = (finished / CHECKPOINT).read_bytes()
+    (tmp_path / CHECKPOINT).write_bytes(data[:len(data) // 2])
+    _refused(tmp_path, SPEC, "not a readable checkpoint")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / CHECKPOINT).write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    _refused(tmp_path, SPEC, "not a readable checkpoint")
+
+
+def test_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
+    with open(tmp_path / CHECKPOINT, "wb") as f:
+        np.savez(f, weights=np.zeros(3))
+    _refused(tmp_path, SPEC, "not a minigrad-checkpoint file")
+
+
+def test_checkpoint_of_another_run_or_family_is_refused(finished, tmp_path):
+    (tmp_path / CHECKPOINT).write_bytes((finished / CHECKPOINT).read_bytes())
+    other_seed = RunSpec(**{**SPEC.as_dict(), "seed": 2})
+    _refused(tmp_path, other_seed, "another run: its specification differs in seed")
+    write_checkpoint(tmp_path / CHECKPOINT, family="lenet", spec=SPEC.as_dict(), step=1,
+                     state={"x": np.zeros(2)})
+    _refused(tmp_path, SPEC, "a checkpoint of a 'lenet' run")
+
+
+def test_checkpoint_whose_state_does_not_fit_is_refused(finished, tmp_path):
+    write_checkpoint(tmp_path / CHECKPOINT, family="sbn", spec=SPEC.as_dict(), step=3,
+                     state={"model": np.zeros(2)})
+    _refused(tmp_path, SPEC, "does not fit this run")
+
+
+def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_path):
+    again = execute(SPEC, tmp_path / "again", checkpoint_every=4)
+    resumed = execute(SPEC, finished, resume=True)
+    assert resumed["rows"] == again["rows"]
+    assert resumed["timing"]["steps_this_session"] == 0
+
+
+# ---------------------------------------------------------------------- command line
+@pytest.mark.parametrize("args, message", [
+    (["--family", "sbn", "--model", "linear3", "--estimator", "NVIL"], "linear1"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "REINFORS"], "MuProp"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--steps", "0"],
+     "steps must be"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
+      "--checkpoint-every", "0"], "--checkpoint-every"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--dataset", "cifar"],
+     "omniglot"),
+    (["--family", "classifier", "--model", "sigmoid", "--estimator", "NVIL"], "neuron"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--budget", "huge"],
+     "invalid choice"),
+    (["--family", "lenet", "--model", "lenet5", "--estimator", "es", "es"], "twice"),
+])
+def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_main([*args, "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_main(["--help"])
+    assert stop.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for option in ("--family", "--model", "--estimator", "--steps", "--seed", "--out",
+                   "--checkpoint-every", "--resume", "--dataset", "--scheduler", "--budget",
+                   "--lr", "--batch-size", "--temperature", "REINFORCE", "paper 2,000,000"):
+        assert option in out
+
+
+def test_paper_budget_is_for_the_command_line_only(monkeypatch):
+    assert budget.check("paper", budget.CLI_BUDGETS) == "paper"
+    with pytest.raises(ValueError, match="command line only"):
+        budget.check("paper")
+    monkeypatch.setenv("MINIGRAD_BUDGET", "paper")
+    with pytest.raises(ValueError, match="not a budget"):
+        budget.budget()
+    assert budget.main(["check", "paper"]) == 2
+
+
+# ---------------------------------------------------------------------- sweeps
+SWEEP = [RunSpec("sbn", "linear1", est, steps=8, seed=seed, train_examples=100,
+                 eval_examples=5, eval_k=2, record_every=4)
+         for est in ("REINFORCE", "Concrete") for seed in (0, 1)]
+
+
+def _comparable(payloads):
+    out = []
+    for p in payloads:
+        history = dict(p["history"])
+        history.pop("seconds")
+        out.append((p["spec"], p["rows"], history))
+    return out
+
+
+def test_sweep_on_dask_localcluster_equals_the_process_pool(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    pool = run_specs(SWEEP, tmp_path / "pool", workers=2, checkpoint_every=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        on_dask = run_specs(SWEEP, tmp_path / "dask", executor=client.get_executor(),
+                            checkpoint_every=4)
+    assert _comparable(on_dask) == _comparable(pool)
+    assert len({json.dumps(r["rows"]) for r in pool}) == len(SWEEP)  # the runs differ
+    for spec in SWEEP:
+        assert (tmp_path / "dask" / spec.name / RESULTS).exists()
+
+
+# ---------------------------------------------------------------------- every family
+@pytest.mark.parametrize("spec", [
+    RunSpec("classifier", "reinforce", steps=40, steps_per_epoch=20, train_examples=500,
+            eval_examples=100, seed=4),
+    RunSpec("classifier", "slope-annealed", steps=40, steps_per_epoch=20,
+            train_examples=500, eval_examples=100, seed=4),
+    RunSpec("lenet", "lenet5", "es", steps=16, batch_size=32, train_examples=256,
+            es_samples=10, eval_examples=50, seed=4),
+    RunSpec("lenet", "lenet5", "cross_entropy", steps=16, batch_size=32, train_examples=256,
+            eval_examples=50, seed=4),
+    RunSpec("sbn", "linear2", "REINFORCE", steps=12, train_examples=100, eval_examples=5,
+            eval_k=2, record_every=4, seed=4),
+], ids=lambda s: s.name)
+def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    from minigrad.experiments.runs import build_run
+
+    one_go = execute(spec, tmp_path / "one_go")
+    with threadpool_limits(limits=1, user_api="blas"):
+        first, _ = build_run(spec)
+        for _ in range(spec.steps // 2 + 1):   # past an epoch's end for both families
+            first.step()
+        first.save(tmp_path / CHECKPOINT, spec.as_dict())
+        first.step()                           # a step the resumed run must not see
+    resumed = execute(spec, tmp_path, resume=True)
+    assert resumed["timing"]["steps_this_session"] == spec.steps - (spec.steps // 2 + 1)
+    assert resumed["rows"] == one_go["rows"]
+    history_a, history_b = dict(one_go["history"]), dict(resumed["history"])
+    for h in (history_a, history_b):
+        h.pop("seconds")
+        h.pop("epoch_seconds", None)
+    assert history_a == history_b
+    _, tree_a, _ = final_state(tmp_path / "one_go")
+    _, tree_b, _ = final_state(tmp_path)
+    assert tree_a.keys() == tree_b.keys()
+    with np.load(tmp_path / "one_go" / CHECKPOINT) as a, np.load(tmp_path / CHECKPOINT) as b:
+        assert a.files == b.files
+        for key in a.files:
+            if key != "manifest":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
