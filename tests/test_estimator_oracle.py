@@ -21,12 +21,14 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
 from minigrad.estimators.diagnostics import EMALogVariance, bias_z_scores, summarize_estimates
 from minigrad.estimators.exact import (exact_expectation, exact_expectation_categorical,
                                        exact_gradient, exact_gradient_categorical)
 from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
                                         st_hardmax_estimate, straight_through_categorical)
+from minigrad.estimators.sbn_estimators import reinforce_loo
 from minigrad.estimators.score_function import (MovingAverageBaseline, ReinforceNeuron,
                                                 VarianceAdjustingBaseline, bernoulli_sample,
                                                 reinforce, reinforce_categorical)
@@ -119,6 +121,10 @@ ESTIMATORS = {
                              noise="per logit"),
     "Gumbel-softmax, relaxed": Row(gumbel_softmax_estimate, CATEGORICAL, False,
                                    noise="per logit"),
+    "ARM": Row(arm, BERNOULLI, True),
+    "DisARM": Row(disarm, BERNOULLI, True),
+    "REINFORCE LOO, 2 samples": Row(lambda a, f, u: reinforce_loo(
+        a, f, np.stack([u, np.random.default_rng(7).random(u.shape)])), BERNOULLI, True),
 }
 
 
@@ -131,6 +137,7 @@ BROKEN = {
     "sign flipped": Row(lambda a, f, u: -reinforce(a, f, u), BERNOULLI, True),
     "uncentred score": Row(uncentred_score, BERNOULLI, True),
     "half scale": Row(lambda a, f, u: reinforce(a, f, u) * 0.5, BERNOULLI, True),
+    "DisARM, sign flipped": Row(lambda a, f, u: -disarm(a, f, u), BERNOULLI, True),
 }
 
 
