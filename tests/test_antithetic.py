@@ -182,10 +182,21 @@ def test_estimators_are_repeatable_and_check_their_noise():
         assert fn(logits, f, u).shape == logits.shape
         with pytest.raises(ValueError, match="shape"):
             fn(logits, f, u[:, :1])
-        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
             fn(logits, f, u + 1.0)
         with pytest.raises(ValueError, match="one value per example"):
             fn(logits, lambda b: b, u)
+
+
+def test_noise_at_the_ends_of_the_interval():
+    """float32 noise can round to exactly 1.0 (and 1 - u is 1 for u = 0): both ends give
+    valid samples, the same as noise just inside the interval."""
+    logits = Tensor(np.array([[0.5, -0.5]], dtype=np.float32))
+    b, b_tilde = antithetic_samples(logits, np.array([[0.0, 1.0]], dtype=np.float32))
+    np.testing.assert_array_equal(b, [[1.0, 0.0]])
+    np.testing.assert_array_equal(b_tilde, [[0.0, 1.0]])
+    inside = np.array([[1e-7, 1 - 1e-7]])
+    np.testing.assert_array_equal(antithetic_samples(logits, inside)[0], b)
 
 
 def test_disarm_is_zero_where_the_pair_agrees_and_exact_for_one_unit():

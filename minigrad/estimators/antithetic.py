@@ -47,8 +47,18 @@ def antithetic_samples(logits: Tensor, u, who: str = "antithetic_samples"
     ``b = 1[u < sigmoid(a)]`` and ``b~ = 1[u > sigmoid(-a)] = 1[1 - u < sigmoid(a)]``: the
     same sampler applied to ``u`` and to ``1 - u``, so both are Bernoulli(sigmoid(a)).
     """
-    u = checks.uniform_noise(u, logits.shape, who)
+    u = _uniform(u, logits.shape, who)
     return bernoulli_sample(logits, u, who), bernoulli_sample(logits, 1.0 - u, who)
+
+
+def _uniform(u, shape, who: str) -> np.ndarray:
+    """Uniform noise in the closed interval [0, 1]: float32 noise rounds draws just below 1
+    up to 1.0, and the mirror ``1 - u`` of ``u = 0`` is 1 anyway (both have probability 0
+    and give valid samples)."""
+    u = checks.noise_of_shape(u, shape, who)
+    if u.size and not (u.min() >= 0 and u.max() <= 1):
+        raise ValueError(f"{who}: the uniform noise u must lie in [0, 1]")
+    return u
 
 
 def _difference(f: Objective, b_tilde: np.ndarray, b: np.ndarray, who: str) -> np.ndarray:
@@ -71,7 +81,7 @@ def arm(logits: Tensor, f: Objective, u) -> Tensor:
 
     Unbiased for ``d E[f(b)] / d a``; two evaluations of ``f`` per example.
     """
-    u = checks.uniform_noise(u, logits.shape, "arm")
+    u = _uniform(u, logits.shape, "arm")
     b, b_tilde = antithetic_samples(logits, u, "arm")
     g = _difference(f, b_tilde, b, "arm") * (u - 0.5)
     return Tensor(g.astype(logits.dtype))
