@@ -12,6 +12,7 @@ median time per step is reported with its interquartile range.
     python benchmarks/bench.py                 # full run (about two minutes on 2 cores)
     python benchmarks/bench.py --quick         # fewer steps, for a smoke test
     python benchmarks/bench.py --json out.json # also write the results as JSON
+    python benchmarks/bench.py --disarm        # also a DisARM SBN step against PyTorch
 
 PyTorch is optional: without it the PyTorch column is left out.
 """
@@ -578,6 +579,168 @@ def fmt_time(s: dict | None) -> str:
     return f"{s['median_ms']:8.3f} ({s['q3_ms'] - s['q1_ms']:6.3f})"
 
 
+# ============================================================================ DisARM SBN step
+# One training step of the linear one-layer SBN (784-200, batch 24, Adam as in the REBAR
+# protocol) with the DisARM encoder gradient: minigrad's training-loop step against the same
+# step written in PyTorch, from the same weights, data and noise. Printed as one extra row.
+DISARM_STEP = {"title": "SBN DisARM step, 784-200, B=24", "batch": 24, "hidden": 200,
+               "steps": 300, "warmup": 30, "quick_steps": 40, "quick_warmup": 5}
+
+
+def _disarm_setup():
+    import numpy as np
+
+    from minigrad.models.sbn import SigmoidBeliefNet
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((N_BATCHES * DISARM_STEP["batch"], 784)) < 0.3).astype(np.float32)
+    model = SigmoidBeliefNet(pixels.mean(axis=0), n_hidden=DISARM_STEP["hidden"], rng=1)
+    batches = np.split(pixels, N_BATCHES)
+    noise = [rng.random((DISARM_STEP["batch"], DISARM_STEP["hidden"])).astype(np.float32)
+             for _ in range(N_BATCHES)]
+    return model, batches, noise
+
+
+class MinigradDisARMStep:
+    """The step of ``minigrad.experiments.sbn`` with the DisARM adapter."""
+
+    def __init__(self, model):
+        from minigrad.optim import Adam
+
+        self.model = model
+        self.optimizer = Adam(model.parameters(), lr=3e-4, betas=(0.9, 0.99999))
+
+    def loss(self, x, u):
+        from minigrad.estimators.antithetic import disarm
+        from minigrad.estimators.base import surrogate
+
+        m = self.model
+        logits, samples = m.sample_encoder(x, [u])
+        g = disarm(logits[0], m.learning_signal(x, samples, 0, [u], logits), u)
+        return (m.log_joint(x, samples).sum() + surrogate(logits[0], g)) * (-1.0 / len(x))
+
+    def gradients(self, x, u):
+        self.optimizer.zero_grad()
+        self.loss(x, u).backward()
+        return [p.grad.data for p in self.model.parameters()]
+
+    def step(self, x, u):
+        self.optimizer.zero_grad()
+        self.loss(x, u).backward()
+        self.optimizer.step()
+
+
+class TorchDisARMStep:
+    """The same step in PyTorch: encoder, decoder and prior of the linear SBN, DisARM."""
+
+    def __init__(self, model):
+        import torch
+
+        t = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
+        self.torch = torch
+        self.mean = torch.tensor(model.input_mean)
+        self.params = [t(p.data) for p in model.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=3e-4, betas=(0.9, 0.99999))
+
+    def loss(self, x, u):
+        torch = self.torch
+        prior, q_w, q_b, p_w, p_b = self.params  # the order of model.parameters()
+        x, u = torch.from_numpy(x), torch.from_numpy(u)
+
+        def log_bernoulli(b, logits):
+            return (b * logits - torch.nn.functional.softplus(logits)).sum(-1)
+
+        def elbo(b, logits):
+            decoded = (2 * b - 1) @ p_w + p_b
+            return (log_bernoulli(x, decoded) + log_bernoulli(b, prior)
+                    - log_bernoulli(b, logits))
+
+        logits = (x - self.mean) @ q_w + q_b
+        with torch.no_grad():
+            p = torch.sigmoid(logits)
+            b, b_tilde = (u < p).float(), (1 - u < p).float()
+            difference = (elbo(b_tilde, logits) - elbo(b, logits))[:, None]
+            g = 0.5 * difference * (1 - 2 * b) * (b != b_tilde) * torch.sigmoid(logits.abs())
+        decoded = (2 * b - 1) @ p_w + p_b
+        log_joint = log_bernoulli(x, decoded) + log_bernoulli(b, prior)
+        return -(log_joint.sum() + (logits * g).sum()) / len(x)
+
+    def gradients(self, x, u):
+        self.optimizer.zero_grad()
+        self.loss(x, u).backward()
+        return [p.grad.numpy() for p in self.params]
+
+    def step(self, x, u):
+        self.optimizer.zero_grad()
+        self.loss(x, u).backward()
+        self.optimizer.step()
+
+
+def disarm_worker(config: dict) -> dict:
+    """Guard (same gradients on one batch) or time one implementation, alone in a process."""
+    _check_thread_env(1)
+    model, batches, noise = _disarm_setup()
+    if config["mode"] == "disarm-guard":
+        import numpy as np
+
+        import torch
+
+        torch.set_num_threads(1)
+        ours = MinigradDisARMStep(model).gradients(batches[0], noise[0])
+        theirs = TorchDisARMStep(model).gradients(batches[0], noise[0])
+        return {"guard": max(float(np.abs(a - b).max() / np.abs(b).max())
+                             for a, b in zip(ours, theirs))}
+    if config["impl"] == "torch":
+        import torch
+
+        torch.set_num_threads(1)
+        impl = TorchDisARMStep(model)
+    else:
+        impl = MinigradDisARMStep(model)
+    for i in range(config["warmup"]):
+        impl.step(batches[i % N_BATCHES], noise[i % N_BATCHES])
+    times = []
+    for i in range(config["steps"]):
+        t0 = time.perf_counter()
+        impl.step(batches[i % N_BATCHES], noise[i % N_BATCHES])
+        times.append(time.perf_counter() - t0)
+    return {"times": times}
+
+
+def _disarm_run(config: dict) -> dict:
+    env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--disarm-worker",
+                           json.dumps(config)], env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    sys.stderr.write(proc.stdout + proc.stderr)
+    raise SystemExit(f"bench: the DisARM {config['mode']} run failed")
+
+
+def disarm_row(quick: bool) -> dict:
+    """The DisARM step at 1 thread: guard, then each implementation in its own processes,
+    two rounds in alternating order; medians in ms and the ratio minigrad / PyTorch."""
+    import numpy as np
+
+    guard = _disarm_run({"mode": "disarm-guard"})["guard"]
+    steps = DISARM_STEP["quick_steps" if quick else "steps"]
+    warmup = DISARM_STEP["quick_warmup" if quick else "warmup"]
+    times: dict[str, list[float]] = {"minigrad": [], "torch": []}
+    for order in (("minigrad", "torch"), ("torch", "minigrad")):
+        for impl in order:
+            out = _disarm_run({"mode": "disarm-time", "impl": impl, "steps": steps // 2,
+                               "warmup": warmup})
+            times[impl] += out["times"]
+    median = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+    row = {"title": DISARM_STEP["title"], "median_ms": median, "guard": guard,
+           "ratio": median["minigrad"] / median["torch"]}
+    print(f"{row['title']:<31}  1  minigrad {median['minigrad']:7.3f} ms  PyTorch "
+          f"{median['torch']:7.3f} ms  minigrad / PyTorch {row['ratio']:5.2f}  "
+          f"(guard: gradients agree to {guard:.1e})")
+    return row
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer warm-up and timed steps")
@@ -585,6 +748,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--disarm", action="store_true",
+                        help="also time the DisARM SBN step against PyTorch (needs torch)")
+    parser.add_argument("--disarm-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -592,6 +758,11 @@ def main(argv=None) -> int:
         config = json.loads(args.worker)
         result = (guard_worker if config["mode"] == "guard" else time_worker)(config)
         print(RESULT_TAG + json.dumps(result), flush=True)
+        return 0
+
+    if args.disarm_worker is not None:
+        print(RESULT_TAG + json.dumps(disarm_worker(json.loads(args.disarm_worker))),
+              flush=True)
         return 0
 
     chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -750,9 +921,15 @@ def main(argv=None) -> int:
     print("Correctness guard passed (max |difference| / max |value| of loss and gradients on one")
     print(f"batch, against minigrad): {guards}")
 
+    disarm = None
+    if args.disarm and have_torch:
+        print()
+        disarm = disarm_row(args.quick)
+
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results, "scaling": scaling}, f, indent=2)
+            json.dump({"meta": meta, "results": results, "scaling": scaling,
+                       "disarm": disarm}, f, indent=2)
             f.write("\n")
         print(f"Results written to {args.json}")
     return 0

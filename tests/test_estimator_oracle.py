@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from minigrad.estimators.antithetic import disarm
 from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
 from minigrad.estimators.catalogue import CATALOGUE, OFFSET, Entry, draw_noise, measure
 from minigrad.estimators.catalogue import CATEGORICAL_LOGITS as Z
@@ -78,6 +79,7 @@ BROKEN = {
     "sign flipped": _broken("sign flipped", lambda a, f, u: -reinforce(a, f, u)),
     "uncentred score": _broken("uncentred score", uncentred_score),
     "half scale": _broken("half scale", lambda a, f, u: reinforce(a, f, u) * 0.5),
+    "DisARM, sign flipped": _broken("DisARM, sign flipped", lambda a, f, u: -disarm(a, f, u)),
 }
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from minigrad.estimators import sbn_estimators as sbn
+from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
 from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import exact_gradient, exact_gradient_categorical
@@ -118,6 +119,10 @@ CATALOGUE: list[Entry] = [
           lambda a, f, u: sbn.nvil(a, f, u, np.full(a.shape[0], OFFSET)),
           "score function", True, "1", _VALUE, "06_sbn_score_function",
           note="in training the baseline is a network of x"),
+    Entry("ARM", arm, arm, "antithetic", True, "2", _VALUE, "08_arm_disarm",
+          note="two samples from one uniform: 1[u < p] and 1[u > 1 - p]"),
+    Entry("DisARM", disarm, disarm, "antithetic", True, "2", _VALUE, "08_arm_disarm",
+          note="ARM averaged over the pair's order"),
     Entry("SimpleMuProp", sbn.simple_muprop, sbn.simple_muprop,
           "score function", True, "2", "f defined at the mean field p",
           "06_sbn_score_function"),

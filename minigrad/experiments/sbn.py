@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from minigrad.data import minibatch_stream
 from minigrad.estimators import sbn_estimators as E
+from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.diagnostics import EMALogVariance
 from minigrad.models.sbn import SigmoidBeliefNet
@@ -118,6 +119,9 @@ ESTIMATORS = {
     "MuProp": lambda model, config: _Plain(model, config, E.muprop),
     "SimpleMuProp": lambda model, config: _Plain(model, config, E.simple_muprop),
     "Concrete": _Concrete,
+    # antithetic: f at b (the sample trained on) and at its mirror b~, from the same u
+    "ARM": lambda model, config: _Plain(model, config, arm),
+    "DisARM": lambda model, config: _Plain(model, config, disarm),
 }
 
 
