@@ -222,6 +222,28 @@ def test_book_builds_without_warnings(built_book: Path):
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists()
 
 
+def test_student_edition_has_no_solutions(built_book: Path, tmp_path: Path):
+    """`make student`: the executed chapters without solutions, built without executing."""
+    from minigrad.edition import build_student_edition
+
+    env_build = built_book.parent  # <out>/_build, holding html/ and jupyter_execute/
+    html_dir = build_student_edition(ROOT, env_build, tmp_path / "student")
+    pages = {d: (html_dir / f"{d}.html") for d in DOCNAMES}
+    missing = [d for d, page in pages.items() if not page.exists()]
+    assert not missing, f"student edition lacks pages: {missing}"
+    teacher_solutions = 0
+    for docname, page in pages.items():
+        text = page.read_text(encoding="utf8")
+        assert 'class="solution' not in text, f"{docname}: a solution block"
+        teacher_solutions += (built_book / f"{docname}.html").read_text(
+            encoding="utf8").count('class="solution')
+        if source_path(docname).suffix == ".ipynb":
+            exercises = (built_book / f"{docname}.html").read_text(encoding="utf8").count(
+                'class="exercise')
+            assert text.count('class="exercise') == exercises, f"{docname}: exercises lost"
+    assert teacher_solutions > 0, "the teacher's book has no solution blocks to remove"
+
+
 # ----------------------------------------------------------------------------------
 # Chromium
 # ----------------------------------------------------------------------------------
