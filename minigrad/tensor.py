@@ -10,6 +10,13 @@ higher-order gradients, which REBAR and RELAX need.
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
 
+What a real engine does: when no graph of the backward pass is recorded (the usual
+``loss.backward()``), building a Tensor for every intermediate gradient only costs time. A
+Function may then define ``backward_arrays``, the same maths on plain arrays (its result
+must equal ``backward``'s, and the tests check that it does); the pass runs on arrays and
+wraps only the gradients it hands out. With ``create_graph=True``, or for a Function without
+``backward_arrays``, ``backward`` runs on Tensors as described above.
+
 Saved values are protected (PyTorch does this with a version counter on each tensor). The
 array of every leaf tensor (a parameter, an input) whose values the backward pass of a
 recorded Function reads is made read-only while the graph is alive, so a NumPy write into it
@@ -529,6 +536,10 @@ class Function:
     Inside ``backward`` the inputs are ``self.inputs`` (Tensors), the output is
     ``self.output`` and ``self.needs_input_grad[i]`` says whether input ``i`` wants a
     gradient. ``backward`` returns one gradient (or None) per input.
+
+    Optionally, ``def backward_arrays(self, g: np.ndarray)``: the same maths on arrays, for
+    backward passes that record no graph (see the module docstring). It must give the same
+    numbers as ``backward`` and may not change ``g`` in place (another input may share it).
     """
 
     inputs: tuple[Tensor, ...]
@@ -541,6 +552,8 @@ class Function:
     # False for Functions whose backward never reads the values of their inputs (only their
     # shapes, or the output): their inputs need no protection against in-place changes.
     reads_inputs = True
+    # The array form of ``backward`` (a method taking and returning arrays), or None.
+    backward_arrays = None
     _freed = False
     _locked: _Lock | None = None
 
@@ -556,10 +569,9 @@ class Function:
                 ctx._output_ref = weakref.ref(out)
                 # Leaves are what users hold and write into (parameters, inputs).
                 if cls.reads_inputs:
-                    for t in inputs:
-                        if t._ctx is None:
-                            ctx._locked = _Lock(inputs)
-                            break
+                    lock = _Lock(inputs)
+                    if lock.saved:
+                        ctx._locked = lock
                 out.requires_grad = True
                 out._ctx = ctx
         return out
@@ -647,6 +659,15 @@ def _own(g: Tensor, handed: set[int]) -> Tensor:
     return g
 
 
+def _own_array(a: np.ndarray, handed: set[int]) -> np.ndarray:
+    """:func:`_own` for the array pass: ``a``, or a copy when it is not ``a``'s to give."""
+    flags = a.flags
+    if not (flags.writeable and flags.c_contiguous) or _root(a) in handed:
+        a = np.array(a, order="C")
+    handed.add(_root(a))
+    return a
+
+
 def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
 
@@ -678,13 +699,17 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
     With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
     gradients of ``inputs`` are returned (and no ``.grad`` is touched), and only the part of
     the graph between the outputs and those inputs is walked. Unless ``retain_graph``, every
-    Function walked through is freed.
+    Function walked through is freed. Without ``create_graph`` the pass runs on arrays
+    (:func:`_backward_step_arrays`), otherwise on Tensors (:func:`_backward_step`).
     """
     wanted = None if inputs is None else {id(t) for t in inputs}
     results: dict[int, Tensor] = {}
-    pending: dict[int, Tensor] = {}
+    pending: dict = {}  # id(tensor) -> its gradient so far (an array on the array pass)
     handed = {_root(g._data) for g in grad_outputs}  # seeds belong to the caller
+    on_arrays = not create_graph
     for out, g in zip(outputs, grad_outputs):
+        if on_arrays:
+            g = g._data
         pending[id(out)] = pending[id(out)] + g if id(out) in pending else g
     order = _toposort(outputs)
     leads = None  # with inputs given: the tensors from which some input can be reached
@@ -700,19 +725,27 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
             if g is None:
                 continue
             if wanted is not None and id(node) in wanted:
-                results[id(node)] = _own(g, handed)
+                results[id(node)] = (_wrap(_own_array(g, handed)) if on_arrays
+                                     else _own(g, handed))
             ctx = node._ctx
             if ctx is None:
                 if wanted is None:
-                    node.grad = _own(g, handed) if node.grad is None else node.grad + g
+                    if on_arrays:
+                        node.grad = _wrap(_own_array(g, handed) if node.grad is None
+                                          else node.grad._data + g)
+                    else:
+                        node.grad = _own(g, handed) if node.grad is None else node.grad + g
                 continue
             if leads is not None and not any(id(p) in leads for p in ctx.inputs):
                 continue
             lock = ctx._locked
             if ctx._freed or (lock is not None and lock.changed() is not None):
                 ctx._check_saved()  # raises, saying what happened
-            ctx._check_double_backward()
-            grads = ctx.backward(g)
+            if on_arrays:
+                grads = _backward_step_arrays(ctx, g)
+            else:
+                ctx._check_double_backward()
+                grads = ctx.backward(g)
             if not retain_graph:  # free the node (Function._free, inlined: this loop is hot)
                 ctx._freed = True
                 if lock is not None:
@@ -734,10 +767,21 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                     )
                 if pg.dtype != parent.dtype:
                     # A float32 value next to a float64 constant still gets float32 grads.
-                    pg = F.cast(pg, parent.dtype)
+                    pg = pg.astype(parent.dtype) if on_arrays else F.cast(pg, parent.dtype)
                 key = id(parent)
                 pending[key] = pending[key] + pg if key in pending else pg
     return results
+
+
+def _backward_step_arrays(ctx: Function, g: np.ndarray):
+    """One Function's backward on the array pass: ``backward_arrays`` where the Function has
+    it, else its Tensor ``backward`` (recording nothing) with the results unwrapped."""
+    if ctx.backward_arrays is not None:
+        return ctx.backward_arrays(g)
+    grads = ctx.backward(_wrap(g))
+    if isinstance(grads, tuple):
+        return tuple(None if pg is None else pg._data for pg in grads)
+    return None if grads is None else grads._data
 
 
 def grad(
