@@ -1,0 +1,238 @@
+"""The array form of backward (``backward_arrays``, used when no graph is recorded) against the
+Tensor form (``backward``, used with ``create_graph=True``): the same numbers, bit for bit, for
+every Function that has both; the fused Linear and softmax cross-entropy against the ops they
+replace; and second derivatives of the fused ops, which only the Tensor form gives."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import functions as F
+from minigrad import nn, optim
+from minigrad.gradcheck import gradcheck, gradgradcheck
+from minigrad.tensor import Function, Tensor, grad
+
+
+def _leaf(rng, shape, positive=False):
+    x = rng.standard_normal(shape)
+    if positive:
+        x = np.abs(x) + 0.5
+    return Tensor(x, requires_grad=True)
+
+
+# name -> (function of the inputs, input shapes, inputs positive?)
+CASES = {
+    "Add": (lambda a, b: a + b, [(3, 4), (4,)], False),
+    "Sub": (lambda a, b: a - b, [(3, 1), (3, 4)], False),
+    "Mul": (lambda a, b: a * b, [(3, 4), (1, 4)], False),
+    "Div": (lambda a, b: a / b, [(3, 4), (4,)], True),
+    "PowConst": (lambda a: a ** 3.5 + a ** 2 + a ** 0, [(3, 4)], True),
+    "Neg": (lambda a: -a, [(3, 4)], False),
+    "Exp": (lambda a: F.exp(a), [(3, 4)], False),
+    "Log": (lambda a: F.log(a), [(3, 4)], True),
+    "Sigmoid": (lambda a: F.sigmoid(a), [(3, 4)], False),
+    "Tanh": (lambda a: F.tanh(a), [(3, 4)], False),
+    "ReLU": (lambda a: F.relu(a), [(3, 4)], False),
+    "Softplus": (lambda a: F.softplus(a), [(3, 4)], False),
+    "LogSigmoid": (lambda a: F.log_sigmoid(a), [(3, 4)], False),
+    "Cast": (lambda a: F.cast(a, np.float32) * 1.5, [(3, 4)], False),
+    "MatMul": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)], False),
+    "Linear": (lambda x, w, b: F.linear(x, w, b), [(5, 3), (3, 4), (4,)], False),
+    "Sum": (lambda a: a.sum(axis=1) * a.sum(axis=(0, 1), keepdims=True), [(3, 4, 2)], False),
+    "BroadcastTo": (lambda a: F.broadcast_to(a, (3, 2, 4)), [(2, 1)], False),
+    "Reshape": (lambda a: a.reshape(6, 2), [(3, 4)], False),
+    "Transpose": (lambda a: a.transpose(2, 0, 1) * a.T.T.transpose(2, 0, 1), [(3, 4, 2)],
+                  False),
+    "GetItem": (lambda a: a[[0, 2, 0], 1:] * a[1, 1:], [(3, 4)], False),
+    "IndexAdd": (lambda a: a[[0, 0, 1]][:, 1:], [(3, 4)], False),
+    "Where": (lambda a, b: F.where(np.array([True, False, True, True]), a, b), [(3, 4), (4,)],
+              False),
+    "LogSoftmax": (lambda a: F.log_softmax(a, axis=0), [(3, 4)], False),
+    "Softmax": (lambda a: F.softmax(a, axis=1), [(3, 4)], False),
+    "SoftmaxCrossEntropy": (
+        lambda z, t: F.softmax_cross_entropy(z, F.softmax(t), reduction="none")
+        + F.softmax_cross_entropy(z * 2.0, F.softmax(t), reduction="mean")
+        + F.softmax_cross_entropy(z, F.softmax(t), reduction="sum"),
+        [(5, 3), (5, 3)], False),
+}
+
+
+def _gradients_both_ways(name, seed=0):
+    fn, shapes, positive = CASES[name]
+    rng = np.random.default_rng(seed)
+    xs = [_leaf(rng, s, positive) for s in shapes]
+    out = fn(*xs)
+    u = rng.standard_normal(out.shape)
+    out.backward(u)  # no graph of the backward pass: backward_arrays
+    on_arrays = [x.grad.data for x in xs]
+    out = fn(*xs)
+    # A seed that requires gradients: every result is then part of a recorded graph.
+    on_tensors = grad(out, xs, grad_outputs=Tensor(u, requires_grad=True), create_graph=True)
+    assert all(g.requires_grad for g in on_tensors)  # the Tensor form really ran
+    return on_arrays, [g.data for g in on_tensors]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_array_and_tensor_backward_give_identical_gradients(name):
+    on_arrays, on_tensors = _gradients_both_ways(name)
+    for a, t in zip(on_arrays, on_tensors):
+        assert a.dtype == t.dtype and a.shape == t.shape
+        np.testing.assert_array_equal(a, t)
+
+
+def test_every_function_with_an_array_backward_is_covered_above():
+    with_arrays = {
+        name for name, cls in inspect.getmembers(F, inspect.isclass)
+        if issubclass(cls, Function) and cls.backward_arrays is not None
+        and cls.differentiable_backward
+    }
+    assert with_arrays, "no Function defines backward_arrays"
+    assert with_arrays <= set(CASES), sorted(with_arrays - set(CASES))
+
+
+def test_a_broken_array_backward_is_caught(monkeypatch):
+    # The comparison above can fail: an array form that forgets a factor is noticed.
+    monkeypatch.setattr(F.Sigmoid, "backward_arrays",
+                        lambda self, g: g * self.output.data)
+    on_arrays, on_tensors = _gradients_both_ways("Sigmoid")
+    assert not np.array_equal(on_arrays[0], on_tensors[0])
+
+
+def test_array_backward_does_not_write_into_the_incoming_gradient():
+    # Add hands one gradient array to both of its inputs; an in-place backward of one of
+    # them would corrupt the other's.
+    rng = np.random.default_rng(1)
+    x = _leaf(rng, (4, 3))
+    y = F.sigmoid(x)
+    z = F.tanh(x)
+    out = y + z
+    u = rng.standard_normal(out.shape)
+    out.backward(u)
+    y_ = 1 / (1 + np.exp(-x.data))
+    expected = u * y_ * (1 - y_) + u * (1 - np.tanh(x.data) ** 2)
+    np.testing.assert_allclose(x.grad.data, expected, rtol=1e-12)
+
+
+def test_a_function_without_an_array_backward_still_works_without_a_graph():
+    class Square(Function):
+        """y = x^2;  dx = 2 x g (Tensor form only)."""
+
+        def forward(self, x):
+            return x * x
+
+        def backward(self, g):
+            return g * (2.0 * self.inputs[0])
+
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    (Square.apply(x) * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, 6.0 * x.data)
+
+
+def test_a_backward_pass_without_create_graph_builds_no_tensor_ops(monkeypatch):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(6, 5, rng), nn.Sigmoid(), nn.Linear(5, 3, rng))
+    x = Tensor(rng.random((4, 6), dtype=np.float32))
+    t = np.eye(3, dtype=np.float32)[[0, 1, 2, 1]]
+    loss = F.softmax_cross_entropy(model(x), Tensor(t))
+    calls = []
+    original = Function.apply.__func__
+
+    def counting(cls, *inputs, **params):
+        calls.append(cls.__name__)
+        return original(cls, *inputs, **params)
+
+    monkeypatch.setattr(Function, "apply", classmethod(counting))
+    loss.backward()
+    assert calls == []
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------- fused ops
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_linear_equals_matmul_plus_bias(bias):
+    rng = np.random.default_rng(2)
+    x = Tensor(rng.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    b = Tensor(rng.standard_normal(4).astype(np.float32), requires_grad=True) if bias else None
+    y = F.linear(x, w, b)
+    assert type(y._ctx).__name__ == "Linear"
+    u = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(u)
+    fused = [t.grad.data.copy() for t in (x, w, b) if t is not None]
+    for t in (x, w, b):
+        if t is not None:
+            t.grad = None
+    ref = x @ w
+    if bias:
+        ref = ref + b
+    np.testing.assert_array_equal(y.data, ref.data)
+    ref.backward(u)
+    for got, t in zip(fused, [t for t in (x, w, b) if t is not None]):
+        np.testing.assert_array_equal(got, t.grad.data)
+
+
+def test_linear_layer_on_a_batch_of_sequences_uses_the_general_ops():
+    rng = np.random.default_rng(3)
+    layer = nn.Linear(3, 2, rng, dtype=np.float64)
+    x = Tensor(rng.standard_normal((4, 5, 3)), requires_grad=True)
+    y = layer(x)
+    assert y.shape == (4, 5, 2) and type(y._ctx).__name__ != "Linear"
+    assert gradcheck(lambda x, w, b: F.linear(x, w, b), [x, layer.weight, layer.bias])
+
+
+def test_fused_linear_gradcheck_and_gradgradcheck():
+    rng = np.random.default_rng(4)
+    xs = [_leaf(rng, (4, 3)), _leaf(rng, (3, 2)), _leaf(rng, (2,))]
+    assert gradcheck(lambda x, w, b: F.sigmoid(F.linear(x, w, b)), xs)
+    assert gradgradcheck(lambda x, w, b: F.sigmoid(F.linear(x, w, b)), xs)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_softmax_cross_entropy_gradgradcheck(reduction):
+    rng = np.random.default_rng(5)
+    z = _leaf(rng, (4, 3))
+    t = _leaf(rng, (4, 3))
+    fn = lambda z, t: F.softmax_cross_entropy(z, F.softmax(t), reduction=reduction)  # noqa
+    assert gradcheck(fn, [z, t])
+    assert gradgradcheck(fn, [z, t])
+
+
+def test_cross_entropy_probabilities_are_dropped_after_backward():
+    rng = np.random.default_rng(6)
+    z = _leaf(rng, (4, 3))
+    loss = F.softmax_cross_entropy(z, np.array([0, 1, 2, 0]))
+    ctx = loss._ctx
+    assert ctx.probs is not None
+    loss.backward()
+    assert ctx.probs is None and ctx.log_probs is None
+
+
+def test_mlp_training_step_is_the_same_on_both_paths():
+    # Three SGD steps with .backward() (arrays) and with grad(create_graph=True) (Tensors).
+    def run(tensor_form):
+        rng = np.random.default_rng(7)
+        model = nn.Sequential(nn.Linear(6, 5, rng), nn.Sigmoid(), nn.Linear(5, 3, rng))
+        opt = optim.SGD(model.parameters(), lr=0.5)
+        x = Tensor(rng.random((4, 6), dtype=np.float32))
+        t = Tensor(np.eye(3, dtype=np.float32)[[0, 1, 2, 1]])
+        for _ in range(3):
+            loss = F.softmax_cross_entropy(model(x), t)
+            opt.zero_grad()
+            if tensor_form:
+                gs = grad(loss, model.parameters(), create_graph=True)
+                for p, g in zip(model.parameters(), gs):
+                    p.grad = g.detach()
+            else:
+                loss.backward()
+            opt.step()
+        return [p.data for p in model.parameters()]
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_public_linear_is_exported():
+    assert mg.functions.linear is F.linear
