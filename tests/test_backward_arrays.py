@@ -236,3 +236,29 @@ def test_mlp_training_step_is_the_same_on_both_paths():
 
 def test_public_linear_is_exported():
     assert mg.functions.linear is F.linear
+
+
+# ---------------------------------------------------------------------- optimizers in place
+def test_optimizers_update_in_place_with_the_plain_expressions_arithmetic():
+    rng = np.random.default_rng(8)
+    w0 = rng.standard_normal((5, 3)).astype(np.float32)
+    grads = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(4)]
+    p_sgd, p_adam = Tensor(w0.copy(), requires_grad=True), Tensor(w0.copy(), requires_grad=True)
+    sgd, adam = optim.SGD([p_sgd], lr=0.1), optim.Adam([p_adam], lr=0.01)
+    data_sgd, data_adam = p_sgd.data, p_adam.data
+    ref_sgd, ref_adam = w0.copy(), w0.copy()
+    m, v = np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads, start=1):
+        p_sgd.grad, p_adam.grad = Tensor(g.copy()), Tensor(g.copy())
+        sgd.step()
+        adam.step()
+        ref_sgd = ref_sgd - 0.1 * g
+        m = 0.9 * m + (1 - 0.9) * g
+        v = 0.999 * v + (1 - 0.999) * (g * g)
+        step = float(0.01 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t))
+        eps_hat = float(1e-8 * np.sqrt(1 - 0.999 ** t))
+        ref_adam = ref_adam - step * m / (np.sqrt(v) + eps_hat)
+        np.testing.assert_array_equal(p_sgd.data, ref_sgd)
+        np.testing.assert_allclose(p_adam.data, ref_adam, rtol=2e-6, atol=0)
+        np.testing.assert_array_equal(p_sgd.grad.data, g)  # the gradient is left alone
+    assert p_sgd.data is data_sgd and p_adam.data is data_adam  # updated in place
