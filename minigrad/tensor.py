@@ -139,43 +139,45 @@ class _Lock:
     Each leaf's array is made read-only (if it was writable), and the array object is kept
     so that backward can tell whether the leaf's ``.data`` was replaced since. Released by
     the backward pass that frees the node, or when a graph dropped without a backward pass
-    is garbage-collected.
+    is garbage-collected. (This runs on every recorded operation with a leaf input, so it is
+    written for speed: a few list and dict operations per leaf.)
     """
 
-    __slots__ = ("saved", "arrays")
+    __slots__ = ("leaves", "saved", "arrays")
 
-    def __init__(self, inputs):
-        self.saved = saved = []
-        self.arrays = arrays = []
-        for t in inputs:
-            if t._ctx is not None:
-                continue
-            a = t._data
-            saved.append((t, a))
+    def __init__(self, leaves: list[Tensor]):
+        self.leaves = leaves
+        self.saved = saved = [t._data for t in leaves]
+        arrays = []
+        counts = _lock_counts
+        for a in saved:
             key = id(a)
-            if key in _lock_counts:
-                _lock_counts[key] += 1
+            count = counts.get(key)
+            if count is not None:
+                counts[key] = count + 1
             elif a.flags.writeable:
                 a.setflags(write=False)
-                _lock_counts[key] = 1
+                counts[key] = 1
             else:
                 continue  # read-only for its own reasons (a broadcast view, say)
             arrays.append(a)
+        self.arrays = arrays
 
     def changed(self) -> Tensor | None:
         """A leaf whose ``.data`` is no longer the array the forward pass used, if any."""
-        for t, a in self.saved:
+        for t, a in zip(self.leaves, self.saved):
             if t._data is not a:
                 return t
         return None
 
     def release(self) -> None:
         arrays, self.arrays = self.arrays, ()
+        counts = _lock_counts
         for a in arrays:
             key = id(a)
-            count = _lock_counts.pop(key, 1) - 1
+            count = counts.pop(key, 1) - 1
             if count > 0:
-                _lock_counts[key] = count
+                counts[key] = count
                 continue
             try:
                 a.setflags(write=True)
@@ -587,8 +589,9 @@ class Function:
     # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
     saved_attributes: tuple[str, ...] = ()
     # False for Functions whose backward never reads the values of their inputs (only their
-    # shapes, or the output): their inputs need no protection against in-place changes.
-    reads_inputs = True
+    # shapes, or the output): their inputs need no protection against in-place changes. A
+    # tuple of bools says it per input (inputs past its end are not read).
+    reads_inputs: bool | tuple[bool, ...] = True
     # The array form of ``backward`` (a method taking and returning arrays), or None.
     backward_arrays = None
     _freed = False
@@ -605,10 +608,14 @@ class Function:
                 ctx.needs_input_grad = needs
                 ctx._output_ref = weakref.ref(out)
                 # Leaves are what users hold and write into (parameters, inputs).
-                if cls.reads_inputs:
-                    lock = _Lock(inputs)
-                    if lock.saved:
-                        ctx._locked = lock
+                reads = cls.reads_inputs
+                if reads:
+                    if reads is True:
+                        leaves = [t for t in inputs if t._ctx is None]
+                    else:
+                        leaves = [t for t, r in zip(inputs, reads) if r and t._ctx is None]
+                    if leaves:
+                        ctx._locked = _Lock(leaves)
                 out.requires_grad = True
                 out._ctx = ctx
         return out

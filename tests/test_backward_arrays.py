@@ -262,3 +262,17 @@ def test_optimizers_update_in_place_with_the_plain_expressions_arithmetic():
         np.testing.assert_allclose(p_adam.data, ref_adam, rtol=2e-6, atol=0)
         np.testing.assert_array_equal(p_sgd.grad.data, g)  # the gradient is left alone
     assert p_sgd.data is data_sgd and p_adam.data is data_adam  # updated in place
+
+
+def test_linear_locks_what_its_backward_reads_and_only_that():
+    rng = np.random.default_rng(9)
+    layer = nn.Linear(3, 2, rng)
+    x = Tensor(rng.random((4, 3), dtype=np.float32))
+    loss = layer(x).sum()
+    for array in (x.data, layer.weight.data):  # read by dW = x^T g and dx = g W^T
+        with pytest.raises(ValueError, match="read-only"):
+            array[0] = 1.0
+    layer.bias.data[0] = 5.0  # b is not read by the backward pass: no lock, no harm
+    loss.backward()
+    np.testing.assert_array_equal(layer.bias.grad.data, [4.0, 4.0])
+    x.data[0] = 1.0  # unlocked again
