@@ -262,8 +262,20 @@ class Log(Function):
 
 
 def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    # exp(-logaddexp(0, -x)) = 1 / (1 + exp(-x)) without overflow warnings for large |x|.
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)): relative error below 2 eps wherever the result is a normal float.
+
+    For very negative x (below about -87.3 in float32) exp(-x) overflows to inf and the
+    result is 0 instead of a subnormal number below 1.2e-38 (the overflow warning is
+    silenced); log-probabilities go through :class:`LogSigmoid`, which has no such limit.
+    ``exp(-logaddexp(0, -x))`` keeps the subnormals but is 5 eps off in float32 and takes
+    about ten times as long (scalar libm calls).
+    """
+    with np.errstate(over="ignore"):
+        e = np.exp(np.negative(x))
+    if not isinstance(e, np.ndarray) or e.dtype.kind != "f":
+        return (1 / (1 + e)).astype(np.result_type(x, np.float16), copy=False)
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 class Sigmoid(Function):

@@ -276,3 +276,18 @@ def test_linear_locks_what_its_backward_reads_and_only_that():
     loss.backward()
     np.testing.assert_array_equal(layer.bias.grad.data, [4.0, 4.0])
     x.data[0] = 1.0  # unlocked again
+
+
+# ---------------------------------------------------------------------- sigmoid's forward
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_is_within_two_eps_of_the_exact_value_and_quiet_at_the_extremes(dtype):
+    x = np.linspace(-800, 800, 400001).astype(dtype)
+    exact = 1 / (1 + np.exp(-x.astype(np.longdouble)))
+    with np.errstate(all="raise"):  # no overflow warning escapes
+        y = F.sigmoid(Tensor(x)).data
+    assert y.dtype == dtype
+    normal = exact >= np.finfo(dtype).tiny
+    rel = np.abs(y[normal] - exact[normal]) / exact[normal]
+    assert rel.max() <= 2 * np.finfo(dtype).eps
+    assert np.all(np.abs(y[~normal] - exact[~normal]) < np.finfo(dtype).tiny)
+    assert y[0] == 0 and y[-1] == 1
