@@ -589,7 +589,7 @@ class Linear(Function):
         dw = np.matmul(x._data.T, g) if need[1] else None
         if len(self.inputs) == 2:
             return dx, dw
-        db = np.sum(g, axis=(0,)) if need[2] else None
+        db = g.sum(axis=(0,)) if need[2] else None
         return dx, dw, db
 
 
@@ -974,17 +974,17 @@ class SoftmaxCrossEntropy(Function):
 
     def forward(self, logits, targets, reduction):
         self.reduction = reduction
-        shifted = logits - np.max(logits, axis=1, keepdims=True)
+        shifted = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(shifted)
-        total_e = np.sum(e, axis=1, keepdims=True)
+        total_e = e.sum(axis=1, keepdims=True)
         log_probs = shifted - np.log(total_e)
         # Kept for backward_arrays: softmax(logits), exactly as Softmax.forward computes it.
         e /= total_e
         self.probs, self.log_probs = e, log_probs
-        per_example = -np.sum(targets * log_probs, axis=1)
+        per_example = -(targets * log_probs).sum(axis=1)
         if reduction == "none":
             return per_example
-        total = np.sum(per_example)
+        total = per_example.sum()
         if reduction == "mean":
             total = total / logits.shape[0]
         return np.asarray(total, dtype=logits.dtype)
@@ -1018,7 +1018,7 @@ class SoftmaxCrossEntropy(Function):
         dlogits = dtargets = None
         if self.needs_input_grad[0]:
             t = targets._data
-            mass = np.sum(t, axis=(1,), keepdims=True)
+            mass = t.sum(axis=(1,), keepdims=True)
             dlogits = self.probs * mass
             if t.dtype == dlogits.dtype:  # in place (else promote, as the Tensor form does)
                 dlogits -= t

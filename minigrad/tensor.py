@@ -602,8 +602,8 @@ class Function:
         ctx = cls()
         out = _wrap(ctx.forward(*[t._data for t in inputs], **params))
         if _grad_enabled:
-            needs = tuple(t.requires_grad for t in inputs)
-            if any(needs):
+            needs = tuple([t.requires_grad for t in inputs])
+            if True in needs:
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs
                 ctx._output_ref = weakref.ref(out)
@@ -720,20 +720,24 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     order: list[Tensor] = []
     visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    push, pop = stack.append, stack.pop
     while stack:
-        node, expanded = stack.pop()
+        node, expanded = pop()
         if expanded:
             order.append(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if key in visited:
             continue
-        visited.add(id(node))
-        stack.append((node, True))
+        visited.add(key)
         ctx = node._ctx
-        if ctx is not None:
-            for parent in ctx.inputs:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        if ctx is None:  # a leaf depends on nothing: it is done at once
+            order.append(node)
+            continue
+        push((node, True))
+        for parent in ctx.inputs:
+            if parent.requires_grad and id(parent) not in visited:
+                push((parent, False))
     return order
 
 
