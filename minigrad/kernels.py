@@ -44,6 +44,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "adam_update",
+    "adam_update_reference",
     "col2im",
     "col2im_reference",
     "conv2d_backward",
@@ -511,6 +513,51 @@ def maxpool2d_backward(
     )
     g = np.ascontiguousarray(grad_out, dtype=_float_dtype("maxpool2d_backward", grad_out))
     return _kernel("maxpool_backward")(g, np.ascontiguousarray(argmax, dtype=np.int64), size)
+
+
+# ---------------------------------------------------------------------- Adam, fused
+@numba.njit(cache=True)
+def _adam_update(p, g, m, v, b1, c1, b2, c2, step_size, eps_hat):
+    for i in range(p.size):
+        mi = m[i] * b1 + g[i] * c1
+        vi = v[i] * b2 + (g[i] * g[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        p[i] -= (mi * step_size) / (np.sqrt(vi) + eps_hat)
+
+
+def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, b1: float,
+                b2: float, step_size: float, eps_hat: float) -> bool:
+    """One Adam update of ``p``, ``m`` and ``v`` in place, in one pass over the arrays:
+
+    m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2;   p -= step_size m / (sqrt(v) + eps_hat)
+
+    with every constant rounded to the arrays' dtype first, so that the result is the same,
+    bit for bit, as :func:`adam_update_reference` (NumPy, one array pass per operation).
+    Applies only to C-contiguous writable float arrays of one dtype and shape, and returns
+    False (changing nothing) otherwise, or when Numba is disabled (the loop would then run
+    in Python): the caller then uses the reference.
+    """
+    dtype = p.dtype
+    if (numba.config.DISABLE_JIT or dtype not in _FLOATS or not p.flags.writeable
+            or any(a.dtype != dtype or a.shape != p.shape or not a.flags.c_contiguous
+                   for a in (p, g, m, v))
+            or not (m.flags.writeable and v.flags.writeable)):
+        return False
+    c = dtype.type
+    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c(b1), c(1 - b1),
+                 c(b2), c(1 - b2), c(step_size), c(eps_hat))
+    return True
+
+
+def adam_update_reference(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+                          b1: float, b2: float, step_size: float, eps_hat: float) -> None:
+    """NumPy twin of :func:`adam_update` (``m``, ``v`` and ``p`` updated in place)."""
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    p -= step_size * m / (np.sqrt(v) + eps_hat)
 
 
 # ---------------------------------------------------------------------- NumPy reference twins

@@ -89,3 +89,29 @@ def test_parallel_kernels_are_chosen_from_the_environment():
     result = run_python(code, MINIGRAD_PARALLEL_KERNELS="im2col, maxpool_backward,unknown")
     assert result.returncode == 0, result.stderr
     assert "chosen" in result.stdout
+
+
+def test_fused_adam_update_equals_its_numpy_twin_bit_for_bit():
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        p = rng.standard_normal((7, 5)).astype(dtype)
+        m = rng.standard_normal((7, 5)).astype(dtype) * 0.1
+        v = rng.random((7, 5)).astype(dtype) * 0.01
+        fused = [a.copy() for a in (p, m, v)]
+        for t in range(1, 4):
+            g = rng.standard_normal((7, 5)).astype(dtype)
+            step, eps_hat = 1e-3 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t), 1e-8
+            assert K.adam_update(fused[0], g, fused[1], fused[2], 0.9, 0.999, step, eps_hat)
+            K.adam_update_reference(p, g, m, v, 0.9, 0.999, step, eps_hat)
+            for a, b in zip(fused, (p, m, v)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_fused_adam_update_declines_what_it_cannot_do_in_place():
+    p = np.ones((4, 3), np.float32)
+    g = np.ones((3, 4), np.float32).T  # not C-contiguous
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    assert not K.adam_update(p, g, m, v, 0.9, 0.999, 1e-3, 1e-8)
+    p.setflags(write=False)
+    assert not K.adam_update(p, np.ones_like(p), m, v, 0.9, 0.999, 1e-3, 1e-8)
+    assert np.all(m == 0) and np.all(v == 0)
