@@ -516,7 +516,7 @@ def maxpool2d_backward(
 
 
 # ---------------------------------------------------------------------- Adam, fused
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")  # IEEE division, no zero test: vectorisable
 def _adam_update(p, g, m, v, b1, c1, b2, c2, step_size, eps_hat):
     for i in range(p.size):
         mi = m[i] * b1 + g[i] * c1
