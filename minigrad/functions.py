@@ -20,9 +20,9 @@ from minigrad.tensor import Function, Tensor, as_tensor
 def unbroadcast(grad, shape: tuple[int, ...]):
     """Sum ``grad`` down to ``shape``: the adjoint of NumPy broadcasting.
 
-    Broadcasting adds leading axes and stretches size-1 axes; the gradient of a stretched
-    value is the sum over the copies it was stretched into. ``grad`` is a Tensor (in
-    ``backward``) or an array (in ``backward_arrays``); the result is of the same kind.
+    Broadcasting adds leading axes and stretches size-1 axes; the gradient of a
+    stretched value is the sum over the copies it was stretched into. ``grad`` is a
+    Tensor (in ``backward``) or an array (in ``backward_arrays``); so is the result.
     """
     if grad.shape == shape:
         return grad
@@ -31,7 +31,8 @@ def unbroadcast(grad, shape: tuple[int, ...]):
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
     )
     if isinstance(grad, np.ndarray):
-        return (np.sum(grad, axis=axes, keepdims=True) if axes else grad).reshape(shape)
+        summed = np.sum(grad, axis=axes, keepdims=True) if axes else grad
+        return summed.reshape(shape)
     if axes:
         grad = sum(grad, axis=axes, keepdims=True)
     return reshape(grad, shape)
@@ -569,13 +570,13 @@ def matmul(a, b) -> Tensor:
 
 
 class Linear(Function):
-    """y = x @ W + b for a batch of rows x (N, I), weights W (I, O) and a bias b (O,), fused.
+    """y = x @ W + b, fused: rows x (N, I), weights W (I, O), bias b (O,).
 
     dx = g @ W^T,  dW = x^T @ g,  db = sum_n g_n.
 
-    One Function instead of MatMul then Add: half the graph nodes, and the bias gradient is
-    one column sum instead of Sum then Reshape (what ``unbroadcast`` does for the Add).
-    Without a bias the inputs are (x, W) and ``y = x @ W``.
+    One Function instead of MatMul then Add: half the graph nodes, and the bias
+    gradient is one column sum instead of Sum then Reshape (``unbroadcast`` for the
+    Add). Without a bias the inputs are (x, W) and ``y = x @ W``.
     """
 
     reads_inputs = (True, True, False)  # the backward pass never reads b
@@ -992,7 +993,7 @@ class SoftmaxCrossEntropy(Function):
         e = np.exp(shifted)
         total_e = e.sum(axis=1, keepdims=True)
         log_probs = shifted - np.log(total_e)
-        # Kept for backward_arrays: softmax(logits), exactly as Softmax.forward computes it.
+        # For backward_arrays: softmax(logits), computed as Softmax.forward does.
         e /= total_e
         self.probs, self.log_probs = e, log_probs
         per_example = -(targets * log_probs).sum(axis=1)
@@ -1020,8 +1021,8 @@ class SoftmaxCrossEntropy(Function):
         return dlogits, dtargets
 
     def backward_arrays(self, g):
-        """The same formulas with the probabilities the forward pass computed (the Tensor
-        form recomputes softmax(logits) so that it can be differentiated again)."""
+        """The same formulas with the probabilities the forward pass kept (the
+        Tensor form recomputes softmax(logits), to be differentiable again)."""
         logits, targets = self.inputs
         if self.reduction == "none":
             w = np.reshape(g, (g.shape[0], 1))
@@ -1034,7 +1035,7 @@ class SoftmaxCrossEntropy(Function):
             t = targets._data
             mass = t.sum(axis=(1,), keepdims=True)
             dlogits = self.probs * mass
-            if t.dtype == dlogits.dtype:  # in place (else promote, as the Tensor form does)
+            if t.dtype == dlogits.dtype:  # in place (else promote, as in backward)
                 dlogits -= t
                 dlogits *= w
             else:

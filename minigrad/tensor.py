@@ -610,10 +610,10 @@ class Function:
                 # Leaves are what users hold and write into (parameters, inputs).
                 reads = cls.reads_inputs
                 if reads:
-                    if reads is True:
-                        leaves = [t for t in inputs if t._ctx is None]
-                    else:
-                        leaves = [t for t, r in zip(inputs, reads) if r and t._ctx is None]
+                    if reads is not True:  # a tuple: which inputs backward reads
+                        reads = [t for t, r in zip(inputs, reads) if r]
+                    leaves = [t for t in (inputs if reads is True else reads)
+                              if t._ctx is None]
                     if leaves:
                         ctx._locked = _Lock(leaves)
                 out.requires_grad = True
