@@ -313,7 +313,7 @@ class Tanh(Function):
 
     def backward_arrays(self, g):
         y = self.output._data
-        dx = y * y
+        dx = np.multiply(y, y, out=np.empty_like(y))  # an array even when y is 0-d
         np.subtract(1, dx, out=dx)
         dx *= g
         return dx
