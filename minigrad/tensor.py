@@ -821,10 +821,27 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
     return results
 
 
+_ARRAY_FORM: dict[type, bool] = {}  # Function class -> whether to use its backward_arrays
+
+
+def _has_array_form(cls: type) -> bool:
+    """Whether ``cls.backward_arrays`` is the array form of the ``backward`` that would run:
+    not when a subclass overrides ``backward`` alone (its own maths wins)."""
+    ok = _ARRAY_FORM.get(cls)
+    if ok is None:
+        def owner(name):
+            return next(c for c in cls.__mro__ if name in c.__dict__)
+
+        ok = cls.backward_arrays is not None and issubclass(owner("backward_arrays"),
+                                                             owner("backward"))
+        _ARRAY_FORM[cls] = ok
+    return ok
+
+
 def _backward_step_arrays(ctx: Function, g: np.ndarray):
     """One Function's backward on the array pass: ``backward_arrays`` where the Function has
     it, else its Tensor ``backward`` (recording nothing) with the results unwrapped."""
-    if ctx.backward_arrays is not None:
+    if _has_array_form(type(ctx)):
         return ctx.backward_arrays(g)
     grads = ctx.backward(_wrap(g))
     if isinstance(grads, tuple):

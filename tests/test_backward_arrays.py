@@ -322,3 +322,16 @@ def test_array_and_tensor_backward_agree_on_single_numbers(name):
     for x, t in zip(xs, on_tensors):
         assert x.grad.shape == () and x.grad.dtype == x.dtype
         np.testing.assert_array_equal(x.grad.data, t.data)
+
+
+def test_a_subclass_that_overrides_backward_alone_keeps_its_own_maths():
+    class DoubledSigmoid(F.Sigmoid):
+        """y = sigmoid(x);  dx = 2 g y (1 - y) (a subclass with a different backward)."""
+
+        def backward(self, g):
+            return super().backward(g) * 2.0
+
+    x = Tensor(np.array([0.3, -1.2]), requires_grad=True)
+    DoubledSigmoid.apply(x).sum().backward()
+    y = 1 / (1 + np.exp(-x.data))
+    np.testing.assert_allclose(x.grad.data, 2 * y * (1 - y), rtol=1e-14)
