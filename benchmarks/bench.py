@@ -57,6 +57,18 @@ WORKLOADS = {
         "steps": 30, "warmup": 3, "quick_steps": 6, "quick_warmup": 2,
     },
 }
+# A training step of the linear 1-layer sigmoid belief network (784-200, generative), batch 24,
+# Adam, with the NVIL and the MuProp estimator: minigrad.experiments.sbn's step (without its
+# diagnostics) against the same step written in PyTorch. No NumPy floor.
+SBN_WORKLOADS = {
+    f"sbn_{estimator.lower()}": {
+        "title": f"SBN 784-200 {estimator}, B=24",
+        "kind": "sbn", "estimator": estimator, "batch": 24, "n_hidden": 200, "lr": 3e-4,
+        "optimizer": "adam", "steps": 100, "warmup": 10, "quick_steps": 20, "quick_warmup": 3,
+    }
+    for estimator in ("NVIL", "MuProp")
+}
+WORKLOADS.update(SBN_WORKLOADS)
 N_BATCHES = 4  # distinct random batches, used in turn
 # Each implementation is timed alone in its own process (thread pools and the memory
 # allocator of one would otherwise change the timings of the next), in this many rounds of
@@ -71,6 +83,8 @@ def targets(kind: str, threads: int) -> dict[str, float | None]:
     """Upper bounds for minigrad / NumPy floor and minigrad / PyTorch (None: no target)."""
     if kind == "mlp":
         return {"numpy": 1.15, "torch": 0.8}
+    if kind == "sbn":
+        return {"numpy": None, "torch": 0.8}
     return {"numpy": None, "torch": 1.0 if threads == 1 else 1.2}
 
 
@@ -92,8 +106,8 @@ def _setup(workload: str):
 
     wl = WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    mg = (MinigradMLP if wl["kind"] == "mlp" else MinigradLeNet)(wl, rng)
-    params0 = [p.data.copy() for p in mg.params]
+    mg = MINIGRAD_MODELS[wl["kind"]](wl, rng)
+    params0 = [p.data.copy() for p in getattr(mg, "all_params", mg.params)]
     return wl, mg, params0, make_batches(wl, rng)
 
 
@@ -101,7 +115,7 @@ def _make_torch(wl, params0, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    return TorchModel(wl, params0), torch.get_num_threads()
+    return TORCH_MODELS.get(wl["kind"], TorchModel)(wl, params0), torch.get_num_threads()
 
 
 def guard_worker(config: dict) -> dict:
@@ -109,7 +123,9 @@ def guard_worker(config: dict) -> dict:
     threads = config["threads"]
     _check_thread_env(threads)
     wl, mg, params0, batches = _setup(config["workload"])
-    impls = {"minigrad": mg, "numpy": (HandMLP if wl["kind"] == "mlp" else HandLeNet)(wl, params0)}
+    impls = {"minigrad": mg}
+    if wl["kind"] in HAND_MODELS:
+        impls["numpy"] = HAND_MODELS[wl["kind"]](wl, params0)
     thread_check, torch_error = {}, None
     if config["torch"]:
         try:
@@ -139,7 +155,7 @@ def time_worker(config: dict) -> dict:
     else:
         del mg
         if name == "numpy":
-            impl = (HandMLP if wl["kind"] == "mlp" else HandLeNet)(wl, params0)
+            impl = HAND_MODELS[wl["kind"]](wl, params0)
         else:
             impl, _ = _make_torch(wl, params0, threads)
     for i in range(config["warmup"]):
@@ -184,6 +200,8 @@ def others_cpu_share(deltas) -> float | None:
 def make_batches(wl, rng):
     import numpy as np
 
+    if wl["kind"] == "sbn":
+        return make_sbn_batches(wl, rng)
     b = wl["batch"]
     shape = (b, wl["sizes"][0]) if wl["kind"] == "mlp" else (b, 1, 32, 32)
     out = []
@@ -489,6 +507,180 @@ class TorchModel:
         return loss.item(), grads
 
 
+# ---------------------------------------------------------------------- SBN estimator step
+def sbn_pixel_means():
+    """Pixel means that stand in for MNIST's (the step's cost does not depend on them)."""
+    import numpy as np
+
+    return np.random.default_rng(1).uniform(0.05, 0.6, 784).astype(np.float32)
+
+
+def make_sbn_batches(wl, rng):
+    """(binary images, uniform noise of the hidden layer) pairs."""
+    import numpy as np
+
+    means = sbn_pixel_means()
+    return [((rng.random((wl["batch"], 784)) < means).astype(np.float32),
+             rng.random((wl["batch"], wl["n_hidden"]), dtype=np.float32))
+            for _ in range(N_BATCHES)]
+
+
+class MinigradSBN:
+    """The training step of minigrad.experiments.sbn._train_sbn, minus its diagnostics."""
+
+    def __init__(self, wl, rng):
+        from minigrad.estimators.base import surrogate
+        from minigrad.experiments.sbn import ESTIMATORS, SBNConfig
+        from minigrad.models.sbn import SigmoidBeliefNet
+        from minigrad.optim import Adam
+        from minigrad.tensor import no_grad
+
+        self.surrogate, self.no_grad = surrogate, no_grad
+        self.model = SigmoidBeliefNet(sbn_pixel_means(), n_hidden=wl["n_hidden"], rng=rng)
+        config = SBNConfig("bench", wl["estimator"], steps=1, lr=wl["lr"])
+        self.estimator = ESTIMATORS[wl["estimator"]](self.model, config)
+        self.opt = Adam(self.model.parameters(), lr=wl["lr"], betas=(0.9, config.beta2))
+        self.params = self.model.parameters()  # prior, q weight, q bias, p weight, p bias
+        baseline = getattr(self.estimator, "baseline", None)
+        self.all_params = self.params + (baseline.net.parameters() if baseline else [])
+
+    def batch(self, b):
+        return b
+
+    def _loss(self, x, u):
+        model, n = self.model, len(x)
+        logits, samples = model.sample_encoder(x, [u])
+        gs = self.estimator.estimates(model, x, logits, samples, [u], None)
+        log_joint = model.log_joint(x, samples)
+        with self.no_grad():
+            f_values = log_joint.data - model.log_q(x, samples, logits).data
+        loss = log_joint.sum() * (-1.0 / n)
+        for lg, g in zip(logits, gs):
+            loss = loss - self.surrogate(lg, g) * (1.0 / n)
+        return loss, f_values
+
+    def step(self, x, u):
+        loss, f_values = self._loss(x, u)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.estimator.update(x, f_values)
+
+    def loss_and_grads(self, x, u):
+        loss, _ = self._loss(x, u)
+        self.opt.zero_grad()
+        loss.backward()
+        grads = [p.grad.data.copy() for p in self.params]
+        self.opt.zero_grad()
+        return loss.item(), grads
+
+
+class TorchSBN:
+    """The same step in PyTorch: same formulas, same samples, same baselines."""
+
+    def __init__(self, wl, params0):
+        import torch
+
+        self.torch, self.estimator, self.lr = torch, wl["estimator"], wl["lr"]
+        self.mean = torch.from_numpy(sbn_pixel_means())
+        as_param = lambda a: torch.from_numpy(a.copy()).requires_grad_()  # noqa: E731
+        self.params = [as_param(p) for p in params0[:5]]
+        self.opt = torch.optim.Adam(self.params, lr=self.lr, betas=(0.9, 0.99999))
+        if self.estimator == "NVIL":  # C(x): Linear(784, 100), tanh, Linear(100, 1)
+            self.c_params = [as_param(p) for p in params0[5:9]]
+            self.c_opt = torch.optim.Adam(self.c_params, lr=10 * self.lr,
+                                          betas=(0.9, 0.99999))
+            self.c_mean, self.c_var, self.c_steps = 0.0, 1.0, 0
+
+    def batch(self, b):
+        return self.torch.from_numpy(b[0]), self.torch.from_numpy(b[1])
+
+    @staticmethod
+    def _log_likelihood(torch, b, logits):
+        return (b * logits - torch.nn.functional.softplus(logits)).sum(dim=-1)
+
+    def _log_joint(self, x, b):
+        torch = self.torch
+        prior, _, _, p_w, p_b = self.params
+        ll = self._log_likelihood
+        return ll(torch, b, prior) + ll(torch, x, (2.0 * b - 1.0) @ p_w + p_b)
+
+    def _baseline(self, x):
+        w1, b1, w2, b2 = self.c_params
+        return (self.torch.tanh((x - self.mean) @ w1 + b1) @ w2 + b2).reshape(-1)
+
+    def _estimate(self, x, logits, u):
+        torch = self.torch
+        known = logits.detach()
+        p = torch.sigmoid(known)
+        b = (u < p).to(x.dtype)
+
+        def f(bb):  # log p(x, b) - log q(b | x), the logits held fixed
+            return self._log_joint(x, bb) - self._log_likelihood(torch, bb, known)
+
+        if self.estimator == "NVIL":
+            with torch.no_grad():
+                values = self._baseline(x) + self.c_mean
+                scale = max(1.0, float(self.c_var) ** 0.5)
+                return (f(b) - values)[:, None] * (b - p) / scale
+        mean = p.clone().requires_grad_()
+        f_mean = f(mean)
+        (slope,) = torch.autograd.grad(f_mean.sum(), mean)
+        with torch.no_grad():
+            taylor = f_mean + ((b - p) * slope).sum(dim=1)
+            return (f(b) - taylor)[:, None] * (b - p) + slope * p * (1 - p)
+
+    def _loss(self, x, u):
+        torch = self.torch
+        prior, q_w, q_b, _, _ = self.params
+        n = x.shape[0]
+        logits = (x - self.mean) @ q_w + q_b
+        with torch.no_grad():
+            samples = (logits > torch.log(u) - torch.log1p(-u)).to(x.dtype)
+        g = self._estimate(x, logits, u)
+        log_joint = self._log_joint(x, samples)
+        with torch.no_grad():
+            f_values = log_joint - self._log_likelihood(torch, samples, logits)
+        loss = log_joint.sum() * (-1.0 / n) - (logits * g).sum() * (1.0 / n)
+        return loss, f_values
+
+    def _update_baseline(self, x, f_values):
+        torch = self.torch
+        predicted = self._baseline(x)
+        residual = (f_values - self.c_mean) - predicted
+        self.c_opt.zero_grad()
+        (residual * residual).mean().backward()
+        r = f_values - predicted.detach()
+        a = 0.8 if self.c_steps else 0.0
+        self.c_mean = a * self.c_mean + (1 - a) * float(r.mean())
+        self.c_var = a * self.c_var + (1 - a) * float(((r - self.c_mean) ** 2).mean())
+        self.c_opt.step()
+        self.c_steps += 1
+        del torch
+
+    def step(self, x, u):
+        loss, f_values = self._loss(x, u)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        if self.estimator == "NVIL":
+            self._update_baseline(x, f_values)
+
+    def loss_and_grads(self, x, u):
+        loss, _ = self._loss(x, u)
+        self.opt.zero_grad()
+        loss.backward()
+        grads = [p.grad.numpy().copy() for p in self.params]
+        self.opt.zero_grad()
+        return loss.item(), grads
+
+
+MINIGRAD_MODELS = {"mlp": MinigradMLP, "lenet": MinigradLeNet}
+HAND_MODELS = {"mlp": HandMLP, "lenet": HandLeNet}  # workloads without one have no floor
+TORCH_MODELS: dict = {}  # kinds with their own PyTorch class (else TorchModel)
+MINIGRAD_MODELS["sbn"] = MinigradSBN
+TORCH_MODELS["sbn"] = TorchSBN
+
 # ============================================================================ parent
 def blas_name() -> str:
     import numpy as np
@@ -540,7 +732,8 @@ def run_cell(workload: str, threads: int, quick: bool, have_torch: bool) -> dict
     wl = WORKLOADS[workload]
     base = {"workload": workload, "threads": threads}
     res = run_worker({**base, "mode": "guard", "torch": have_torch})
-    impls = ["minigrad", "numpy"] + (["torch"] if have_torch and not res["torch_error"] else [])
+    impls = ["minigrad"] + (["numpy"] if wl["kind"] in HAND_MODELS else [])
+    impls += ["torch"] if have_torch and not res["torch_error"] else []
     steps = wl["quick_steps" if quick else "steps"]
     warmup = wl["quick_warmup" if quick else "warmup"]
     rounds = QUICK_ROUNDS if quick else ROUNDS

@@ -101,26 +101,29 @@ def breakdown(mg, batches, n: int):
     classes = [c for c in vars(F).values()
                if isinstance(c, type) and issubclass(c, T.Function) and c is not T.Function]
     for cls in classes:
-        original = cls.__dict__.get("forward")
-        if original is None:
-            continue
         if cls.__name__ in KERNEL_CLASSES:
             category = "kernels"
-        elif cls.__name__ == "MatMul":
+        elif cls.__name__ in ("MatMul", "Linear"):
             category = "BLAS (matmul)"
         else:
             category = "NumPy elementwise/reductions"
+        # The array form of backward is timed too (the kernels' backward is timed below).
+        methods = ["forward"] + ([] if cls.__name__ in KERNEL_CLASSES else ["backward_arrays"])
+        for method in methods:
+            original = cls.__dict__.get(method)
+            if original is None:
+                continue
 
-        def timed(self, *args, _f=original, _cat=category, _name=cls.__name__, **kwargs):
-            t0 = clock()
-            out = _f(self, *args, **kwargs)
-            dt = clock() - t0
-            acc[_cat] += dt
-            per_op[(phase[0], _name)] += dt
-            return out
+            def timed(self, *args, _f=original, _cat=category, _name=cls.__name__, **kwargs):
+                t0 = clock()
+                out = _f(self, *args, **kwargs)
+                dt = clock() - t0
+                acc[_cat] += dt
+                per_op[(phase[0], _name)] += dt
+                return out
 
-        saved.append((cls, "forward", original))
-        cls.forward = timed
+            saved.append((cls, method, original))
+            setattr(cls, method, timed)
     for name in KERNEL_FUNCS:
         original = getattr(F.kernels, name, None)
         if original is None or not name.endswith("backward"):
@@ -166,7 +169,8 @@ def breakdown(mg, batches, n: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Profile one minigrad training step.")
-    parser.add_argument("workload", choices=list(bench.WORKLOADS))
+    parser.add_argument("workload", choices=[w for w, wl in bench.WORKLOADS.items()
+                                             if wl["kind"] in ("mlp", "lenet")])
     parser.add_argument("--steps", type=int, default=None,
                         help="steps per measurement (default 500 for MLPs, 40 for LeNet)")
     parser.add_argument("--cprofile", action="store_true", help="also print a cProfile listing")

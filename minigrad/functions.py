@@ -17,11 +17,12 @@ import numpy as np
 from minigrad.tensor import Function, Tensor, as_tensor
 
 
-def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
+def unbroadcast(grad, shape: tuple[int, ...]):
     """Sum ``grad`` down to ``shape``: the adjoint of NumPy broadcasting.
 
-    Broadcasting adds leading axes and stretches size-1 axes; the gradient of a stretched
-    value is the sum over the copies it was stretched into.
+    Broadcasting adds leading axes and stretches size-1 axes; the gradient of a
+    stretched value is the sum over the copies it was stretched into. ``grad`` is a
+    Tensor (in ``backward``) or an array (in ``backward_arrays``); so is the result.
     """
     if grad.shape == shape:
         return grad
@@ -29,6 +30,9 @@ def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
     axes = tuple(range(extra)) + tuple(
         extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
     )
+    if isinstance(grad, np.ndarray):
+        summed = np.sum(grad, axis=axes, keepdims=True) if axes else grad
+        return summed.reshape(shape)
     if axes:
         grad = sum(grad, axis=axes, keepdims=True)
     return reshape(grad, shape)
@@ -61,6 +65,8 @@ class Add(Function):
         a, b = self.inputs
         return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
 
+    backward_arrays = backward
+
 
 class Sub(Function):
     """y = a - b;  da = g, db = -g."""
@@ -73,6 +79,11 @@ class Sub(Function):
     def backward(self, g):
         a, b = self.inputs
         db = unbroadcast(neg(g), b.shape) if self.needs_input_grad[1] else None
+        return unbroadcast(g, a.shape), db
+
+    def backward_arrays(self, g):
+        a, b = self.inputs
+        db = unbroadcast(np.negative(g), b.shape) if self.needs_input_grad[1] else None
         return unbroadcast(g, a.shape), db
 
 
@@ -88,6 +99,12 @@ class Mul(Function):
         db = unbroadcast(g * a, b.shape) if self.needs_input_grad[1] else None
         return da, db
 
+    def backward_arrays(self, g):
+        a, b = self.inputs
+        da = unbroadcast(g * b._data, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(g * a._data, b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
 
 class Div(Function):
     """y = a / b;  da = g / b, db = -g * y / b."""
@@ -99,6 +116,14 @@ class Div(Function):
         a, b = self.inputs
         da = unbroadcast(g / b, a.shape) if self.needs_input_grad[0] else None
         db = unbroadcast(-g * self.output / b, b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+    def backward_arrays(self, g):
+        a, b = self.inputs
+        da = unbroadcast(g / b._data, a.shape) if self.needs_input_grad[0] else None
+        db = None
+        if self.needs_input_grad[1]:
+            db = unbroadcast(-g * self.output._data / b._data, b.shape)
         return da, db
 
 
@@ -153,6 +178,16 @@ class PowConst(Function):
             return g * (2.0 * x)
         return g * (c * x ** (c - 1))
 
+    def backward_arrays(self, g):
+        x = self.inputs[0]._data
+        c = self.exponent
+        # The constants take x's dtype, as ``as_tensor(c, like=x)`` does on the Tensor path.
+        if c == 0:
+            return g * g.dtype.type(0.0)
+        if c == 2:
+            return g * (x.dtype.type(2.0) * x)
+        return g * (x.dtype.type(c) * np.power(x, c - 1))
+
 
 def _pair(a, b) -> tuple[Tensor, Tensor]:
     if isinstance(a, Tensor):
@@ -195,6 +230,9 @@ class Neg(Function):
     def backward(self, g):
         return neg(g)
 
+    def backward_arrays(self, g):
+        return np.negative(g)
+
 
 class Exp(Function):
     """y = exp(x);  dx = g * y."""
@@ -207,6 +245,9 @@ class Exp(Function):
     def backward(self, g):
         return g * self.output
 
+    def backward_arrays(self, g):
+        return g * self.output._data
+
 
 class Log(Function):
     """y = log(x);  dx = g / x."""
@@ -217,10 +258,25 @@ class Log(Function):
     def backward(self, g):
         return g / self.inputs[0]
 
+    def backward_arrays(self, g):
+        return g / self.inputs[0]._data
+
 
 def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    # exp(-logaddexp(0, -x)) = 1 / (1 + exp(-x)) without overflow warnings for large |x|.
-    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)): relative error below 2 eps wherever the result is a normal float.
+
+    For very negative x (below about -87.3 in float32) exp(-x) overflows to inf and the
+    result is 0 instead of a subnormal number below 1.2e-38 (the overflow warning is
+    silenced); log-probabilities go through :class:`LogSigmoid`, which has no such limit.
+    ``exp(-logaddexp(0, -x))`` keeps the subnormals but is 5 eps off in float32 and takes
+    about ten times as long (scalar libm calls).
+    """
+    with np.errstate(over="ignore"):
+        e = np.exp(np.negative(x))
+    if not isinstance(e, np.ndarray) or e.dtype.kind != "f":
+        return (1 / (1 + e)).astype(np.result_type(x, np.float16), copy=False)
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 class Sigmoid(Function):
@@ -235,6 +291,13 @@ class Sigmoid(Function):
         y = self.output
         return g * (y * (1 - y))
 
+    def backward_arrays(self, g):
+        y = self.output._data
+        dx = 1 - y  # the one new array; the products are taken in place
+        dx *= y
+        dx *= g
+        return dx
+
 
 class Tanh(Function):
     """y = tanh(x);  dx = g * (1 - y^2)."""
@@ -248,6 +311,13 @@ class Tanh(Function):
         y = self.output
         return g * (1 - y * y)
 
+    def backward_arrays(self, g):
+        y = self.output._data
+        dx = np.multiply(y, y, out=np.empty_like(y))  # an array even when y is 0-d
+        np.subtract(1, dx, out=dx)
+        dx *= g
+        return dx
+
 
 class ReLU(Function):
     """y = max(x, 0);  dx = g * [x > 0] (the derivative at 0 is taken to be 0)."""
@@ -258,15 +328,34 @@ class ReLU(Function):
     def backward(self, g):
         return g * Tensor(self.inputs[0].data > 0).astype(g.dtype)
 
+    def backward_arrays(self, g):
+        return np.multiply(g, self.inputs[0]._data > 0, dtype=g.dtype)
+
+
+def _softplus_array(x: np.ndarray) -> np.ndarray:
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow, relative error below
+    2 eps (``logaddexp(0, x)``, the same function, takes about seven times as long)."""
+    if x.ndim == 0 or x.dtype.kind != "f":
+        return np.logaddexp(0, x).astype(np.result_type(x, np.float16), copy=False)
+    t = np.abs(x)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    t += np.maximum(x, 0)
+    return t
+
 
 class Softplus(Function):
-    """y = log(1 + exp(x)), computed as logaddexp(0, x);  dx = g * sigmoid(x)."""
+    """y = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|));  dx = g * sigmoid(x)."""
 
     def forward(self, x):
-        return np.logaddexp(0, x).astype(x.dtype, copy=False)
+        return _softplus_array(x)
 
     def backward(self, g):
         return g * sigmoid(self.inputs[0])
+
+    def backward_arrays(self, g):
+        return g * _sigmoid_array(self.inputs[0]._data)
 
 
 class LogSigmoid(Function):
@@ -276,10 +365,14 @@ class LogSigmoid(Function):
     """
 
     def forward(self, x):
-        return np.negative(np.logaddexp(0, -x)).astype(x.dtype, copy=False)
+        y = _softplus_array(np.negative(x))
+        return np.negative(y, out=y) if isinstance(y, np.ndarray) else -y
 
     def backward(self, g):
         return g * sigmoid(neg(self.inputs[0]))
+
+    def backward_arrays(self, g):
+        return g * _sigmoid_array(np.negative(self.inputs[0]._data))
 
 
 class Abs(Function):
@@ -322,6 +415,9 @@ class Cast(Function):
 
     def backward(self, g):
         return cast(g, self.inputs[0].dtype)
+
+    def backward_arrays(self, g):
+        return g.astype(self.inputs[0].dtype)
 
 
 def neg(x: Tensor) -> Tensor:
@@ -442,6 +538,15 @@ class MatMul(Function):
             db = unbroadcast(matmul(swap_last(a), g), b.shape)
         return da, db
 
+    def backward_arrays(self, g):
+        a, b = self.inputs
+        da = db = None
+        if self.needs_input_grad[0]:
+            da = unbroadcast(np.matmul(g, np.swapaxes(b._data, -1, -2)), a.shape)
+        if self.needs_input_grad[1]:
+            db = unbroadcast(np.matmul(np.swapaxes(a._data, -1, -2), g), b.shape)
+        return da, db
+
 
 def swap_last(x: Tensor) -> Tensor:
     """Swap the last two axes (the matrix transpose of a batch of matrices)."""
@@ -462,6 +567,57 @@ def matmul(a, b) -> Tensor:
     if a.ndim == 1 and b.ndim == 1:
         return sum(mul(a, b)) if a.shape == b.shape else MatMul.apply(a, b)
     return MatMul.apply(a, b)
+
+
+class Linear(Function):
+    """y = x @ W + b, fused: rows x (N, I), weights W (I, O), bias b (O,).
+
+    dx = g @ W^T,  dW = x^T @ g,  db = sum_n g_n.
+
+    One Function instead of MatMul then Add: half the graph nodes, and the bias
+    gradient is one column sum instead of Sum then Reshape (``unbroadcast`` for the
+    Add). Without a bias the inputs are (x, W) and ``y = x @ W``.
+    """
+
+    reads_inputs = (True, True, False)  # the backward pass never reads b
+
+    def forward(self, x, w, b=None):
+        y = np.matmul(x, w)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, g):
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        dx = matmul(g, transpose(w)) if need[0] else None
+        dw = matmul(transpose(x), g) if need[1] else None
+        if len(self.inputs) == 2:
+            return dx, dw
+        db = sum(g, axis=0) if need[2] else None
+        return dx, dw, db
+
+    def backward_arrays(self, g):
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        dx = np.matmul(g, w._data.T) if need[0] else None
+        dw = np.matmul(x._data.T, g) if need[1] else None
+        if len(self.inputs) == 2:
+            return dx, dw
+        db = g.sum(axis=(0,)) if need[2] else None
+        return dx, dw, db
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """``x @ w + b``: one :class:`Linear` node for a 2-D ``x`` of ``w``'s dtype, else MatMul
+    and Add (same values)."""
+    x = as_tensor(x)
+    fused = (x.ndim == 2 and w.ndim == 2 and x.shape[1] == w.shape[0] and x.dtype == w.dtype
+             and (b is None or (b.shape == (w.shape[1],) and b.dtype == w.dtype)))
+    if not fused:
+        y = matmul(x, w)
+        return y if b is None else y + b
+    return Linear.apply(x, w) if b is None else Linear.apply(x, w, b)
 
 
 # ---------------------------------------------------------------------- reductions
@@ -502,6 +658,12 @@ class Sum(Function):
             g = reshape(g, _keepdims_shape(x.shape, self.axes))
         return broadcast_to(g, x.shape)
 
+    def backward_arrays(self, g):
+        x = self.inputs[0]
+        if not self.keepdims:
+            g = np.reshape(g, _keepdims_shape(x.shape, self.axes))
+        return np.broadcast_to(g, x.shape)
+
 
 class BroadcastTo(Function):
     """y = x stretched to a larger shape;  dx = unbroadcast(g)."""
@@ -513,6 +675,8 @@ class BroadcastTo(Function):
 
     def backward(self, g):
         return unbroadcast(g, self.inputs[0].shape)
+
+    backward_arrays = backward
 
 
 class Max(Function):
@@ -586,6 +750,9 @@ class Reshape(Function):
     def backward(self, g):
         return reshape(g, self.inputs[0].shape)
 
+    def backward_arrays(self, g):
+        return np.reshape(g, self.inputs[0].shape)
+
 
 class Transpose(Function):
     """y = x with its axes permuted;  dx = g permuted back."""
@@ -601,6 +768,9 @@ class Transpose(Function):
             return transpose(g, None)
         return transpose(g, tuple(np.argsort(self.axes)))
 
+    def backward_arrays(self, g):
+        return np.transpose(g, None if self.axes is None else tuple(np.argsort(self.axes)))
+
 
 class GetItem(Function):
     """y = x[index];  dx = zeros with g added at index (repeated indices add up)."""
@@ -613,6 +783,9 @@ class GetItem(Function):
 
     def backward(self, g):
         return IndexAdd.apply(g, index=self.index, shape=self.inputs[0].shape)
+
+    def backward_arrays(self, g):
+        return _index_add(g, self.index, self.inputs[0].shape)
 
 
 def _is_basic_index(index) -> bool:
@@ -629,15 +802,22 @@ class IndexAdd(Function):
 
     def forward(self, x, index, shape):
         self.index = index
-        out = np.zeros(shape, dtype=x.dtype)
-        if _is_basic_index(index):
-            out[index] = x  # basic indices never repeat an element
-        else:
-            np.add.at(out, index, x)
-        return out
+        return _index_add(x, index, shape)
 
     def backward(self, g):
         return getitem(g, self.index)
+
+    def backward_arrays(self, g):
+        return g[self.index]
+
+
+def _index_add(x: np.ndarray, index, shape) -> np.ndarray:
+    out = np.zeros(shape, dtype=x.dtype)
+    if _is_basic_index(index):
+        out[index] = x  # basic indices never repeat an element
+    else:
+        np.add.at(out, index, x)
+    return out
 
 
 class Concatenate(Function):
@@ -684,6 +864,13 @@ class Where(Function):
     def backward(self, g):
         a, b = self.inputs
         mask = Tensor(np.broadcast_to(self.cond, g.shape).astype(g.dtype))
+        da = unbroadcast(g * mask, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(g * (1 - mask), b.shape) if self.needs_input_grad[1] else None
+        return da, db
+
+    def backward_arrays(self, g):
+        a, b = self.inputs
+        mask = np.broadcast_to(self.cond, g.shape).astype(g.dtype)
         da = unbroadcast(g * mask, a.shape) if self.needs_input_grad[0] else None
         db = unbroadcast(g * (1 - mask), b.shape) if self.needs_input_grad[1] else None
         return da, db
@@ -758,6 +945,10 @@ class LogSoftmax(Function):
         probs = exp(self.output)
         return g - probs * sum(g, axis=self.axis, keepdims=True)
 
+    def backward_arrays(self, g):
+        probs = np.exp(self.output._data)
+        return g - probs * np.sum(g, axis=(self.axis,), keepdims=True)
+
 
 class Softmax(Function):
     """y = exp(x) / sum(exp(x)) along an axis;  dx = y * (g - sum(g * y))."""
@@ -772,6 +963,10 @@ class Softmax(Function):
     def backward(self, g):
         y = self.output
         return y * (g - sum(g * y, axis=self.axis, keepdims=True))
+
+    def backward_arrays(self, g):
+        y = self.output._data
+        return y * (g - np.sum(g * y, axis=(self.axis,), keepdims=True))
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -790,14 +985,21 @@ class SoftmaxCrossEntropy(Function):
     d z_n = w_n * (softmax(z_n) * sum_k t_nk - t_n);  d t_n = -w_n * log_softmax(z_n).
     """
 
+    saved_attributes = ("probs", "log_probs")
+
     def forward(self, logits, targets, reduction):
         self.reduction = reduction
-        shifted = logits - np.max(logits, axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        per_example = -np.sum(targets * log_probs, axis=1)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        total_e = e.sum(axis=1, keepdims=True)
+        log_probs = shifted - np.log(total_e)
+        # For backward_arrays: softmax(logits), computed as Softmax.forward does.
+        e /= total_e
+        self.probs, self.log_probs = e, log_probs
+        per_example = -(targets * log_probs).sum(axis=1)
         if reduction == "none":
             return per_example
-        total = np.sum(per_example)
+        total = per_example.sum()
         if reduction == "mean":
             total = total / logits.shape[0]
         return np.asarray(total, dtype=logits.dtype)
@@ -816,6 +1018,30 @@ class SoftmaxCrossEntropy(Function):
             dlogits = (softmax(logits, axis=1) * mass - targets) * w
         if self.needs_input_grad[1]:
             dtargets = log_softmax(logits, axis=1) * -w
+        return dlogits, dtargets
+
+    def backward_arrays(self, g):
+        """The same formulas with the probabilities the forward pass kept (the
+        Tensor form recomputes softmax(logits), to be differentiable again)."""
+        logits, targets = self.inputs
+        if self.reduction == "none":
+            w = np.reshape(g, (g.shape[0], 1))
+        elif self.reduction == "mean":
+            w = g * g.dtype.type(1.0 / logits.shape[0])
+        else:
+            w = g
+        dlogits = dtargets = None
+        if self.needs_input_grad[0]:
+            t = targets._data
+            mass = t.sum(axis=(1,), keepdims=True)
+            dlogits = self.probs * mass
+            if t.dtype == dlogits.dtype:  # in place (else promote, as in backward)
+                dlogits -= t
+                dlogits *= w
+            else:
+                dlogits = (dlogits - t) * w
+        if self.needs_input_grad[1]:
+            dtargets = self.log_probs * -w
         return dlogits, dtargets
 
 
@@ -886,12 +1112,15 @@ class Conv2d(Function):
         return out
 
     def backward(self, g):
+        dx, dw, db = self.backward_arrays(g.data)
+        return (Tensor(dx) if dx is not None else None), Tensor(dw), Tensor(db)
+
+    def backward_arrays(self, g):
         x, w, _ = self.inputs
-        dx, dw, db = kernels.conv2d_backward(
-            g.data, x.shape, self.cols, w.data, self.stride, self.padding,
+        return kernels.conv2d_backward(
+            g, x.shape, self.cols, w.data, self.stride, self.padding,
             need_dx=self.needs_input_grad[0],
         )
-        return (Tensor(dx) if dx is not None else None), Tensor(dw), Tensor(db)
 
 
 class MaxPool2d(Function):
@@ -910,8 +1139,10 @@ class MaxPool2d(Function):
         return out
 
     def backward(self, g):
-        x = self.inputs[0]
-        return Tensor(kernels.maxpool2d_backward(g.data, self.argmax, x.shape, self.size))
+        return Tensor(self.backward_arrays(g.data))
+
+    def backward_arrays(self, g):
+        return kernels.maxpool2d_backward(g, self.argmax, self.inputs[0].shape, self.size)
 
 
 def conv2d(x: Tensor, w: Tensor, b: Tensor, stride: int = 1, padding: int = 0) -> Tensor:

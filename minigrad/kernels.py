@@ -22,8 +22,10 @@ The fast path lowers the convolution to matrix products (im2col). Write ``K = C*
 
 The samples go through in blocks of a few hundred KiB of patches, so each block is still in
 cache when ``np.matmul`` (one batched BLAS call per block) reads it; the patches are rebuilt in
-the backward pass instead of being kept. The loops around the products are serial
-``numba.njit(cache=True)`` kernels (serial on purpose: BLAS already uses the cores).
+the backward pass instead of being kept. The loops around the products are
+``numba.njit(cache=True)`` kernels that loop over samples with ``numba.prange``; each is
+compiled twice, serially and with ``parallel=True``, and :data:`PARALLEL_KERNELS` says which
+parallel versions are used when Numba has more than one thread (see its comment).
 
 Each ``*_reference`` function is an independent NumPy formulation of the same maths (sliding
 windows and ``einsum``; the input gradient as a "full" correlation of the stride-dilated output
@@ -34,11 +36,16 @@ Float32 stays float32 and float64 stays float64; mixed inputs follow NumPy promo
 """
 from __future__ import annotations
 
+import os
+import types
+
 import numba
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
+    "adam_update",
+    "adam_update_reference",
     "col2im",
     "col2im_reference",
     "conv2d_backward",
@@ -164,7 +171,6 @@ def _pool_backward_inputs(where: str, grad_out, argmax, x_shape, size):
 
 
 # ---------------------------------------------------------------------- Numba kernels
-@numba.njit(cache=True)
 def _im2col_into(x, kh, kw, stride, padding, start, cols):
     """cols[n, (c*KH + i)*KW + j, oh*OW + ow] = xp[start + n, c, oh*s + i, ow*s + j] for the
     first C*KH*KW rows of each of the cols.shape[0] samples; further rows are left alone."""
@@ -172,19 +178,19 @@ def _im2col_into(x, kh, kw, stride, padding, start, cols):
     oh_ = (h + 2 * padding - kh) // stride + 1
     ow_ = (w + 2 * padding - kw) // stride + 1
     # One input plane stays in cache while its KH*KW rows are written.
-    for n in range(cols.shape[0]):
+    for n in numba.prange(cols.shape[0]):
         for c in range(c_):
             for i in range(kh):
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     if stride == 1 and padding == 0:
-                        # The common case, as plain row copies between 1-D views: Numba
-                        # vectorises these (about 1.5x faster than the general loop below).
+                        # The common case, as plain row copies without bounds tests, which
+                        # Numba vectorises. (Indices, not slices: a slice makes a view, and
+                        # views inside a parallel loop cost ~50x in reference counting.)
                         for oh in range(oh_):
-                            src = x[start + n, c, oh + i, j : j + ow_]
-                            dst = cols[n, row, oh * ow_ : (oh + 1) * ow_]
+                            base = oh * ow_
                             for ow in range(ow_):
-                                dst[ow] = src[ow]
+                                cols[n, row, base + ow] = x[start + n, c, oh + i, j + ow]
                         continue
                     for oh in range(oh_):
                         ih = oh * stride + i - padding
@@ -202,24 +208,22 @@ def _im2col_into(x, kh, kw, stride, padding, start, cols):
     return cols
 
 
-@numba.njit(cache=True)
 def _col2im_into(cols, kh, kw, stride, padding, start, dx):
     """Add the patch gradients cols[n] of samples start + n into the zero-initialised ``dx``
     (the adjoint of :func:`_im2col_into`); entries that fell in the padding are dropped."""
     _, c_, h, w = dx.shape
     oh_ = (h + 2 * padding - kh) // stride + 1
     ow_ = (w + 2 * padding - kw) // stride + 1
-    for n in range(cols.shape[0]):
+    for n in numba.prange(cols.shape[0]):  # samples write disjoint parts of dx
         for c in range(c_):
             for i in range(kh):
                 for j in range(kw):
                     row = (c * kh + i) * kw + j
                     if stride == 1 and padding == 0:
                         for oh in range(oh_):
-                            src = cols[n, row, oh * ow_ : (oh + 1) * ow_]
-                            dst = dx[start + n, c, oh + i, j : j + ow_]
+                            base = oh * ow_
                             for ow in range(ow_):
-                                dst[ow] += src[ow]
+                                dx[start + n, c, oh + i, j + ow] += cols[n, row, base + ow]
                         continue
                     for oh in range(oh_):
                         ih = oh * stride + i - padding
@@ -257,13 +261,12 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     return _col2im_into(cols, kh, kw, stride, padding, 0, dx)
 
 
-@numba.njit(cache=True)
 def _maxpool_forward(x, size):
     n_, c_, h, w = x.shape
     oh_, ow_ = h // size, w // size
     out = np.empty((n_, c_, oh_, ow_), dtype=x.dtype)
     argmax = np.empty((n_, c_, oh_, ow_), dtype=np.int64)
-    for n in range(n_):
+    for n in numba.prange(n_):
         for c in range(c_):
             for oh in range(oh_):
                 for ow in range(ow_):
@@ -292,12 +295,11 @@ def _maxpool_forward(x, size):
     return out, argmax
 
 
-@numba.njit(cache=True)
 def _maxpool_backward(g, argmax, size):
     n_, c_, oh_, ow_ = g.shape
     # Every element is written below, so no separate zero fill is needed.
     dx = np.empty((n_, c_, oh_ * size, ow_ * size), dtype=g.dtype)
-    for n in range(n_):
+    for n in numba.prange(n_):
         for c in range(c_):
             for oh in range(oh_):
                 for ow in range(ow_):
@@ -307,6 +309,57 @@ def _maxpool_backward(g, argmax, size):
                     k = argmax[n, c, oh, ow]
                     dx[n, c, oh * size + k // size, ow * size + k % size] = g[n, c, oh, ow]
     return dx
+
+
+def _compiled(fn, parallel: bool):
+    """``fn`` jitted serially, or with its ``prange`` loop over samples run in parallel.
+
+    The parallel version is a copy with its own name, so that Numba's on-disk cache keeps
+    the two compilations apart. Without JIT (``NUMBA_DISABLE_JIT=1``) both are ``fn``.
+    """
+    if not parallel:
+        return numba.njit(cache=True)(fn)
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    twin.__doc__ = fn.__doc__
+    return numba.njit(cache=True, parallel=True)(twin)
+
+
+# Each kernel body loops over samples with ``numba.prange``: a plain ``range`` when compiled
+# serially, split between Numba's threads when compiled with parallel=True.
+_KERNEL_BODIES = {
+    "im2col": _im2col_into,
+    "col2im": _col2im_into,
+    "maxpool_forward": _maxpool_forward,
+    "maxpool_backward": _maxpool_backward,
+}
+_SERIAL = {name: _compiled(fn, parallel=False) for name, fn in _KERNEL_BODIES.items()}
+_PARALLEL = {name: _compiled(fn, parallel=True) for name, fn in _KERNEL_BODIES.items()}
+_im2col_into = _SERIAL["im2col"]
+_col2im_into = _SERIAL["col2im"]
+_maxpool_forward = _SERIAL["maxpool_forward"]
+_maxpool_backward = _SERIAL["maxpool_backward"]
+
+# Which kernels run in parallel when Numba has more than one thread. The rule: only those
+# measured faster than their serial version (benchmarks/parallel_kernels.py, LeNet-5 shapes,
+# batch 128, 2 threads). On the 2-core development machine, shared with other work (load
+# average 8 to 9), each parallel kernel was about twice as fast in some runs and 20 to 60
+# times slower in others: a loop over samples waits for its slowest thread, and a thread
+# that waits for a busy core stalls it. So none is on by default. On a machine of your own,
+# run that script and list the kernels it finds faster, comma-separated, in the environment
+# variable MINIGRAD_PARALLEL_KERNELS (read when minigrad is imported).
+PARALLEL_KERNELS = frozenset(
+    name for name in os.environ.get("MINIGRAD_PARALLEL_KERNELS", "").replace(" ", "").split(",")
+    if name in _KERNEL_BODIES
+)
+
+
+def _kernel(name: str):
+    """The serial or the parallel version of a kernel, by the rule above."""
+    if name in PARALLEL_KERNELS and numba.get_num_threads() > 1:
+        return _PARALLEL[name]
+    return _SERIAL[name]
 
 
 # ---------------------------------------------------------------------- public kernels
@@ -356,11 +409,12 @@ def conv2d_forward(
     w_aug[:, k] = b
     out = np.empty((n, f, plane), dtype=x.dtype)
     block = _block_samples(k + 1, plane, x.itemsize, n)
+    im2col_into = _kernel("im2col")
     cols = np.empty((block, k + 1, plane), dtype=x.dtype)
     cols[:, k] = 1  # the bias row; im2col fills rows :k only
     for start in range(0, n, block):
         m = min(block, n - start)
-        patches = _im2col_into(x, kh, kw, stride, padding, start, cols[:m])
+        patches = im2col_into(x, kh, kw, stride, padding, start, cols[:m])
         np.matmul(w_aug, patches, out=out[start : start + m])
     return out.reshape(n, f, oh, ow), x
 
@@ -410,6 +464,7 @@ def conv2d_backward(
     g = np.ascontiguousarray(grad_out, dtype=dtype).reshape(n, f, plane)
     w2t = np.ascontiguousarray(w, dtype=dtype).reshape(f, k).T
     block = _block_samples(k + 1, plane, x.itemsize, n)
+    im2col_into, col2im_into = _kernel("im2col"), _kernel("col2im")
     cols_buf = np.empty((block, k + 1, plane), dtype=dtype)
     cols_buf[:, k] = 1  # so that the last column of the weight gradient is db
     dw_aug = np.zeros((f, k + 1), dtype=dtype)
@@ -419,11 +474,11 @@ def conv2d_backward(
     for start in range(0, n, block):
         m = min(block, n - start)
         g_block = g[start : start + m]
-        patches = _im2col_into(x, kh, kw, stride, padding, start, cols_buf[:m])
+        patches = im2col_into(x, kh, kw, stride, padding, start, cols_buf[:m])
         dw_aug += np.matmul(g_block, patches.transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
         if need_dx:
             np.matmul(w2t, g_block, out=dcols[:m])
-            _col2im_into(dcols[:m], kh, kw, stride, padding, start, dx)
+            col2im_into(dcols[:m], kh, kw, stride, padding, start, dx)
     return dx, dw_aug[:, :k].reshape(w.shape), np.ascontiguousarray(dw_aug[:, k])
 
 
@@ -440,7 +495,7 @@ def maxpool2d_forward(x: np.ndarray, size: int = 2) -> tuple[np.ndarray, np.ndar
     x = np.asarray(x)
     size, _, _ = _pool_geometry("maxpool2d_forward", x.shape, size)
     x = np.ascontiguousarray(x, dtype=_float_dtype("maxpool2d_forward", x))
-    return _maxpool_forward(x, size)
+    return _kernel("maxpool_forward")(x, size)
 
 
 def maxpool2d_backward(
@@ -457,7 +512,52 @@ def maxpool2d_backward(
         "maxpool2d_backward", grad_out, argmax, x_shape, size
     )
     g = np.ascontiguousarray(grad_out, dtype=_float_dtype("maxpool2d_backward", grad_out))
-    return _maxpool_backward(g, np.ascontiguousarray(argmax, dtype=np.int64), size)
+    return _kernel("maxpool_backward")(g, np.ascontiguousarray(argmax, dtype=np.int64), size)
+
+
+# ---------------------------------------------------------------------- Adam, fused
+@numba.njit(cache=True, error_model="numpy")  # IEEE division, no zero test: vectorisable
+def _adam_update(p, g, m, v, b1, c1, b2, c2, step_size, eps_hat):
+    for i in range(p.size):
+        mi = m[i] * b1 + g[i] * c1
+        vi = v[i] * b2 + (g[i] * g[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        p[i] -= (mi * step_size) / (np.sqrt(vi) + eps_hat)
+
+
+def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, b1: float,
+                b2: float, step_size: float, eps_hat: float) -> bool:
+    """One Adam update of ``p``, ``m`` and ``v`` in place, in one pass over the arrays:
+
+    m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2;   p -= step_size m / (sqrt(v) + eps_hat)
+
+    with every constant rounded to the arrays' dtype first, so that the result is the same,
+    bit for bit, as :func:`adam_update_reference` (NumPy, one array pass per operation).
+    Applies only to C-contiguous writable float arrays of one dtype and shape, and returns
+    False (changing nothing) otherwise, or when Numba is disabled (the loop would then run
+    in Python): the caller then uses the reference.
+    """
+    dtype = p.dtype
+    if (numba.config.DISABLE_JIT or dtype not in _FLOATS or not p.flags.writeable
+            or any(a.dtype != dtype or a.shape != p.shape or not a.flags.c_contiguous
+                   for a in (p, g, m, v))
+            or not (m.flags.writeable and v.flags.writeable)):
+        return False
+    c = dtype.type
+    _adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), c(b1), c(1 - b1),
+                 c(b2), c(1 - b2), c(step_size), c(eps_hat))
+    return True
+
+
+def adam_update_reference(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+                          b1: float, b2: float, step_size: float, eps_hat: float) -> None:
+    """NumPy twin of :func:`adam_update` (``m``, ``v`` and ``p`` updated in place)."""
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    p -= step_size * m / (np.sqrt(v) + eps_hat)
 
 
 # ---------------------------------------------------------------------- NumPy reference twins

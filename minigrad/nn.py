@@ -277,8 +277,7 @@ class Linear(Module):
                 f"Linear({self.in_features}, {self.out_features}) got input of shape "
                 f"{x.shape}: its last dimension must be {self.in_features}"
             )
-        y = x @ self.weight
-        return y + self.bias if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features})"

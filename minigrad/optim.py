@@ -4,6 +4,10 @@ They update ``p.data`` with NumPy: the update is not part of any graph, but it c
 in-place change of the parameter, so a graph recorded before the step refuses to run its
 backward pass afterwards (see :mod:`minigrad.tensor`).
 
+The updates work in place, in scratch arrays kept from step to step (one or two per
+parameter, never saved), so a steady-state step allocates no new parameter-sized arrays; the
+arithmetic is the same, in the same order, as the plain NumPy expressions in the docstrings.
+
 State is kept per parameter, as in PyTorch: Adam's step count and moments advance only on
 steps where that parameter had a gradient. ``state_dict()`` / ``load_state_dict()`` save and
 restore it (with the hyperparameters), so a run resumed from a checkpoint takes exactly the
@@ -16,6 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from minigrad import kernels
 from minigrad.tensor import Tensor
 
 
@@ -72,10 +77,18 @@ class Optimizer:
         if not (lr > 0 and np.isfinite(lr)):
             raise ValueError(f"{name}: learning rate must be positive and finite, got {lr}")
         self.lr = lr
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def _scratch(self, i: int, p: Tensor, k: int = 0) -> np.ndarray:
+        """Scratch array number ``k`` of parameter ``i`` (made on first use, then reused)."""
+        bufs = self._buffers.get((i, k))
+        if bufs is None or bufs.shape != p.shape or bufs.dtype != p.dtype:
+            bufs = self._buffers[(i, k)] = np.empty(p.shape, p.dtype)
+        return bufs
 
     def step(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -143,7 +156,7 @@ class SGD(Optimizer):
         self.state = [{"velocity": np.zeros_like(p.data)} for p in self.params]
 
     def step(self) -> None:
-        for p, s in zip(self.params, self.state):
+        for i, (p, s) in enumerate(zip(self.params, self.state)):
             if p.grad is None:
                 continue
             g = p.grad.data
@@ -154,7 +167,10 @@ class SGD(Optimizer):
                 v *= self.momentum
                 v += g
                 g = v
-            p._sub_(self.lr * g)
+            if g.dtype != p.dtype or g.shape != p.shape:
+                p._sub_(self.lr * g)
+                continue
+            p._sub_(np.multiply(g, self.lr, out=self._scratch(i, p)))
 
 
 class Adam(Optimizer):
@@ -191,7 +207,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         b1, b2 = self.betas
-        for p, s in zip(self.params, self.state):
+        for i, (p, s) in enumerate(zip(self.params, self.state)):
             if p.grad is None:
                 continue
             s["step"] = t = s["step"] + 1
@@ -200,8 +216,26 @@ class Adam(Optimizer):
             eps_hat = float(self.eps * np.sqrt(1 - b2 ** t))
             g = p.grad.data
             m, v = s["m"], s["v"]
+            # One fused pass (a Numba kernel) where it applies; the same numbers either way.
+            if kernels.adam_update(p.data, g, m, v, b1, b2, step_size, eps_hat):
+                continue
+            if g.dtype != p.dtype or g.shape != p.shape:
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * (g * g)
+                p._sub_(step_size * m / (np.sqrt(v) + eps_hat))
+                continue
+            # The same arithmetic in two scratch arrays: m <- b1 m + (1 - b1) g, ...
+            a, c = self._scratch(i, p, 0), self._scratch(i, p, 1)
             m *= b1
-            m += (1 - b1) * g
+            m += np.multiply(g, 1 - b1, out=a)
             v *= b2
-            v += (1 - b2) * (g * g)
-            p._sub_(step_size * m / (np.sqrt(v) + eps_hat))
+            np.multiply(g, g, out=a)
+            a *= 1 - b2
+            v += a
+            np.sqrt(v, out=c)
+            c += eps_hat
+            np.multiply(m, step_size, out=a)
+            a /= c
+            p._sub_(a)

@@ -10,6 +10,13 @@ higher-order gradients, which REBAR and RELAX need.
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
 
+What a real engine does: when no graph of the backward pass is recorded (the usual
+``loss.backward()``), building a Tensor for every intermediate gradient only costs time. A
+Function may then define ``backward_arrays``, the same maths on plain arrays (its result
+must equal ``backward``'s, and the tests check that it does); the pass runs on arrays and
+wraps only the gradients it hands out. With ``create_graph=True``, or for a Function without
+``backward_arrays``, ``backward`` runs on Tensors as described above.
+
 Saved values are protected (PyTorch does this with a version counter on each tensor). The
 array of every leaf tensor (a parameter, an input) whose values the backward pass of a
 recorded Function reads is made read-only while the graph is alive, so a NumPy write into it
@@ -26,12 +33,49 @@ garbage-collected.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import os
 import weakref
 from typing import Sequence
 
 import numpy as np
 
 _grad_enabled = True
+
+
+# ---------------------------------------------------------------------- memory
+# glibc returns a freed block of more than a few MiB straight to the kernel (mmap/munmap), and
+# the next array of that size comes back as fresh pages that the kernel zero-fills one page
+# fault at a time: a LeNet-5 step at batch 128 took ~3,900 page faults and ~40% of its time
+# doing that. These thresholds keep freed memory in the process for reuse. The values are
+# the largest glibc accepts for mmap (32 MiB) and a trim threshold that keeps 256 MiB.
+_MMAP_THRESHOLD = 32 * 1024 * 1024
+_TRIM_THRESHOLD = 256 * 1024 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to reuse freed memory instead of handing it back to the kernel.
+
+    A process-wide setting, applied once when minigrad is imported; ``MINIGRAD_MALLOPT=0``
+    turns it off. Returns whether it was applied (False where the C library is not glibc,
+    on macOS and Windows say, where this does nothing).
+    """
+    if os.environ.get("MINIGRAD_MALLOPT", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+    return mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 and ok
+
+
+_ALLOCATOR_TUNED = keep_freed_memory()
 
 
 def is_grad_enabled() -> bool:
@@ -95,43 +139,45 @@ class _Lock:
     Each leaf's array is made read-only (if it was writable), and the array object is kept
     so that backward can tell whether the leaf's ``.data`` was replaced since. Released by
     the backward pass that frees the node, or when a graph dropped without a backward pass
-    is garbage-collected.
+    is garbage-collected. (This runs on every recorded operation with a leaf input, so it is
+    written for speed: a few list and dict operations per leaf.)
     """
 
-    __slots__ = ("saved", "arrays")
+    __slots__ = ("leaves", "saved", "arrays")
 
-    def __init__(self, inputs):
-        self.saved = saved = []
-        self.arrays = arrays = []
-        for t in inputs:
-            if t._ctx is not None:
-                continue
-            a = t._data
-            saved.append((t, a))
+    def __init__(self, leaves: list[Tensor]):
+        self.leaves = leaves
+        self.saved = saved = [t._data for t in leaves]
+        arrays = []
+        counts = _lock_counts
+        for a in saved:
             key = id(a)
-            if key in _lock_counts:
-                _lock_counts[key] += 1
+            count = counts.get(key)
+            if count is not None:
+                counts[key] = count + 1
             elif a.flags.writeable:
                 a.setflags(write=False)
-                _lock_counts[key] = 1
+                counts[key] = 1
             else:
                 continue  # read-only for its own reasons (a broadcast view, say)
             arrays.append(a)
+        self.arrays = arrays
 
     def changed(self) -> Tensor | None:
         """A leaf whose ``.data`` is no longer the array the forward pass used, if any."""
-        for t, a in self.saved:
+        for t, a in zip(self.leaves, self.saved):
             if t._data is not a:
                 return t
         return None
 
     def release(self) -> None:
         arrays, self.arrays = self.arrays, ()
+        counts = _lock_counts
         for a in arrays:
             key = id(a)
-            count = _lock_counts.pop(key, 1) - 1
+            count = counts.pop(key, 1) - 1
             if count > 0:
-                _lock_counts[key] = count
+                counts[key] = count
                 continue
             try:
                 a.setflags(write=True)
@@ -529,6 +575,10 @@ class Function:
     Inside ``backward`` the inputs are ``self.inputs`` (Tensors), the output is
     ``self.output`` and ``self.needs_input_grad[i]`` says whether input ``i`` wants a
     gradient. ``backward`` returns one gradient (or None) per input.
+
+    Optionally, ``def backward_arrays(self, g: np.ndarray)``: the same maths on arrays, for
+    backward passes that record no graph (see the module docstring). It must give the same
+    numbers as ``backward`` and may not change ``g`` in place (another input may share it).
     """
 
     inputs: tuple[Tensor, ...]
@@ -539,8 +589,11 @@ class Function:
     # Names of extra arrays ``forward`` keeps for ``backward`` (dropped when the graph is freed).
     saved_attributes: tuple[str, ...] = ()
     # False for Functions whose backward never reads the values of their inputs (only their
-    # shapes, or the output): their inputs need no protection against in-place changes.
-    reads_inputs = True
+    # shapes, or the output): their inputs need no protection against in-place changes. A
+    # tuple of bools says it per input (inputs past its end are not read).
+    reads_inputs: bool | tuple[bool, ...] = True
+    # The array form of ``backward`` (a method taking and returning arrays), or None.
+    backward_arrays = None
     _freed = False
     _locked: _Lock | None = None
 
@@ -549,17 +602,20 @@ class Function:
         ctx = cls()
         out = _wrap(ctx.forward(*[t._data for t in inputs], **params))
         if _grad_enabled:
-            needs = tuple(t.requires_grad for t in inputs)
-            if any(needs):
+            needs = tuple([t.requires_grad for t in inputs])
+            if True in needs:
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs
                 ctx._output_ref = weakref.ref(out)
                 # Leaves are what users hold and write into (parameters, inputs).
-                if cls.reads_inputs:
-                    for t in inputs:
-                        if t._ctx is None:
-                            ctx._locked = _Lock(inputs)
-                            break
+                reads = cls.reads_inputs
+                if reads:
+                    if reads is not True:  # a tuple: which inputs backward reads
+                        reads = [t for t, r in zip(inputs, reads) if r]
+                    leaves = [t for t in (inputs if reads is True else reads)
+                              if t._ctx is None]
+                    if leaves:
+                        ctx._locked = _Lock(leaves)
                 out.requires_grad = True
                 out._ctx = ctx
         return out
@@ -647,6 +703,15 @@ def _own(g: Tensor, handed: set[int]) -> Tensor:
     return g
 
 
+def _own_array(a: np.ndarray, handed: set[int]) -> np.ndarray:
+    """:func:`_own` for the array pass: ``a``, or a copy when it is not ``a``'s to give."""
+    flags = a.flags
+    if not (flags.writeable and flags.c_contiguous) or _root(a) in handed:
+        a = np.array(a, order="C")
+    handed.add(_root(a))
+    return a
+
+
 def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
 
@@ -655,20 +720,24 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     order: list[Tensor] = []
     visited: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    push, pop = stack.append, stack.pop
     while stack:
-        node, expanded = stack.pop()
+        node, expanded = pop()
         if expanded:
             order.append(node)
             continue
-        if id(node) in visited:
+        key = id(node)
+        if key in visited:
             continue
-        visited.add(id(node))
-        stack.append((node, True))
+        visited.add(key)
         ctx = node._ctx
-        if ctx is not None:
-            for parent in ctx.inputs:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        if ctx is None:  # a leaf depends on nothing: it is done at once
+            order.append(node)
+            continue
+        push((node, True))
+        for parent in ctx.inputs:
+            if parent.requires_grad and id(parent) not in visited:
+                push((parent, False))
     return order
 
 
@@ -678,13 +747,17 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
     With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
     gradients of ``inputs`` are returned (and no ``.grad`` is touched), and only the part of
     the graph between the outputs and those inputs is walked. Unless ``retain_graph``, every
-    Function walked through is freed.
+    Function walked through is freed. Without ``create_graph`` the pass runs on arrays
+    (:func:`_backward_step_arrays`), otherwise on Tensors (:func:`_backward_step`).
     """
     wanted = None if inputs is None else {id(t) for t in inputs}
     results: dict[int, Tensor] = {}
-    pending: dict[int, Tensor] = {}
+    pending: dict = {}  # id(tensor) -> its gradient so far (an array on the array pass)
     handed = {_root(g._data) for g in grad_outputs}  # seeds belong to the caller
+    on_arrays = not create_graph
     for out, g in zip(outputs, grad_outputs):
+        if on_arrays:
+            g = g._data
         pending[id(out)] = pending[id(out)] + g if id(out) in pending else g
     order = _toposort(outputs)
     leads = None  # with inputs given: the tensors from which some input can be reached
@@ -700,19 +773,27 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
             if g is None:
                 continue
             if wanted is not None and id(node) in wanted:
-                results[id(node)] = _own(g, handed)
+                results[id(node)] = (_wrap(_own_array(g, handed)) if on_arrays
+                                     else _own(g, handed))
             ctx = node._ctx
             if ctx is None:
                 if wanted is None:
-                    node.grad = _own(g, handed) if node.grad is None else node.grad + g
+                    if on_arrays:
+                        node.grad = _wrap(_own_array(g, handed) if node.grad is None
+                                          else node.grad._data + g)
+                    else:
+                        node.grad = _own(g, handed) if node.grad is None else node.grad + g
                 continue
             if leads is not None and not any(id(p) in leads for p in ctx.inputs):
                 continue
             lock = ctx._locked
             if ctx._freed or (lock is not None and lock.changed() is not None):
                 ctx._check_saved()  # raises, saying what happened
-            ctx._check_double_backward()
-            grads = ctx.backward(g)
+            if on_arrays:
+                grads = _backward_step_arrays(ctx, g)
+            else:
+                ctx._check_double_backward()
+                grads = ctx.backward(g)
             if not retain_graph:  # free the node (Function._free, inlined: this loop is hot)
                 ctx._freed = True
                 if lock is not None:
@@ -734,10 +815,38 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                     )
                 if pg.dtype != parent.dtype:
                     # A float32 value next to a float64 constant still gets float32 grads.
-                    pg = F.cast(pg, parent.dtype)
+                    pg = pg.astype(parent.dtype) if on_arrays else F.cast(pg, parent.dtype)
                 key = id(parent)
                 pending[key] = pending[key] + pg if key in pending else pg
     return results
+
+
+_ARRAY_FORM: dict[type, bool] = {}  # Function class -> whether to use its backward_arrays
+
+
+def _has_array_form(cls: type) -> bool:
+    """Whether ``cls.backward_arrays`` is the array form of the ``backward`` that would run:
+    not when a subclass overrides ``backward`` alone (its own maths wins)."""
+    ok = _ARRAY_FORM.get(cls)
+    if ok is None:
+        def owner(name):
+            return next(c for c in cls.__mro__ if name in c.__dict__)
+
+        ok = cls.backward_arrays is not None and issubclass(owner("backward_arrays"),
+                                                             owner("backward"))
+        _ARRAY_FORM[cls] = ok
+    return ok
+
+
+def _backward_step_arrays(ctx: Function, g: np.ndarray):
+    """One Function's backward on the array pass: ``backward_arrays`` where the Function has
+    it, else its Tensor ``backward`` (recording nothing) with the results unwrapped."""
+    if _has_array_form(type(ctx)):
+        return ctx.backward_arrays(g)
+    grads = ctx.backward(_wrap(g))
+    if isinstance(grads, tuple):
+        return tuple(None if pg is None else pg._data for pg in grads)
+    return None if grads is None else grads._data
 
 
 def grad(

@@ -1,0 +1,117 @@
+"""The parallel versions of the sample loops (``numba.prange`` compiled with parallel=True)
+against the serial kernels and the NumPy twins, run with two Numba threads; and the rule that
+picks between them."""
+from __future__ import annotations
+
+import numpy as np
+
+from minigrad import kernels as K
+from test_kernels import run_python
+
+
+def test_parallel_kernels_equal_the_serial_ones_and_the_twins_with_two_threads():
+    code = """
+        import numba
+        import numpy as np
+        from minigrad import kernels as K
+
+        assert numba.get_num_threads() == 2
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal((9, 3, 8, 8)).astype(dtype)
+            for stride, padding in [(1, 0), (2, 1)]:
+                oh = (8 + 2 * padding - 3) // stride + 1
+                out = {}
+                for name, table in (("serial", K._SERIAL), ("parallel", K._PARALLEL)):
+                    cols = np.empty((9, 27, oh * oh), dtype)
+                    table["im2col"](x, 3, 3, stride, padding, 0, cols)
+                    dx = np.zeros_like(x)
+                    table["col2im"](cols, 3, 3, stride, padding, 0, dx)
+                    out[name] = (cols, dx)
+                ref = K.im2col_reference(x, 3, 3, stride, padding)
+                np.testing.assert_array_equal(out["parallel"][0], ref)
+                np.testing.assert_array_equal(out["parallel"][0], out["serial"][0])
+                np.testing.assert_array_equal(out["parallel"][1], out["serial"][1])
+                np.testing.assert_allclose(
+                    out["parallel"][1], K.col2im_reference(ref, x.shape, 3, 3, stride, padding),
+                    rtol=1e-5)
+            p = np.maximum(x, 0)  # tied zeros in many windows
+            pooled, argmax = K._PARALLEL["maxpool_forward"](p, 2)
+            pooled_ref, argmax_ref = K.maxpool2d_forward_reference(p, 2)
+            np.testing.assert_array_equal(pooled, pooled_ref)
+            np.testing.assert_array_equal(argmax, argmax_ref)
+            g = rng.standard_normal(pooled.shape).astype(dtype)
+            np.testing.assert_array_equal(
+                K._PARALLEL["maxpool_backward"](g, argmax, 2),
+                K.maxpool2d_backward_reference(g, argmax_ref, p.shape, 2))
+        # The public kernels with every parallel version switched on.
+        K.PARALLEL_KERNELS = frozenset(K._PARALLEL)
+        w = rng.standard_normal((4, 3, 3, 3))
+        b = rng.standard_normal(4)
+        xs = rng.standard_normal((9, 3, 8, 8))
+        out, saved = K.conv2d_forward(xs, w, b, 1, 0)
+        ref, saved_ref = K.conv2d_forward_reference(xs, w, b, 1, 0)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+        g = rng.standard_normal(out.shape)
+        for a, r in zip(K.conv2d_backward(g, xs.shape, saved, w, 1, 0),
+                        K.conv2d_backward_reference(g, xs.shape, saved_ref, w, 1, 0)):
+            np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10)
+        print("parallel ok")
+    """
+    result = run_python(code, NUMBA_NUM_THREADS="2", NUMBA_DISABLE_JIT="0")
+    assert result.returncode == 0, result.stderr
+    assert "parallel ok" in result.stdout
+
+
+def test_a_kernel_runs_in_parallel_only_if_listed_and_given_threads(monkeypatch):
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(K, "PARALLEL_KERNELS", frozenset({"im2col"}))
+    assert K._kernel("im2col") is K._PARALLEL["im2col"]
+    assert K._kernel("col2im") is K._SERIAL["col2im"]
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 1)
+    assert K._kernel("im2col") is K._SERIAL["im2col"]
+
+
+def test_every_parallel_kernel_has_a_serial_twin_of_the_same_maths():
+    assert set(K._PARALLEL) == set(K._SERIAL) == set(K._KERNEL_BODIES)
+    assert K.PARALLEL_KERNELS <= set(K._PARALLEL)
+    x = np.random.default_rng(1).standard_normal((2, 1, 4, 4))
+    np.testing.assert_array_equal(K._SERIAL["maxpool_forward"](x, 2)[0],
+                                  K.maxpool2d_forward_reference(x, 2)[0])
+
+
+def test_parallel_kernels_are_chosen_from_the_environment():
+    code = """
+        from minigrad import kernels as K
+        assert K.PARALLEL_KERNELS == {"im2col", "maxpool_backward"}, K.PARALLEL_KERNELS
+        print("chosen")
+    """
+    result = run_python(code, MINIGRAD_PARALLEL_KERNELS="im2col, maxpool_backward,unknown")
+    assert result.returncode == 0, result.stderr
+    assert "chosen" in result.stdout
+
+
+def test_fused_adam_update_equals_its_numpy_twin_bit_for_bit():
+    rng = np.random.default_rng(2)
+    for dtype in (np.float32, np.float64):
+        p = rng.standard_normal((7, 5)).astype(dtype)
+        m = rng.standard_normal((7, 5)).astype(dtype) * 0.1
+        v = rng.random((7, 5)).astype(dtype) * 0.01
+        fused = [a.copy() for a in (p, m, v)]
+        for t in range(1, 4):
+            g = rng.standard_normal((7, 5)).astype(dtype)
+            step, eps_hat = 1e-3 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t), 1e-8
+            assert K.adam_update(fused[0], g, fused[1], fused[2], 0.9, 0.999, step, eps_hat)
+            K.adam_update_reference(p, g, m, v, 0.9, 0.999, step, eps_hat)
+            for a, b in zip(fused, (p, m, v)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_fused_adam_update_declines_what_it_cannot_do_in_place():
+    p = np.ones((4, 3), np.float32)
+    g = np.ones((3, 4), np.float32).T  # not C-contiguous
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    assert not K.adam_update(p, g, m, v, 0.9, 0.999, 1e-3, 1e-8)
+    p.setflags(write=False)
+    assert not K.adam_update(p, np.ones_like(p), m, v, 0.9, 0.999, 1e-3, 1e-8)
+    assert np.all(m == 0) and np.all(v == 0)
