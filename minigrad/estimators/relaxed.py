@@ -60,7 +60,7 @@ from minigrad.tensor import Tensor, enable_grad, grad
 __all__ = [
     "LOG_HALF", "concrete_relaxation", "muprop_relaxation", "hard_sample", "logistic_sample",
     "conditional_logistic_sample", "coupled_noise", "relaxed_correction", "rebar",
-    "rebar_parts", "relax", "RelaxSurrogate",
+    "rebar_parts", "relax", "relax_parts", "RelaxSurrogate",
 ]
 
 #: ``log 0.5``: the papers' temperature ``lambda = 0.5``.
@@ -201,6 +201,22 @@ def rebar(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, eta=1.0, log_la
     return reinforce_part + eta * correction
 
 
+def relax_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam,
+                surrogate_net, *, relaxation: Relaxation = concrete_relaxation,
+                baseline=None, f_relaxed: Objective | None = None) -> tuple[Tensor, Tensor]:
+    """RELAX as two parts, ``g = reinforce_part + correction`` (see :func:`rebar_parts`),
+    with ``c_phi(z) = f_relaxed(sigma_lambda(z)) + surrogate_net(z)``."""
+    f_relaxed = f if f_relaxed is None else f_relaxed
+    b = hard_sample(a, u, "relax")
+    reinforce_part = reinforce_from_sample(Tensor(a.data), b, f(Tensor(b)), baseline)
+
+    def control(z: Tensor, x: Tensor) -> Tensor:
+        lam = F.exp(log_lam) if isinstance(log_lam, Tensor) else math.exp(log_lam)
+        return f_relaxed(relaxation(z, x, lam)) + surrogate_net(z)
+
+    return reinforce_part, relaxed_correction(a, control, u, v, create_graph=True)
+
+
 def relax(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam, surrogate_net,
           *, relaxation: Relaxation = concrete_relaxation, baseline=None,
           f_relaxed: Objective | None = None) -> Tensor:
@@ -211,15 +227,10 @@ def relax(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam, surrog
     ``surrogate_net`` is ``r_rho`` (maps ``z`` to one value per row, e.g.
     :class:`RelaxSurrogate`); ``phi = (log_lam, rho)`` is trained on ``mean(g^2)``.
     """
-    f_relaxed = f if f_relaxed is None else f_relaxed
-    b = hard_sample(a, u, "relax")
-    reinforce_part = reinforce_from_sample(Tensor(a.data), b, f(Tensor(b)), baseline)
-
-    def control(z: Tensor, x: Tensor) -> Tensor:
-        lam = F.exp(log_lam) if isinstance(log_lam, Tensor) else math.exp(log_lam)
-        return f_relaxed(relaxation(z, x, lam)) + surrogate_net(z)
-
-    return reinforce_part + relaxed_correction(a, control, u, v, create_graph=True)
+    reinforce_part, correction = relax_parts(
+        a, f, u, v, log_lam, surrogate_net, relaxation=relaxation, baseline=baseline,
+        f_relaxed=f_relaxed)
+    return reinforce_part + correction
 
 
 class RelaxSurrogate(Module):
