@@ -377,8 +377,12 @@ class _RelaxedControlVariate:
             signal = correction = 0.0
             for i, lg in enumerate(logits):
                 a_i, h_i = self._parts(model, x, logits, samples, u, c, lam, i)
-                signal = signal + (lg * a_i).sum()
-                correction = correction + (lg * h_i).sum()
+                # zero in value, the logits' Jacobian in gradient: the parts reach the
+                # parameters only through the logits, never through their own dependence
+                # on the encoder (a relaxed layer below runs through its weights)
+                through_logits = lg - lg.detach()
+                signal = signal + (through_logits * a_i).sum()
+                correction = correction + (through_logits * h_i).sum()
             a_p = _grad_retaining(signal, encoder, create_graph=True)
             b_p = _grad_retaining(correction, encoder, create_graph=True)
             etas = ([2.0 * F.sigmoid(w) for w in self.eta_logits] if self.eta_logits
@@ -545,8 +549,11 @@ def _main(argv=None) -> None:
                        n_layers=args.layers, nonlinear=args.nonlinear, lr=args.lr,
                        record_every=args.record_every, eval_examples=args.eval_examples,
                        seed=args.seed)
-    command = "python -m minigrad.experiments.sbn " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--log" in words:   # where the progress goes is not part of the experiment
+        at = words.index("--log")
+        del words[at:at + 2]
+    command = "python -m minigrad.experiments.sbn " + " ".join(words)
     record_sbn_run(config, args.out, command, args.log)
 
 
