@@ -88,7 +88,9 @@ def _logit_of_complement(u: np.ndarray, dtype) -> np.ndarray:
 
 def hard_sample(a: Tensor, u: np.ndarray, who: str = "hard_sample") -> np.ndarray:
     """``b = H(a + logit(1 - u)) = 1[u < sigmoid(a)]`` as an array in the logits' dtype."""
-    u = checks.uniform_noise(u, a.shape, who)
+    # u = 1 can come from rounding uniforms to float32: then z = -inf and b = 0, as in the
+    # SBN's sampler, so only the shape is checked
+    u = checks.noise_of_shape(u, a.shape, who)
     return (a.data + _logit_of_complement(u, a.dtype) > 0).astype(a.dtype)
 
 
@@ -113,7 +115,9 @@ def conditional_logistic_sample(a: Tensor, b: np.ndarray, v: np.ndarray) -> Tens
     lower_rest = theta + one_minus * (1.0 - v)
     v_prime = b * upper + (1.0 - b) * lower
     rest = b * upper_rest + (1.0 - b) * lower_rest
-    return a + F.log(v_prime) - F.log(rest)
+    # v = 1 (or u = 0, whose z is infinite) rounds 1 - v' to 0: keep the log finite there
+    tiny = float(np.finfo(a.dtype).tiny)
+    return a + F.log(F.clip(v_prime, tiny)) - F.log(F.clip(rest, tiny))
 
 
 def coupled_noise(a: Tensor, u: np.ndarray) -> np.ndarray:
