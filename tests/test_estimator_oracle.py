@@ -27,6 +27,8 @@ from minigrad.estimators.exact import (exact_expectation, exact_expectation_cate
                                        exact_gradient, exact_gradient_categorical)
 from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
                                         st_hardmax_estimate, straight_through_categorical)
+from minigrad.estimators.relaxed import (RelaxSurrogate, concrete_relaxation, coupled_noise,
+                                         rebar, relax)
 from minigrad.estimators.score_function import (MovingAverageBaseline, ReinforceNeuron,
                                                 VarianceAdjustingBaseline, bernoulli_sample,
                                                 reinforce, reinforce_categorical)
@@ -119,6 +121,17 @@ ESTIMATORS = {
                              noise="per logit"),
     "Gumbel-softmax, relaxed": Row(gumbel_softmax_estimate, CATEGORICAL, False,
                                    noise="per logit"),
+    "REBAR": Row(lambda a, f, u: rebar(a, f, u, coupled_noise(a, u)), BERNOULLI, True),
+    "REBAR, independent v": Row(lambda a, f, u: rebar(
+        a, f, u, np.random.default_rng(17).random(a.shape)), BERNOULLI, True),
+    "REBAR, Concrete relaxation": Row(lambda a, f, u: rebar(
+        a, f, u, coupled_noise(a, u), relaxation=concrete_relaxation), BERNOULLI, True),
+    "dynamic REBAR": Row(lambda a, f, u: rebar(
+        a, f, u, coupled_noise(a, u), Tensor(np.array(0.7), requires_grad=True),
+        Tensor(np.array(np.log(0.3)), requires_grad=True)), BERNOULLI, True),
+    "RELAX": Row(lambda a, f, u: relax(
+        a, f, u, coupled_noise(a, u), np.log(0.5),
+        RelaxSurrogate(3, (8,), rng=5, dtype=np.float64)), BERNOULLI, True),
 }
 
 
