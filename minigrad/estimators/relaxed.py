@@ -45,6 +45,7 @@ the variance gradient that dynamic REBAR and RELAX descend.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -60,7 +61,7 @@ from minigrad.tensor import Tensor, enable_grad, grad
 __all__ = [
     "LOG_HALF", "concrete_relaxation", "muprop_relaxation", "hard_sample", "logistic_sample",
     "conditional_logistic_sample", "coupled_noise", "relaxed_correction", "rebar",
-    "rebar_parts", "relax", "relax_parts", "RelaxSurrogate",
+    "rebar_parts", "relax", "relax_parts", "RelaxSurrogate", "grad_keeping_graph",
 ]
 
 #: ``log 0.5``: the papers' temperature ``lambda = 0.5``.
@@ -152,10 +153,19 @@ def relaxed_correction(a: Tensor, control: ControlVariate, u: np.ndarray, v: np.
     with enable_grad():
         c_z = control(logistic_sample(x, u), x)
         c_tilde = control(conditional_logistic_sample(x, b, v), x)
-        (d_z,) = grad(c_z.sum(), x, create_graph=create_graph)
-        (d_tilde,) = grad(c_tilde.sum(), x, create_graph=create_graph)
+        (d_z,) = grad_keeping_graph(c_z.sum(), x, create_graph)
+        (d_tilde,) = grad_keeping_graph(c_tilde.sum(), x, create_graph)
         signal = c_tilde.reshape((-1,) + (1,) * (x.ndim - 1))
         return d_z - d_tilde - signal * score
+
+
+def grad_keeping_graph(outputs, inputs, create_graph: bool = False, allow_unused=False):
+    """``grad`` that leaves the graph in place for a later backward pass through the same
+    nodes (``retain_graph=True`` where the engine frees graphs after a backward pass)."""
+    kwargs = {"create_graph": create_graph, "allow_unused": allow_unused}
+    if "retain_graph" in inspect.signature(grad).parameters:
+        kwargs["retain_graph"] = True
+    return grad(outputs, inputs, **kwargs)
 
 
 def _needs_graph(*values) -> bool:

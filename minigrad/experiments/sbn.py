@@ -13,7 +13,6 @@ after the step.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -23,8 +22,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad.data import minibatch_stream
 from minigrad import functions as F
+from minigrad.data import minibatch_stream
 from minigrad.estimators import relaxed as RX
 from minigrad.estimators import sbn_estimators as E
 from minigrad.estimators.base import surrogate
@@ -268,14 +267,6 @@ def time_sbn_steps(config: SBNConfig, train_x: np.ndarray, steps: int = 200) -> 
 
 
 # ---------------------------------------------------------------------- relaxed control variates
-def _grad_retaining(outputs, inputs, create_graph: bool):
-    """``grad`` that keeps the graph for a later backward pass through the same nodes."""
-    if "retain_graph" in inspect.signature(grad).parameters:
-        return grad(outputs, inputs, create_graph=create_graph, retain_graph=True,
-                    allow_unused=True)
-    return grad(outputs, inputs, create_graph=create_graph, allow_unused=True)
-
-
 def relaxed_learning_signal(model, x, samples, layer: int, u, logits, lam,
                             relaxation=RX.muprop_relaxation):
     """``f~(s)``: the objective with layer ``layer``'s sample relaxed to ``s``.
@@ -383,14 +374,14 @@ class _RelaxedControlVariate:
                 through_logits = lg - lg.detach()
                 signal = signal + (through_logits * a_i).sum()
                 correction = correction + (through_logits * h_i).sum()
-            a_p = _grad_retaining(signal, encoder, create_graph=True)
-            b_p = _grad_retaining(correction, encoder, create_graph=True)
+            a_p = RX.grad_keeping_graph(signal, encoder, True, allow_unused=True)
+            b_p = RX.grad_keeping_graph(correction, encoder, True, allow_unused=True)
             etas = ([2.0 * F.sigmoid(w) for w in self.eta_logits] if self.eta_logits
                     else [1.0] * len(encoder))
             g = [a + eta * b for a, eta, b in zip(a_p, etas, b_p)]
             size = sum(p.data.size for p in encoder)
             variance = sum((gp * gp).sum() for gp in g) * (scale * scale / size)
-            d_tuned = grad(variance, self.tuned, allow_unused=True)
+            d_tuned = RX.grad_keeping_graph(variance, self.tuned, allow_unused=True)
         self.ascent = [gp.data * scale for gp in g]
         self.tuned_grads = [np.zeros_like(p.data) if d is None else d.data
                             for p, d in zip(self.tuned, d_tuned)]
