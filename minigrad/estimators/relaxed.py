@@ -96,8 +96,15 @@ def hard_sample(a: Tensor, u: np.ndarray, who: str = "hard_sample") -> np.ndarra
 
 
 def logistic_sample(a: Tensor, u: np.ndarray) -> Tensor:
-    """``z = a + logit(1 - u)``: a logistic variable whose sign is the Bernoulli sample."""
-    return a + Tensor(_logit_of_complement(np.asarray(u), a.dtype))
+    """``z = a + logit(1 - u)``: a logistic variable whose sign is the Bernoulli sample.
+
+    ``u`` is kept one machine epsilon inside (0, 1), so that ``z`` is finite: a uniform
+    rounded to 0 or 1 would give an infinite ``z``, whose derivatives in the temperature
+    are NaN. (:func:`hard_sample` still uses ``u`` itself, as the SBN's sampler does.)
+    """
+    eps = float(np.finfo(a.dtype).eps)
+    inside = np.clip(np.asarray(u, dtype=np.float64), eps, 1 - eps)
+    return a + Tensor(_logit_of_complement(inside, a.dtype))
 
 
 def conditional_logistic_sample(a: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
