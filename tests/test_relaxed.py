@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minigrad import functions as F
 from minigrad.estimators import relaxed as RX
 from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import exact_gradient
@@ -80,7 +79,6 @@ class _ConstantBaseline:
     """REINFORCE with the constant baseline -5 (the reference for the variance test)."""
 
     def estimates(self, model, x, logits, samples, u, rng):
-        from minigrad.estimators.sbn_estimators import reinforce
         return [reinforce(lg, model.learning_signal(x, samples, i, u, logits), u[i],
                           baseline=-5.0) for i, lg in enumerate(logits)]
 
@@ -222,7 +220,6 @@ def test_variance_gradient_of_relax_matches_finite_differences():
 
     def make(log_lam, w_in, w_out):
         def estimate(a_, u_, v_):
-            saved = [p.data for p in chosen]
             originals = [net.net[0].__dict__.get("weight"), net.net[-1].__dict__.get("weight")]
             object.__setattr__(net.net[0], "weight", w_in)
             object.__setattr__(net.net[-1], "weight", w_out)
@@ -231,7 +228,6 @@ def test_variance_gradient_of_relax_matches_finite_differences():
             finally:
                 object.__setattr__(net.net[0], "weight", originals[0])
                 object.__setattr__(net.net[-1], "weight", originals[1])
-                del saved
         return estimate
 
     base = [np.log(0.5), chosen[0].data.copy(), chosen[1].data.copy()]
@@ -266,7 +262,6 @@ def test_estimates_are_repeatable_and_change_nothing():
 def test_tuned_parameters_never_receive_the_model_loss():
     """One training step: the model's loss reaches the SBN's parameters only; the tuned
     parameters change only through their own optimizer, on the variance objective."""
-    from minigrad.experiments.sbn import _train_sbn
     model = tiny_model(2)
     config = SBNConfig("t", "dynamic REBAR", steps=1)
     adapter = ESTIMATORS["dynamic REBAR"](model, config)
@@ -278,4 +273,3 @@ def test_tuned_parameters_never_receive_the_model_loss():
     loss.backward()
     assert all(p.grad is None for p in adapter.tuned)
     assert adapter.variance_objective > 0
-    del _train_sbn
