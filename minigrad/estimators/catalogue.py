@@ -22,6 +22,8 @@ import numpy as np
 
 from minigrad.estimators import sbn_estimators as sbn
 from minigrad.estimators.antithetic import arm, disarm
+from minigrad.estimators.relaxed import (RelaxSurrogate, concrete_relaxation, coupled_noise,
+                                         rebar, relax)
 from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
 from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import exact_gradient, exact_gradient_categorical
@@ -104,6 +106,9 @@ def _slope_2(a):
 
 _VALUE = "only f(b)"
 _DIFF = "f differentiable in b (evaluated at relaxed b)"
+_RELAXED = "f defined and differentiable at relaxed b"
+# RELAX's learned part: a small network of the relaxed sample, untrained, fixed seed.
+_RELAX_NETWORK = RelaxSurrogate(3, (8,), rng=5, dtype=np.float64)
 CATALOGUE: list[Entry] = [
     Entry("REINFORCE", reinforce, lambda a, f, u: reinforce(a, f, u),
           "score function", True, "1", _VALUE, "03_hard_nonlinearities"),
@@ -123,6 +128,21 @@ CATALOGUE: list[Entry] = [
           note="two samples from one uniform: 1[u < p] and 1[u > 1 - p]"),
     Entry("DisARM", disarm, disarm, "antithetic", True, "2", _VALUE, "08_arm_disarm",
           note="ARM averaged over the pair's order"),
+    Entry("REBAR", rebar, lambda a, f, u: rebar(a, f, u, coupled_noise(a, u)),
+          "relaxed control variate", True, "3 + gradients", _RELAXED, "07_rebar_relax",
+          note="eta 1, temperature 0.5, the MuProp-style relaxation"),
+    Entry("REBAR, Concrete relaxation", rebar, lambda a, f, u: rebar(
+        a, f, u, coupled_noise(a, u), relaxation=concrete_relaxation),
+          "relaxed control variate", True, "3 + gradients", _RELAXED, "07_rebar_relax"),
+    Entry("dynamic REBAR (eta 0.7, temperature 0.3)", rebar, lambda a, f, u: rebar(
+        a, f, u, coupled_noise(a, u), Tensor(np.array(0.7), requires_grad=True),
+        Tensor(np.array(np.log(0.3)), requires_grad=True)),
+          "relaxed control variate", True, "3 + gradients", _RELAXED, "07_rebar_relax",
+          note="eta and the temperature are tuned in training; here fixed values"),
+    Entry("RELAX", relax, lambda a, f, u: relax(
+        a, f, u, coupled_noise(a, u), np.log(0.5), _RELAX_NETWORK),
+          "relaxed control variate", True, "3 + gradients", _RELAXED, "07_rebar_relax",
+          note="a small untrained network as the learned part of the control variate"),
     Entry("SimpleMuProp", sbn.simple_muprop, sbn.simple_muprop,
           "score function", True, "2", "f defined at the mean field p",
           "06_sbn_score_function"),

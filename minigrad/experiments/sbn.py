@@ -13,6 +13,8 @@ after the step.
 """
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -20,20 +22,25 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from minigrad import functions as F
 from minigrad.data import minibatch_stream
+from minigrad.estimators import relaxed as RX
 from minigrad.estimators import sbn_estimators as E
 from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.diagnostics import EMALogVariance
 from minigrad.models.sbn import SigmoidBeliefNet
+from minigrad.nn import Linear, Parameter, Sequential, Tanh
 from minigrad.optim import Adam
-from minigrad.tensor import no_grad
+from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 from .checkpoint import Resumable
 from .executor import map_runs
 
 __all__ = ["SBNConfig", "SBNHistory", "ESTIMATORS", "SBNRun", "train_sbn",
-           "run_sbn_comparison", "time_sbn_steps"]
+           "run_sbn_comparison", "time_sbn_steps", "relaxed_learning_signal",
+           "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race",
+           "record_sbn_run"]
 
 
 # ---------------------------------------------------------------------- adapters
@@ -122,6 +129,15 @@ ESTIMATORS = {
     # antithetic: f at b (the sample trained on) and at its mirror b~, from the same u
     "ARM": lambda model, config: _Plain(model, config, arm),
     "DisARM": lambda model, config: _Plain(model, config, disarm),
+    # relaxed control variates (the adapters are at the end of the file)
+    "REBAR": lambda model, config: _RelaxedControlVariate(model, config),
+    "REBAR (Concrete relaxation)": lambda model, config: _RelaxedControlVariate(
+        model, config, relaxation=RX.concrete_relaxation),
+    "dynamic REBAR": lambda model, config: _RelaxedControlVariate(
+        model, config, learn_eta=True, learn_temperature=True),
+    "RELAX": lambda model, config: _RelaxedControlVariate(
+        model, config, learn_temperature=True, surrogate=(200, 200),
+        relaxation=RX.concrete_relaxation),
 }
 
 
@@ -171,21 +187,32 @@ class SBNHistory:
         return 1000 * self.seconds / self.steps[-1] if self.steps else float("nan")
 
 
+def _nothing(*args) -> None:
+    pass
+
+
 def _encoder_params(model):
     return [p for name, p in model.named_parameters() if name.startswith("q")]
 
 
 def train_sbn(config: SBNConfig, train_x: np.ndarray, val_x: np.ndarray,
-              progress: bool = False) -> tuple[SigmoidBeliefNet, SBNHistory]:
-    """Train one SBN with one estimator; BLAS on one thread (small matrices, shared cores)."""
+              progress: bool = False, on_record=None) -> tuple[SigmoidBeliefNet, SBNHistory]:
+    """Train one SBN with one estimator; BLAS on one thread (small matrices, shared cores).
+
+    ``on_record(history)``, if given, is called each time the history grows (a long run
+    saves its progress with it).
+    """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _train_sbn(config, train_x, val_x, progress)
+        return _train_sbn(config, train_x, val_x, progress, on_record)
 
 
-def _train_sbn(config, train_x, val_x, progress):
+def _train_sbn(config, train_x, val_x, progress, on_record=None):
     run = SBNRun(config, train_x, val_x)
     for _ in tqdm(range(config.steps), desc=config.label, disable=not progress):
+        records = len(run.history.steps)
         run.step()
+        if on_record is not None and len(run.history.steps) > records:
+            on_record(run.history)
     return run.model, run.finish()
 
 
@@ -243,6 +270,8 @@ class SBNRun(Resumable):
             loss = loss - surrogate(lg, g) * (1.0 / len(x))
         self.optimizer.zero_grad()
         loss.backward()
+        # estimators that weigh their estimate per parameter tensor finish it here
+        getattr(self.estimator, "finish_encoder_gradients", _nothing)(self.encoder)
         # the optimizer minimises -ELBO: the ascent direction's variance is the same
         self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
         self.optimizer.step()
@@ -286,3 +315,289 @@ def time_sbn_steps(config: SBNConfig, train_x: np.ndarray, steps: int = 200) -> 
                          "eval_k": 1, "eval_examples": 1})
     _, history = train_sbn(short, train_x, train_x[:1])
     return steps / history.seconds
+
+
+# ---------------------------------------------------------------------- relaxed control variates
+def relaxed_learning_signal(model, x, samples, layer: int, u, logits, lam,
+                            relaxation=RX.muprop_relaxation):
+    """``f~(s)``: the objective with layer ``layer``'s sample relaxed to ``s``.
+
+    The layers after it are relaxed too, each from its own noise,
+    ``s_k = sigma_lambda(logits_k + logit(1 - u_k))`` with ``logits_k`` computed from the
+    relaxed ``s_{k-1}`` (the REBAR code's ``quadratic`` control variate: layer ``l``'s
+    relaxation switches to continuous from layer ``l`` on). A hard sample below would make
+    ``f~`` a step function of ``s``, and the reparameterised gradient of a step function is
+    biased. As in :meth:`SigmoidBeliefNet.learning_signal`, the logits up to ``layer`` are
+    constants.
+    """
+    given = list(samples[:layer])
+    known = [lg.detach() for lg in logits[:layer + 1]]
+
+    def f(s: Tensor) -> Tensor:
+        bs = given + [s]
+        for k in range(layer + 1, model.n_layers):
+            lg = model.encoder_logits(k, bs[k - 1])
+            bs.append(relaxation(RX.logistic_sample(lg, u[k]), lg, lam))
+        return model.objective(x, bs, known)
+
+    return f
+
+
+class _RelaxedControlVariate:
+    """REBAR, dynamic REBAR and RELAX (:mod:`minigrad.estimators.relaxed`) on an SBN.
+
+    Each stochastic layer has its own relaxation (:func:`relaxed_learning_signal`) and
+    ``z~`` uses the coupled noise, so ``z~ = z`` in value, as in the REBAR code. A layer's
+    estimate is split into its REINFORCE part, centred by an input-dependent baseline
+    ``C(x)`` (one tanh layer of 100, as the REBAR code's), and its zero-mean correction;
+    both go to the encoder's parameters, where the correction is weighed by one ``eta``
+    per parameter tensor: ``g_P = A_P + eta_P B_P``, ``eta_P = 2 sigmoid(w_P)``.
+
+    The tuned parameters (``C``, and as configured the ``w_P``, ``log lambda`` and the
+    RELAX networks ``r_rho``) take their own Adam step (10x the model's learning rate, as
+    in the REBAR code) on ``d mean(g_P^2) / d (them)``; they never see the model loss. The
+    model's encoder gradient is set by :meth:`finish_encoder_gradients`.
+    """
+
+    def __init__(self, model, config, *, learn_eta: bool = False,
+                 learn_temperature: bool = False, surrogate=None,
+                 relaxation=RX.muprop_relaxation):
+        rng = np.random.default_rng(config.seed + 11)
+        dtype = model.dtype
+        self.relaxation = relaxation
+        self.baseline = Sequential(Linear(model.n_input, 100, rng, dtype=dtype), Tanh(),
+                                   Linear(100, 1, rng, dtype=dtype))
+        tuned = list(self.baseline.parameters())
+        self.eta_logits = None
+        if learn_eta:
+            self.eta_logits = [Parameter(np.zeros((), dtype)) for _ in _encoder_params(model)]
+            tuned += self.eta_logits
+        log_lam = float(np.log(config.temperature))
+        self.log_lam = Parameter(np.array(log_lam, dtype)) if learn_temperature else log_lam
+        if learn_temperature:
+            tuned.append(self.log_lam)
+        self.nets = None
+        if surrogate is not None:
+            self.nets = [RX.RelaxSurrogate(model.n_hidden, surrogate, rng=rng, dtype=dtype)
+                         for _ in range(model.n_layers)]
+            tuned += [p for net in self.nets for p in net.parameters()]
+        self.tuned = tuned
+        self.optimizer = Adam(tuned, lr=10 * config.lr, betas=(0.9, config.beta2))
+        self.ascent: list[np.ndarray] = []
+        self.tuned_grads: list[np.ndarray] = []
+        self.variance_objective = float("nan")
+
+    @property
+    def temperature(self) -> float:
+        return math.exp(float(self.log_lam.data if isinstance(self.log_lam, Tensor)
+                              else self.log_lam))
+
+    @property
+    def etas(self) -> list[float]:
+        if self.eta_logits is None:
+            return [1.0]
+        return [float(2 / (1 + np.exp(-w.data))) for w in self.eta_logits]
+
+    def _parts(self, model, x, logits, samples, u, c, lam, i):
+        f = model.learning_signal(x, samples, i, u, logits)
+        f_soft = relaxed_learning_signal(model, x, samples, i, u, logits, lam, self.relaxation)
+        v = RX.coupled_noise(logits[i], u[i])
+        if self.nets is None:
+            return RX.rebar_parts(logits[i], f, u[i], v, self.log_lam, baseline=c,
+                                  relaxation=self.relaxation, f_relaxed=f_soft)
+        return RX.relax_parts(logits[i], f, u[i], v, self.log_lam, self.nets[i],
+                              relaxation=self.relaxation, baseline=c, f_relaxed=f_soft)
+
+    def estimates(self, model, x, logits, samples, u, rng):
+        encoder = _encoder_params(model)
+        inp, _ = model.split(x)
+        scale = 1.0 / len(x)
+        with enable_grad():
+            centred = Tensor(np.asarray(inp, dtype=model.dtype) - model.input_mean)
+            c = self.baseline(centred)                                # (batch, 1)
+            lam = F.exp(self.log_lam) if isinstance(self.log_lam, Tensor) else self.temperature
+            signal = correction = 0.0
+            for i, lg in enumerate(logits):
+                a_i, h_i = self._parts(model, x, logits, samples, u, c, lam, i)
+                # zero in value, the logits' Jacobian in gradient: the parts reach the
+                # parameters only through the logits, never through their own dependence
+                # on the encoder (a relaxed layer below runs through its weights)
+                through_logits = lg - lg.detach()
+                signal = signal + (through_logits * a_i).sum()
+                correction = correction + (through_logits * h_i).sum()
+            a_p = RX.grad_keeping_graph(signal, encoder, True, allow_unused=True)
+            b_p = RX.grad_keeping_graph(correction, encoder, True, allow_unused=True)
+            etas = ([2.0 * F.sigmoid(w) for w in self.eta_logits] if self.eta_logits
+                    else [1.0] * len(encoder))
+            g = [a + eta * b for a, eta, b in zip(a_p, etas, b_p)]
+            size = sum(p.data.size for p in encoder)
+            variance = sum((gp * gp).sum() for gp in g) * (scale * scale / size)
+            d_tuned = RX.grad_keeping_graph(variance, self.tuned, allow_unused=True)
+        self.ascent = [gp.data * scale for gp in g]
+        self.tuned_grads = [np.zeros_like(p.data) if d is None else d.data
+                            for p, d in zip(self.tuned, d_tuned)]
+        self.variance_objective = float(variance.data)
+        # the whole estimate goes in through finish_encoder_gradients
+        return [Tensor(np.zeros_like(lg.data)) for lg in logits]
+
+    def finish_encoder_gradients(self, encoder) -> None:
+        """Add the (descent) gradient ``-g_P`` of the last estimates to the encoder's."""
+        for p, g in zip(encoder, self.ascent):
+            p.grad = Tensor(-g) if p.grad is None else p.grad + Tensor(-g)
+
+    def update(self, x, f_values):
+        for p, d in zip(self.tuned, self.tuned_grads):
+            p.grad = Tensor(d)
+        self.optimizer.step()
+
+
+def encoder_gradient(adapter, model, x, u, rng) -> np.ndarray:
+    """One adapter's estimate of the encoder's ascent direction ``d ELBO / d phi`` (the
+    batch mean), flattened: what the variance race tracks. Changes no parameter."""
+    encoder = _encoder_params(model)
+    logits, samples = model.sample_encoder(x, u)
+    gs = adapter.estimates(model, x, logits, samples, u, rng)
+    surrogate_sum = sum(surrogate(lg, g) for lg, g in zip(logits, gs)) * (1.0 / len(x))
+    found = grad(surrogate_sum, encoder, allow_unused=True)
+    flat = [np.zeros_like(p.data) if d is None else d.data for p, d in zip(encoder, found)]
+    for i, extra in enumerate(getattr(adapter, "ascent", [])):
+        flat[i] = flat[i] + extra
+    return np.concatenate([a.ravel() for a in flat])
+
+
+@dataclass
+class VarianceRace:
+    """The log-variance of several estimators' encoder gradients along one trajectory."""
+
+    followed: str
+    steps: list[int] = field(default_factory=list)
+    train_elbo: list[float] = field(default_factory=list)
+    log_variance: dict = field(default_factory=dict)
+    temperature: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def variance_race(config: SBNConfig, train_x: np.ndarray, estimators: list[str],
+                  progress: bool = False) -> VarianceRace:
+    """Train with ``config.estimator`` and, at every step, evaluate every estimator in
+    ``estimators`` on the same minibatch and noise (the REBAR code's
+    ``SBNTrackGradVariances``); EMA (0.999) log-variance of each one's encoder gradient."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _variance_race(config, train_x, estimators, progress)
+
+
+def _variance_race(config, train_x, estimators, progress):
+    init_rng, batch_rng, noise_rng, _ = np.random.default_rng(config.seed).spawn(4)
+    model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
+                             nonlinear=config.nonlinear, task=config.task, rng=init_rng)
+    names = list(dict.fromkeys([config.estimator, *estimators]))
+    adapters = {name: ESTIMATORS[name](model, config) for name in names}
+    trackers = {name: EMALogVariance(decay=0.999) for name in names}
+    encoder = _encoder_params(model)
+    optimizer = Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
+    stream = minibatch_stream(train_x, None, config.batch_size, batch_rng)
+    race = VarianceRace(config.estimator, log_variance={name: [] for name in names})
+    window = []
+    start = time.perf_counter()
+    for step in tqdm(range(1, config.steps + 1), desc="variance race", disable=not progress):
+        x, _ = next(stream)
+        u = model.noise(noise_rng, len(x))
+        followed = None
+        for name, adapter in adapters.items():
+            g = encoder_gradient(adapter, model, x, u, noise_rng)
+            trackers[name].update(g)
+            if name == config.estimator:
+                followed = g
+        _, samples = model.sample_encoder(x, u)
+        log_joint = model.log_joint(x, samples)
+        optimizer.zero_grad()
+        (log_joint.sum() * (-1.0 / len(x))).backward()
+        offset = 0
+        for p in encoder:
+            p.grad = Tensor(-followed[offset:offset + p.data.size].reshape(p.shape))
+            offset += p.data.size
+        optimizer.step()
+        with no_grad():
+            f_values = log_joint.data - model.log_q(x, samples).data
+        for adapter in adapters.values():
+            adapter.update(x, f_values)
+        window.append(float(f_values.mean()))
+        if step % config.record_every == 0 or step == config.steps:
+            race.steps.append(step)
+            race.train_elbo.append(float(np.mean(window)))
+            for name in names:
+                race.log_variance[name].append(trackers[name].log_variance)
+            race.temperature.append(getattr(adapters[config.estimator], "temperature",
+                                            float("nan")))
+            window = []
+    race.seconds = time.perf_counter() - start
+    return race
+
+
+def _race(config, train_x, estimators):
+    return variance_race(config, train_x, estimators)
+
+
+def run_variance_race(configs: list[SBNConfig], train_x, estimators: list[str],
+                      progress: bool = True, executor=None) -> list[VarianceRace]:
+    """Several races (seeds) on every core."""
+    return map_runs(_race, [(c, train_x, estimators) for c in configs],
+                    executor=executor, progress=progress, desc="variance races")
+
+
+def record_sbn_run(config: SBNConfig, path: str, command: str, progress_log: str | None = None
+                   ) -> SBNHistory:
+    """Train one configuration and keep its history in a JSON file at ``path``, rewritten at
+    every record (a run that is stopped leaves the steps it reached), with ``command``."""
+    from minigrad.data import load_binarized_mnist
+
+    mnist = load_binarized_mnist()
+
+    def save(history: SBNHistory, done: bool = False) -> None:
+        record = {"command": command, "config": config.__dict__, "complete": done,
+                  "steps": history.steps, "train_elbo": history.train_elbo,
+                  "log_variance": history.log_variance, "seconds": history.seconds,
+                  "val_iwae": history.val_iwae if done else None}
+        with open(path, "w", encoding="utf8") as out:
+            json.dump(record, out, indent=1)
+        if progress_log:
+            with open(progress_log, "a", encoding="utf8") as log:
+                log.write(f"step {history.steps[-1]} elbo {history.train_elbo[-1]:.2f} "
+                          f"logvar {history.log_variance[-1]:.2f} "
+                          f"seconds {history.seconds:.0f}\n")
+
+    _, history = train_sbn(config, mnist.train.x, mnist.validation.x, on_record=save)
+    save(history, done=True)
+    return history
+
+
+def _main(argv=None) -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Train one SBN and record its history.")
+    parser.add_argument("--estimator", default="REBAR")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--nonlinear", action="store_true")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--record-every", type=int, default=2084)
+    parser.add_argument("--eval-examples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--log", default=None)
+    args = parser.parse_args(argv)
+    config = SBNConfig(f"{args.estimator}, {args.steps} steps", args.estimator, args.steps,
+                       n_layers=args.layers, nonlinear=args.nonlinear, lr=args.lr,
+                       record_every=args.record_every, eval_examples=args.eval_examples,
+                       seed=args.seed)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--log" in words:   # where the progress goes is not part of the experiment
+        at = words.index("--log")
+        del words[at:at + 2]
+    command = "python -m minigrad.experiments.sbn " + " ".join(words)
+    record_sbn_run(config, args.out, command, args.log)
+
+
+if __name__ == "__main__":
+    _main()
