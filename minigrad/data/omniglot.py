@@ -19,13 +19,12 @@ Reading ``.mat`` files needs SciPy (``scipy.io.loadmat``).
 """
 from __future__ import annotations
 
-import hashlib
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from minigrad.data.files import DATA_ENV, DataError, data_dir
+from minigrad.data.files import DATA_ENV, DataError, _sha256_file, data_dir
 from minigrad.data.mnist import MNIST, Split
 from minigrad.fileio import atomic_write
 
@@ -55,14 +54,6 @@ def _where_to_put_it(path: Path) -> str:
     return (f"Download {OMNIGLOT_URL or 'chardata.mat from the IWAE repository'} on a "
             f"machine that is online and place it at {path} (the folder is "
             f"${DATA_ENV}/omniglot, default ~/.cache/minigrad/omniglot)")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(path: Path) -> None:
@@ -120,7 +111,7 @@ def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _checked_sha(path: Path) -> None:
     """Record the file's SHA-256 the first time; refuse a file that changed since."""
     record = path.with_name(path.name + ".sha256")
-    found = _sha256(path)
+    found = _sha256_file(path)
     if record.exists():
         expected = record.read_text().split()[0] if record.read_text().split() else ""
         if found != expected:
