@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="classifier: steps per epoch (default min(1000, steps))")
     how.add_argument("--es-sigma", type=float, default=4.0, help="lenet es: noise scale")
     how.add_argument("--es-samples", type=int, default=200, help="lenet es: samples per step")
+    how.add_argument("--init", default="glorot", choices=["glorot", "reference"],
+                     help="sbn weights: glorot, or the REBAR reference code's variance scaling")
     out = p.add_argument_group("output, checkpoints and where to run")
     out.add_argument("--out", required=True,
                      help="output folder: one run writes into it; a sweep writes one "
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                   record_every=args.record_every, temperature=args.temperature,
                   eval_k=args.eval_k, eval_examples=args.eval_examples,
                   train_examples=args.train_examples, steps_per_epoch=args.steps_per_epoch,
-                  es_sigma=args.es_sigma, es_samples=args.es_samples)
+                  es_sigma=args.es_sigma, es_samples=args.es_samples, init=args.init)
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     try:

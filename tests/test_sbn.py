@@ -219,6 +219,8 @@ def test_bad_inputs_give_clear_errors():
         E.reinforce(logits, lambda b: b, np.full((2, 3), 0.5))
     with pytest.raises(ValueError, match="task"):
         SigmoidBeliefNet(TRAIN_MEAN, task="classify")
+    with pytest.raises(ValueError, match="init must be one of"):
+        SigmoidBeliefNet(TRAIN_MEAN, init="he")
     model = tiny_model(2)
     with pytest.raises(ValueError, match="one noise array per stochastic layer"):
         model.sample_encoder(X, [np.zeros((1, 3))])
@@ -347,3 +349,21 @@ def test_learning_signal_gradcheck_in_relaxed_sample(kind):
         b = Tensor(np.random.default_rng(4).uniform(0.1, 0.9, (2, N_UNITS)),
                    requires_grad=True)
         assert gradcheck(f, [b], atol=1e-6, rtol=1e-5)
+
+
+def test_reference_init_is_the_truncated_variance_scaling_of_the_rebar_code():
+    from minigrad.init import variance_scaling_normal
+
+    w = variance_scaling_normal((400, 300), np.random.default_rng(0), np.float64)
+    std = np.sqrt(1.3 * 2.0 / 400)
+    assert np.abs(w).max() <= 2 * std
+    # a unit normal truncated at +-2 has standard deviation 0.8796
+    assert abs(w.std() / std - 0.8796) < 0.01
+    glorot = SigmoidBeliefNet(np.full(784, 0.2), nonlinear=True, rng=3)
+    reference = SigmoidBeliefNet(np.full(784, 0.2), nonlinear=True, rng=3, init="reference")
+    for (name, a), (_, b) in zip(glorot.named_parameters(), reference.named_parameters()):
+        if a.data.ndim == 2:
+            fan_in = a.data.shape[0]
+            assert abs(b.data.std() * np.sqrt(fan_in / 2.0) - 1.0) < 0.05, name
+        else:  # biases, the output bias at the data's logit, the prior: unchanged
+            np.testing.assert_array_equal(a.data, b.data)

@@ -121,6 +121,7 @@ class RunSpec:
     steps_per_epoch: int | None = None
     es_sigma: float = 4.0
     es_samples: int = 200
+    init: str = "glorot"
 
     def __post_init__(self):
         check_spec(self)
@@ -170,6 +171,10 @@ def check_spec(spec: RunSpec) -> None:
         if spec.dataset not in (None, *SBN_DATASETS):
             raise ValueError(f"SBN dataset must be one of {', '.join(SBN_DATASETS)}; "
                              f"got {spec.dataset!r}")
+        from minigrad.models.sbn import INITS
+
+        if spec.init not in INITS:
+            raise ValueError(f"SBN init must be one of {', '.join(INITS)}; got {spec.init!r}")
     elif spec.family == "classifier":
         if spec.model not in CLASSIFIER_MODELS:
             raise ValueError(f"classifier model (hidden neuron) must be one of "
@@ -227,7 +232,7 @@ def build_run(spec: RunSpec) -> tuple[Resumable, dict]:
             n_layers=n_layers, nonlinear=nonlinear,
             batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
             record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
-            eval_examples=spec.eval_examples, seed=spec.seed)
+            eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init)
         run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
     elif spec.family == "classifier":
         from minigrad.data import Split, load_mnist

