@@ -19,7 +19,8 @@ import pytest
 
 from minigrad import budget
 from minigrad.experiments.checkpoint import CheckpointError, write_checkpoint
-from minigrad.experiments.runs import CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, run_specs
+from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, read_history,
+                                      run_specs)
 from minigrad.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +107,18 @@ def test_sigkill_in_the_middle_then_resume_is_bit_identical(one_go, tmp_path):
     # without --resume the run refuses to overwrite its checkpoint
     with pytest.raises(FileExistsError, match="--resume"):
         execute(RunSpec("sbn", "linear1", "NVIL", steps=STEPS, seed=3), tmp_path)
+    # the history so far, read from the checkpoint while the run is unfinished
+    partial, finished = read_history(tmp_path)
+    assert not finished
+    assert partial["steps"] == list(range(10, stopped_at + 1, 10))   # one record per 10 steps
     code, out, err = finish(cli(*TINY, "--out", str(tmp_path), "--resume"))
     assert code == 0, err
     assert_same_run(one_go, tmp_path)
+    whole, finished = read_history(tmp_path)
+    assert finished
+    n = len(partial["steps"])
+    for key in ("steps", "train_elbo", "log_variance"):
+        assert whole[key][:n] == partial[key], key
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

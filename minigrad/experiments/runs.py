@@ -35,7 +35,8 @@ from .checkpoint import Resumable
 from .executor import map_runs
 
 __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
-           "sweep", "default_steps", "load_run_results", "runs_dir", "CHECKPOINT", "HISTORY",
+           "sweep", "default_steps", "load_run_results", "read_history", "runs_dir", "CHECKPOINT",
+           "HISTORY",
            "RESULTS"]
 
 FAMILIES = ("classifier", "sbn", "lenet")
@@ -443,6 +444,35 @@ def runs_dir() -> Path:
 
     value = os.environ.get(RUNS_ENV)
     return Path(value) if value else repo_root() / "runs"
+
+
+def read_history(folder: str | Path) -> tuple[dict, bool]:
+    """The history of the run in ``folder`` and whether the run is finished.
+
+    A finished run has its ``history.json``; a run still going (or stopped) has the history
+    up to its last checkpoint, read from the checkpoint without building the model.
+    """
+    from .checkpoint import MANIFEST_KEY, CheckpointError, _decode
+
+    folder = Path(folder)
+    if (folder / HISTORY).exists():
+        with open(folder / HISTORY) as f:
+            return json.load(f), True
+    path = folder / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} has neither {HISTORY} nor {CHECKPOINT}: "
+                                "is it the output folder of a run?")
+    with np.load(path, allow_pickle=False) as arrays:
+        try:
+            manifest = json.loads(arrays[MANIFEST_KEY].tobytes().decode("utf8"))
+            saved = manifest["state"]["dict"]["history"]
+            saved["attrs"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path} holds no run history ({e})") from None
+        stored = {k: arrays[k] for k in arrays.files}
+        history = {name: _decode(entry, stored, f"history.{name}")
+                   for name, entry in saved["attrs"].items()}
+    return history, False
 
 
 def load_run_results(folder: str | Path | None = None) -> list[dict]:
