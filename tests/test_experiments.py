@@ -77,3 +77,41 @@ def test_a_config_prints_its_neuron_not_a_memory_address():
 
     text = repr(ClassifierConfig("sigmoid", lambda: Deterministic(sigmoid), lr=1.0))
     assert "0x" not in text and "neuron=Deterministic(sigmoid)" in text
+
+
+def test_a_sweep_with_models_equals_a_loop_and_brings_the_models_back(monkeypatch):
+    from types import SimpleNamespace
+
+    from minigrad.estimators.binary import StraightThroughNeuron
+    from minigrad.estimators.score_function import ReinforceNeuron
+    from minigrad.experiments import (ClassifierConfig, run_runs_with_models,
+                                      run_sweep_with_models, train_classifier)
+
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 784)).astype(np.float32)
+    split = SimpleNamespace(x=x, y=np.eye(10, dtype=np.float32)[rng.integers(0, 10, 300)])
+    # neurons with state of their own: an annealed slope, a baseline's moving averages
+    configs = [ClassifierConfig("annealed", lambda: StraightThroughNeuron(
+                   "sigmoid_adjusted", anneal_rate=1.1), lr=0.3, epochs=2, steps_per_epoch=10),
+               ClassifierConfig("REINFORCE", lambda: ReinforceNeuron(baseline=True), lr=0.05,
+                                epochs=2, steps_per_epoch=10)]
+    monkeypatch.setenv("MINIGRAD_WORKERS", "2")
+    results, models = run_sweep_with_models(configs, split, split, [0, 1], progress=False)
+    assert list(results) == list(models) == ["annealed", "REINFORCE"]
+    for config in configs:
+        for seed, history, model in zip([0, 1], results[config.label], models[config.label]):
+            expected_model, expected = train_classifier(config.scaled(), split, split, seed)
+            assert history.seed == seed and history.val_accuracy == expected.val_accuracy
+            assert history.train_accuracy == expected.train_accuracy
+            # weights, baselines and schedules, all bit for bit
+            state, expected_state = model.state_dict(), expected_model.state_dict()
+            assert state.keys() == expected_state.keys()
+            assert all(np.array_equal(state[k], expected_state[k]) for k in state)
+            assert repr(model) == repr(expected_model)
+    # runs with seeds of their own: labels and runs keep the order they are given in
+    mixed, mixed_models = run_runs_with_models([(configs[1], 1), (configs[0], 0),
+                                                (configs[1], 0)], split, split, progress=False)
+    assert list(mixed) == ["REINFORCE", "annealed"]
+    assert [h.seed for h in mixed["REINFORCE"]] == [1, 0]
+    assert mixed["REINFORCE"][0].val_accuracy == results["REINFORCE"][1].val_accuracy
+    assert len(mixed_models["annealed"]) == 1

@@ -12,8 +12,8 @@
 """
 from .checkpoint import CheckpointError
 from .classifier import (ClassifierConfig, ClassifierRun, History, accuracy, history_rows,
-                         run_sweep, seed_loss, step_loss, summarize, summary_table,
-                         train_classifier)
+                         run_runs_with_models, run_sweep, run_sweep_with_models, seed_loss,
+                         step_loss, summarize, summary_table, train_classifier)
 from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
@@ -22,7 +22,8 @@ from .runs import RunInterrupted, RunSpec, execute, load_run_results, run_specs,
 from .sbn import SBNConfig, SBNHistory, SBNRun, run_sbn_comparison, time_sbn_steps, train_sbn
 
 __all__ = [
-    "ClassifierConfig", "History", "accuracy", "history_rows", "run_sweep", "seed_loss",
+    "ClassifierConfig", "History", "accuracy", "history_rows", "run_runs_with_models",
+    "run_sweep", "run_sweep_with_models", "seed_loss",
     "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",

@@ -229,6 +229,37 @@ def _history_of_run(config, train, validation, seed) -> History:
     return train_classifier(config, train, validation, seed)[1]
 
 
+def run_sweep_with_models(configs: list[ClassifierConfig], train, validation, seeds: list[int],
+                          progress: bool = True, executor=None
+                          ) -> tuple[dict[str, list[History]], dict[str, list[MLPClassifier]]]:
+    """:func:`run_sweep` that also keeps the trained models: ``(histories, models)``, by label.
+
+    ``models[label][i]`` is the network trained with ``seeds[i]``, as it was after its last step.
+    """
+    return run_runs_with_models([(c, s) for c in configs for s in seeds], train, validation,
+                                progress=progress, executor=executor)
+
+
+def run_runs_with_models(runs: list[tuple[ClassifierConfig, int]], train, validation,
+                         progress: bool = True, executor=None
+                         ) -> tuple[dict[str, list[History]], dict[str, list[MLPClassifier]]]:
+    """The given ``(configuration, seed)`` runs, in parallel; ``(histories, models)`` by label.
+
+    For sweeps whose configurations do not all use the same seeds. Labels (and the runs of a
+    label) keep the order of ``runs``. Each worker sends its trained model back to this
+    process (pickled: its weights and its neurons' state, such as a baseline or an annealed
+    slope), so the models can be evaluated again after the sweep.
+    """
+    jobs = [(config.scaled(), train, validation, seed) for config, seed in runs]
+    trained = map_runs(train_classifier, jobs, executor=executor, progress=progress)
+    results: dict[str, list[History]] = {}
+    models: dict[str, list[MLPClassifier]] = {}
+    for (config, *_), (model, history) in zip(jobs, trained):
+        results.setdefault(config.label, []).append(history)
+        models.setdefault(config.label, []).append(model)
+    return results, models
+
+
 def summarize(results: dict[str, list[History]]) -> dict[str, tuple[float, float, int]]:
     """Final validation accuracy per label as (mean, sample std, number of seeds)."""
     out = {}
