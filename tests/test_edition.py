@@ -84,3 +84,17 @@ def test_a_cell_that_ends_one_solution_and_starts_the_next():
     out = _text(strip_solutions_notebook(nb))
     assert "First." in out and "Second." in out and "Closing words." in out
     assert "Answer" not in out and "{solution" not in out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_self_checks_a_solution_runs_are_named_in_the_student_edition(path):
+    from minigrad import selfcheck
+    nb = json.loads(path.read_text(encoding="utf8"))
+    solutions_start = next((i for i, c in enumerate(nb["cells"])
+                            if "## Exercises" in "".join(c["source"])), len(nb["cells"]))
+    exercises = {**nb, "cells": nb["cells"][solutions_start:]}
+    called = {name for name in selfcheck.__all__ if name.startswith("check_")
+              and f"{name}(" in _text(exercises)}
+    after = _text(strip_solutions_notebook(exercises))
+    for name in called:
+        assert f"`{name}(" in after, f"{path.name}: no exercise text names {name}"
