@@ -1,18 +1,20 @@
 #!/usr/bin/env python
 """Speed benchmark: one training step of minigrad against a hand-written NumPy floor and PyTorch.
 
-For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam) and each thread count (1, 2),
-every process is started fresh with the thread variables of every library set before NumPy is
-imported. First a correctness guard builds the three implementations from the same weights and
-checks on one batch that minigrad's loss and gradients equal the hand NumPy version's (and
-PyTorch's, when installed). Then each implementation is timed alone in its own processes (two
-rounds, in alternating order), after warm-up steps that include any Numba compilation; the
-median time per step is reported with its interquartile range.
+For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam, and a sigmoid belief network
+step with each of four gradient estimators: NVIL, MuProp, DisARM, REBAR) and each thread count
+(1, 2), every process is started fresh with the thread variables of every library set before
+NumPy is imported. First a correctness guard builds the implementations from the same weights
+and checks on one batch that minigrad's loss and gradients equal the hand NumPy version's (and
+PyTorch's, when installed; the SBN steps have no NumPy version). Then each implementation is
+timed alone in its own processes (two rounds, in alternating order), after warm-up steps that
+include any Numba compilation; the median time per step is reported with its interquartile
+range.
 
-    python benchmarks/bench.py                 # full run (about two minutes on 2 cores)
+    python benchmarks/bench.py                 # full run: every row (a few minutes)
     python benchmarks/bench.py --quick         # fewer steps, for a smoke test
     python benchmarks/bench.py --json out.json # also write the results as JSON
-    python benchmarks/bench.py --disarm        # also a DisARM SBN step against PyTorch
+    python benchmarks/bench.py --workloads sbn # only the SBN estimator steps
 
 PyTorch is optional: without it the PyTorch column is left out.
 """
@@ -58,17 +60,22 @@ WORKLOADS = {
     },
 }
 # A training step of the linear 1-layer sigmoid belief network (784-200, generative), batch 24,
-# Adam, with the NVIL and the MuProp estimator: minigrad.experiments.sbn's step (without its
-# diagnostics) against the same step written in PyTorch. No NumPy floor.
+# Adam (lr 3e-4, betas (0.9, 0.99999)), with one encoder-gradient estimator each:
+# minigrad.experiments.sbn's step (SBNRun.step without its diagnostics) against the same step
+# written in PyTorch. No NumPy floor. REBAR: fixed eta = 1, lambda = 0.5, the REBAR code's
+# relaxation, C(x) trained on the gradient's second moment.
+SBN_ESTIMATORS = ("NVIL", "MuProp", "DisARM", "REBAR")
 SBN_WORKLOADS = {
     f"sbn_{estimator.lower()}": {
         "title": f"SBN 784-200 {estimator}, B=24",
         "kind": "sbn", "estimator": estimator, "batch": 24, "n_hidden": 200, "lr": 3e-4,
         "optimizer": "adam", "steps": 100, "warmup": 10, "quick_steps": 20, "quick_warmup": 3,
     }
-    for estimator in ("NVIL", "MuProp")
+    for estimator in SBN_ESTIMATORS
 }
 WORKLOADS.update(SBN_WORKLOADS)
+# A name that --workloads expands to several workloads.
+WORKLOAD_GROUPS = {"sbn": list(SBN_WORKLOADS)}
 N_BATCHES = 4  # distinct random batches, used in turn
 # Each implementation is timed alone in its own process (thread pools and the memory
 # allocator of one would otherwise change the timings of the next), in this many rounds of
@@ -525,8 +532,17 @@ def make_sbn_batches(wl, rng):
             for _ in range(N_BATCHES)]
 
 
+def _tuned_params(estimator) -> list:
+    """The parameters an estimator trains itself (its baseline C(x)), in a fixed order."""
+    if hasattr(estimator, "tuned"):  # REBAR: C(x) (eta and lambda are fixed)
+        return list(estimator.tuned)
+    baseline = getattr(estimator, "baseline", None)  # NVIL: C(x) inside NVILBaseline
+    return list(baseline.net.parameters()) if hasattr(baseline, "net") else []
+
+
 class MinigradSBN:
-    """The training step of minigrad.experiments.sbn._train_sbn, minus its diagnostics."""
+    """The training step of minigrad.experiments.sbn.SBNRun.step, minus its diagnostics (the
+    gradient-variance tracker and the history): the same calls in the same order."""
 
     def __init__(self, wl, rng):
         from minigrad.estimators.base import surrogate
@@ -541,13 +557,14 @@ class MinigradSBN:
         self.estimator = ESTIMATORS[wl["estimator"]](self.model, config)
         self.opt = Adam(self.model.parameters(), lr=wl["lr"], betas=(0.9, config.beta2))
         self.params = self.model.parameters()  # prior, q weight, q bias, p weight, p bias
-        baseline = getattr(self.estimator, "baseline", None)
-        self.all_params = self.params + (baseline.net.parameters() if baseline else [])
+        self.encoder = [p for name, p in self.model.named_parameters() if name.startswith("q")]
+        self.finish = getattr(self.estimator, "finish_encoder_gradients", None)
+        self.all_params = self.params + _tuned_params(self.estimator)
 
     def batch(self, b):
         return b
 
-    def _loss(self, x, u):
+    def _backward(self, x, u):
         model, n = self.model, len(x)
         logits, samples = model.sample_encoder(x, [u])
         gs = self.estimator.estimates(model, x, logits, samples, [u], None)
@@ -557,20 +574,22 @@ class MinigradSBN:
         loss = log_joint.sum() * (-1.0 / n)
         for lg, g in zip(logits, gs):
             loss = loss - self.surrogate(lg, g) * (1.0 / n)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.finish is not None:  # REBAR sets the encoder's gradient here
+            self.finish(self.encoder)
         return loss, f_values
 
     def step(self, x, u):
-        loss, f_values = self._loss(x, u)
-        self.opt.zero_grad()
-        loss.backward()
+        _, f_values = self._backward(x, u)
         self.opt.step()
         self.estimator.update(x, f_values)
 
     def loss_and_grads(self, x, u):
-        loss, _ = self._loss(x, u)
-        self.opt.zero_grad()
-        loss.backward()
+        """The loss, the model's gradients and (REBAR) those of C(x) on d mean(g^2)."""
+        loss, _ = self._backward(x, u)
         grads = [p.grad.data.copy() for p in self.params]
+        grads += [g.copy() for g in getattr(self.estimator, "tuned_grads", [])]
         self.opt.zero_grad()
         return loss.item(), grads
 
@@ -586,11 +605,13 @@ class TorchSBN:
         as_param = lambda a: torch.from_numpy(a.copy()).requires_grad_()  # noqa: E731
         self.params = [as_param(p) for p in params0[:5]]
         self.opt = torch.optim.Adam(self.params, lr=self.lr, betas=(0.9, 0.99999))
-        if self.estimator == "NVIL":  # C(x): Linear(784, 100), tanh, Linear(100, 1)
+        self.c_params = []
+        if self.estimator in ("NVIL", "REBAR"):  # C(x): Linear(784, 100), tanh, Linear(100, 1)
             self.c_params = [as_param(p) for p in params0[5:9]]
             self.c_opt = torch.optim.Adam(self.c_params, lr=10 * self.lr,
                                           betas=(0.9, 0.99999))
-            self.c_mean, self.c_var, self.c_steps = 0.0, 1.0, 0
+        self.c_mean, self.c_var, self.c_steps = 0.0, 1.0, 0  # NVIL's running moments
+        self.ascent = self.c_grads = None  # REBAR: set by _estimate, used by the step
 
     def batch(self, b):
         return self.torch.from_numpy(b[0]), self.torch.from_numpy(b[1])
@@ -610,6 +631,8 @@ class TorchSBN:
         return (self.torch.tanh((x - self.mean) @ w1 + b1) @ w2 + b2).reshape(-1)
 
     def _estimate(self, x, logits, u):
+        """The estimate of d E[f] / d logits sent through the surrogate (REBAR: zero, and
+        its encoder gradient in self.ascent)."""
         torch = self.torch
         known = logits.detach()
         p = torch.sigmoid(known)
@@ -623,12 +646,62 @@ class TorchSBN:
                 values = self._baseline(x) + self.c_mean
                 scale = max(1.0, float(self.c_var) ** 0.5)
                 return (f(b) - values)[:, None] * (b - p) / scale
+        if self.estimator == "DisARM":
+            with torch.no_grad():
+                b_tilde = (1 - u < p).to(x.dtype)
+                difference = (f(b_tilde) - f(b))[:, None]
+                return (0.5 * difference * (1 - 2 * b) * (b != b_tilde)
+                        * torch.sigmoid(known.abs()))
+        if self.estimator == "REBAR":
+            self._rebar(x, logits, u, f)
+            return torch.zeros_like(known)
         mean = p.clone().requires_grad_()
         f_mean = f(mean)
         (slope,) = torch.autograd.grad(f_mean.sum(), mean)
         with torch.no_grad():
             taylor = f_mean + ((b - p) * slope).sum(dim=1)
             return (f(b) - taylor)[:, None] * (b - p) + slope * p * (1 - p)
+
+    def _rebar(self, x, logits, u, f, lam=0.5):
+        """REBAR at eta = 1: g = (f(b) - C(x)) (b - theta) + h, with the relaxed correction
+        h = d c(z) / d a - d c(z~) / d a - c(z~) (b - theta), c(z) = f(sigma_lambda(z)) and
+        sigma_lambda(z) = sigmoid(z / lambda + a lambda / (lambda + 1)) (the REBAR code's
+        relaxation); z = a + logit(1 - u), so b = 1[z > 0]; z~ ~ p(z | b) from the coupled
+        noise v that makes z~ = z in value. Sets the encoder's ascent direction (batch mean)
+        and the gradient of C's parameters on mean(g_P^2)."""
+        torch = self.torch
+        eps, tiny = float(torch.finfo(x.dtype).eps), float(torch.finfo(x.dtype).tiny)
+        a = logits.detach().requires_grad_()  # a leaf: h is a function of the values
+        theta, one_minus = torch.sigmoid(a), torch.sigmoid(-a)
+        with torch.no_grad():
+            u64 = u.double()
+            logit_rest = -(torch.log(u64) - torch.log1p(-u64))  # logit(1 - u)
+            b = (a + logit_rest.to(x.dtype) > 0).to(x.dtype)
+            theta64 = torch.sigmoid(a.double())
+            v = torch.where(b == 1, (theta64 - u64) / theta64, (1 - u64) / (1 - theta64))
+            v = v.nan_to_num(nan=0.5).clamp(0.0, 1.0).to(x.dtype)
+            inside = u64.clamp(eps, 1 - eps)
+            offset = (-(torch.log(inside) - torch.log1p(-inside))).to(x.dtype)
+            score = b - theta
+        v_prime = torch.where(b == 1, one_minus + theta * v, one_minus * v)
+        rest = torch.where(b == 1, theta * (1 - v), theta + one_minus * (1 - v))
+        z = a + offset
+        z_tilde = a + torch.log(v_prime.clamp_min(tiny)) - torch.log(rest.clamp_min(tiny))
+        shift = a * (lam / (lam + 1.0))
+        c_z = f(torch.sigmoid(z / lam + shift))
+        c_tilde = f(torch.sigmoid(z_tilde / lam + shift))
+        (d_z,) = torch.autograd.grad(c_z.sum(), a, retain_graph=True)  # shift is shared
+        (d_tilde,) = torch.autograd.grad(c_tilde.sum(), a)
+        with torch.no_grad():
+            h = d_z - d_tilde - c_tilde[:, None] * score
+            f_b = f(b)
+        g = (f_b - self._baseline(x))[:, None] * score + h  # differentiable in C
+        encoder = self.params[1:3]
+        g_p = torch.autograd.grad((logits * g).sum(), encoder, create_graph=True)
+        n, size = x.shape[0], sum(q.numel() for q in encoder)
+        second_moment = sum((gp * gp).sum() for gp in g_p) * (1.0 / (n * n * size))
+        self.c_grads = torch.autograd.grad(second_moment, self.c_params)
+        self.ascent = [gp.detach() / n for gp in g_p]
 
     def _loss(self, x, u):
         torch = self.torch
@@ -641,7 +714,18 @@ class TorchSBN:
         log_joint = self._log_joint(x, samples)
         with torch.no_grad():
             f_values = log_joint - self._log_likelihood(torch, samples, logits)
-        loss = log_joint.sum() * (-1.0 / n) - (logits * g).sum() * (1.0 / n)
+        loss = log_joint.sum() * (-1.0 / n)
+        if self.estimator != "REBAR":
+            loss = loss - (logits * g).sum() * (1.0 / n)
+        return loss, f_values
+
+    def _backward(self, x, u):
+        loss, f_values = self._loss(x, u)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.estimator == "REBAR":  # the encoder's gradient: minus the ascent direction
+            for q, g in zip(self.params[1:3], self.ascent):
+                q.grad = -g
         return loss, f_values
 
     def _update_baseline(self, x, f_values):
@@ -659,18 +743,20 @@ class TorchSBN:
         del torch
 
     def step(self, x, u):
-        loss, f_values = self._loss(x, u)
-        self.opt.zero_grad()
-        loss.backward()
+        _, f_values = self._backward(x, u)
         self.opt.step()
         if self.estimator == "NVIL":
             self._update_baseline(x, f_values)
+        elif self.estimator == "REBAR":  # C's own Adam step on d mean(g^2) / d C
+            for c, d in zip(self.c_params, self.c_grads):
+                c.grad = d
+            self.c_opt.step()
 
     def loss_and_grads(self, x, u):
-        loss, _ = self._loss(x, u)
-        self.opt.zero_grad()
-        loss.backward()
+        loss, _ = self._backward(x, u)
         grads = [p.grad.numpy().copy() for p in self.params]
+        if self.estimator == "REBAR":
+            grads += [d.numpy().copy() for d in self.c_grads]
         self.opt.zero_grad()
         return loss.item(), grads
 
@@ -772,178 +858,17 @@ def fmt_time(s: dict | None) -> str:
     return f"{s['median_ms']:8.3f} ({s['q3_ms'] - s['q1_ms']:6.3f})"
 
 
-# ============================================================================ DisARM SBN step
-# One training step of the linear one-layer SBN (784-200, batch 24, Adam as in the REBAR
-# protocol) with the DisARM encoder gradient: minigrad's training-loop step against the same
-# step written in PyTorch, from the same weights, data and noise. Printed as one extra row.
-DISARM_STEP = {"title": "SBN DisARM step, 784-200, B=24", "batch": 24, "hidden": 200,
-               "steps": 300, "warmup": 30, "quick_steps": 40, "quick_warmup": 5}
-
-
-def _disarm_setup():
-    import numpy as np
-
-    from minigrad.models.sbn import SigmoidBeliefNet
-
-    rng = np.random.default_rng(0)
-    pixels = (rng.random((N_BATCHES * DISARM_STEP["batch"], 784)) < 0.3).astype(np.float32)
-    model = SigmoidBeliefNet(pixels.mean(axis=0), n_hidden=DISARM_STEP["hidden"], rng=1)
-    batches = np.split(pixels, N_BATCHES)
-    noise = [rng.random((DISARM_STEP["batch"], DISARM_STEP["hidden"])).astype(np.float32)
-             for _ in range(N_BATCHES)]
-    return model, batches, noise
-
-
-class MinigradDisARMStep:
-    """The step of ``minigrad.experiments.sbn`` with the DisARM adapter."""
-
-    def __init__(self, model):
-        from minigrad.optim import Adam
-
-        self.model = model
-        self.optimizer = Adam(model.parameters(), lr=3e-4, betas=(0.9, 0.99999))
-
-    def loss(self, x, u):
-        from minigrad.estimators.antithetic import disarm
-        from minigrad.estimators.base import surrogate
-
-        m = self.model
-        logits, samples = m.sample_encoder(x, [u])
-        g = disarm(logits[0], m.learning_signal(x, samples, 0, [u], logits), u)
-        return (m.log_joint(x, samples).sum() + surrogate(logits[0], g)) * (-1.0 / len(x))
-
-    def gradients(self, x, u):
-        self.optimizer.zero_grad()
-        self.loss(x, u).backward()
-        return [p.grad.data for p in self.model.parameters()]
-
-    def step(self, x, u):
-        self.optimizer.zero_grad()
-        self.loss(x, u).backward()
-        self.optimizer.step()
-
-
-class TorchDisARMStep:
-    """The same step in PyTorch: encoder, decoder and prior of the linear SBN, DisARM."""
-
-    def __init__(self, model):
-        import torch
-
-        t = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
-        self.torch = torch
-        self.mean = torch.tensor(model.input_mean)
-        self.params = [t(p.data) for p in model.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=3e-4, betas=(0.9, 0.99999))
-
-    def loss(self, x, u):
-        torch = self.torch
-        prior, q_w, q_b, p_w, p_b = self.params  # the order of model.parameters()
-        x, u = torch.from_numpy(x), torch.from_numpy(u)
-
-        def log_bernoulli(b, logits):
-            return (b * logits - torch.nn.functional.softplus(logits)).sum(-1)
-
-        def elbo(b, logits):
-            decoded = (2 * b - 1) @ p_w + p_b
-            return (log_bernoulli(x, decoded) + log_bernoulli(b, prior)
-                    - log_bernoulli(b, logits))
-
-        logits = (x - self.mean) @ q_w + q_b
-        with torch.no_grad():
-            p = torch.sigmoid(logits)
-            b, b_tilde = (u < p).float(), (1 - u < p).float()
-            difference = (elbo(b_tilde, logits) - elbo(b, logits))[:, None]
-            g = 0.5 * difference * (1 - 2 * b) * (b != b_tilde) * torch.sigmoid(logits.abs())
-        decoded = (2 * b - 1) @ p_w + p_b
-        log_joint = log_bernoulli(x, decoded) + log_bernoulli(b, prior)
-        return -(log_joint.sum() + (logits * g).sum()) / len(x)
-
-    def gradients(self, x, u):
-        self.optimizer.zero_grad()
-        self.loss(x, u).backward()
-        return [p.grad.numpy() for p in self.params]
-
-    def step(self, x, u):
-        self.optimizer.zero_grad()
-        self.loss(x, u).backward()
-        self.optimizer.step()
-
-
-def disarm_worker(config: dict) -> dict:
-    """Guard (same gradients on one batch) or time one implementation, alone in a process."""
-    _check_thread_env(1)
-    model, batches, noise = _disarm_setup()
-    if config["mode"] == "disarm-guard":
-        import numpy as np
-
-        import torch
-
-        torch.set_num_threads(1)
-        ours = MinigradDisARMStep(model).gradients(batches[0], noise[0])
-        theirs = TorchDisARMStep(model).gradients(batches[0], noise[0])
-        return {"guard": max(float(np.abs(a - b).max() / np.abs(b).max())
-                             for a, b in zip(ours, theirs))}
-    if config["impl"] == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-        impl = TorchDisARMStep(model)
-    else:
-        impl = MinigradDisARMStep(model)
-    for i in range(config["warmup"]):
-        impl.step(batches[i % N_BATCHES], noise[i % N_BATCHES])
-    times = []
-    for i in range(config["steps"]):
-        t0 = time.perf_counter()
-        impl.step(batches[i % N_BATCHES], noise[i % N_BATCHES])
-        times.append(time.perf_counter() - t0)
-    return {"times": times}
-
-
-def _disarm_run(config: dict) -> dict:
-    env = {**os.environ, **{var: "1" for var in THREAD_VARS}}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--disarm-worker",
-                           json.dumps(config)], env=env, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
-    sys.stderr.write(proc.stdout + proc.stderr)
-    raise SystemExit(f"bench: the DisARM {config['mode']} run failed")
-
-
-def disarm_row(quick: bool) -> dict:
-    """The DisARM step at 1 thread: guard, then each implementation in its own processes,
-    two rounds in alternating order; medians in ms and the ratio minigrad / PyTorch."""
-    import numpy as np
-
-    guard = _disarm_run({"mode": "disarm-guard"})["guard"]
-    steps = DISARM_STEP["quick_steps" if quick else "steps"]
-    warmup = DISARM_STEP["quick_warmup" if quick else "warmup"]
-    times: dict[str, list[float]] = {"minigrad": [], "torch": []}
-    for order in (("minigrad", "torch"), ("torch", "minigrad")):
-        for impl in order:
-            out = _disarm_run({"mode": "disarm-time", "impl": impl, "steps": steps // 2,
-                               "warmup": warmup})
-            times[impl] += out["times"]
-    median = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
-    row = {"title": DISARM_STEP["title"], "median_ms": median, "guard": guard,
-           "ratio": median["minigrad"] / median["torch"]}
-    print(f"{row['title']:<31}  1  minigrad {median['minigrad']:7.3f} ms  PyTorch "
-          f"{median['torch']:7.3f} ms  minigrad / PyTorch {row['ratio']:5.2f}  "
-          f"(guard: gradients agree to {guard:.1e})")
-    return row
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer warm-up and timed steps")
     parser.add_argument("--json", metavar="PATH", help="also write the results to PATH")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
-                        help=f"comma-separated subset of {','.join(WORKLOADS)}")
+                        help=f"comma-separated subset of {','.join(WORKLOADS)}, or a group: "
+                        + ", ".join(f"{k} (= {','.join(v)})" for k, v in WORKLOAD_GROUPS.items()))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--disarm", action="store_true",
-                        help="also time the DisARM SBN step against PyTorch (needs torch)")
-    parser.add_argument("--disarm-worker", help=argparse.SUPPRESS)
+                        help="add sbn_disarm to the chosen workloads (it is in the default run; "
+                        "--workloads sbn runs only the SBN estimator steps)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
 
@@ -953,15 +878,15 @@ def main(argv=None) -> int:
         print(RESULT_TAG + json.dumps(result), flush=True)
         return 0
 
-    if args.disarm_worker is not None:
-        print(RESULT_TAG + json.dumps(disarm_worker(json.loads(args.disarm_worker))),
-              flush=True)
-        return 0
-
-    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    chosen = []
+    for w in (w.strip() for w in args.workloads.split(",")):
+        chosen += [v for v in WORKLOAD_GROUPS.get(w, [w] if w else []) if v not in chosen]
+    if args.disarm and "sbn_disarm" not in chosen:
+        chosen.append("sbn_disarm")
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
-        parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+        parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)} "
+                     f"or a group of them, {list(WORKLOAD_GROUPS)}")
 
     import numpy as np
 
@@ -1107,6 +1032,10 @@ def main(argv=None) -> int:
     if show_torch:
         print("PyTorch eager: torch.nn layers, F.cross_entropy on the same one-hot targets,")
         print("torch.optim.SGD / Adam, CPU, float32, same initial weights.")
+    if any(WORKLOADS[w]["kind"] == "sbn" for w in chosen):
+        print("SBN rows: one training step of minigrad.experiments.sbn (SBNRun.step without its")
+        print("diagnostics) against the same estimator written in PyTorch, same weights, data and")
+        print("noise; the guard also compares the gradient of REBAR's C(x) on mean(g^2).")
     guards = "; ".join(
         f"{WORKLOADS[r['workload']]['title'].split(',')[0]} {r['threads']}T: "
         + ", ".join(f"{IMPL_TITLES[k]} {v:.1e}" for k, v in r["guard"].items())
@@ -1114,15 +1043,9 @@ def main(argv=None) -> int:
     print("Correctness guard passed (max |difference| / max |value| of loss and gradients on one")
     print(f"batch, against minigrad): {guards}")
 
-    disarm = None
-    if args.disarm and have_torch:
-        print()
-        disarm = disarm_row(args.quick)
-
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "results": results, "scaling": scaling,
-                       "disarm": disarm}, f, indent=2)
+            json.dump({"meta": meta, "results": results, "scaling": scaling}, f, indent=2)
             f.write("\n")
         print(f"Results written to {args.json}")
     return 0
