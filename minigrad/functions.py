@@ -63,7 +63,9 @@ class Add(Function):
 
     def backward(self, g):
         a, b = self.inputs
-        return unbroadcast(g, a.shape), unbroadcast(g, b.shape)
+        da = unbroadcast(g, a.shape) if self.needs_input_grad[0] else None
+        db = unbroadcast(g, b.shape) if self.needs_input_grad[1] else None
+        return da, db
 
     backward_arrays = backward
 
@@ -78,13 +80,15 @@ class Sub(Function):
 
     def backward(self, g):
         a, b = self.inputs
+        da = unbroadcast(g, a.shape) if self.needs_input_grad[0] else None
         db = unbroadcast(neg(g), b.shape) if self.needs_input_grad[1] else None
-        return unbroadcast(g, a.shape), db
+        return da, db
 
     def backward_arrays(self, g):
         a, b = self.inputs
+        da = unbroadcast(g, a.shape) if self.needs_input_grad[0] else None
         db = unbroadcast(np.negative(g), b.shape) if self.needs_input_grad[1] else None
-        return unbroadcast(g, a.shape), db
+        return da, db
 
 
 class Mul(Function):

@@ -9,6 +9,11 @@ higher-order gradients, which REBAR and RELAX need.
 
 The backward pass visits the graph in reverse topological order (computed iteratively, so
 deep graphs do not hit Python's recursion limit) and accumulates gradients with ``+``.
+``backward()`` computes the gradient of every leaf that requires one; ``grad(outputs,
+inputs)`` computes only what leads to ``inputs``, as PyTorch does: before the walk it marks
+the tensors from which some requested input can be reached, and each Function is asked (by
+its ``needs_input_grad``) only for the gradients of its marked inputs. ``grad(c.sum(), a)``
+through ``c = linear(a, W, b)`` therefore never forms ``W``'s gradient.
 
 What a real engine does: when no graph of the backward pass is recorded (the usual
 ``loss.backward()``), building a Tensor for every intermediate gradient only costs time. A
@@ -574,7 +579,9 @@ class Function:
 
     Inside ``backward`` the inputs are ``self.inputs`` (Tensors), the output is
     ``self.output`` and ``self.needs_input_grad[i]`` says whether input ``i`` wants a
-    gradient. ``backward`` returns one gradient (or None) per input.
+    gradient: whether it requires one, and, during :func:`grad`, whether a requested input
+    can be reached from it. ``backward`` returns one gradient (or None) per input; it should
+    compute nothing for an input that wants none (the pass would drop it).
 
     Optionally, ``def backward_arrays(self, g: np.ndarray)``: the same maths on arrays, for
     backward passes that record no graph (see the module docstring). It must give the same
@@ -746,9 +753,11 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
 
     With ``inputs=None``, gradients accumulate into ``.grad`` of every leaf; otherwise the
     gradients of ``inputs`` are returned (and no ``.grad`` is touched), and only the part of
-    the graph between the outputs and those inputs is walked. Unless ``retain_graph``, every
-    Function walked through is freed. Without ``create_graph`` the pass runs on arrays
-    (:func:`_backward_step_arrays`), otherwise on Tensors (:func:`_backward_step`).
+    the graph between the outputs and those inputs is walked: a Function runs only if one
+    of its inputs leads to a requested input, and is asked only for the gradients of those
+    inputs. Unless ``retain_graph``, every Function walked through is freed. Without
+    ``create_graph`` the pass runs on arrays (:func:`_backward_step_arrays`), otherwise on
+    Tensors (each Function's ``backward``).
     """
     wanted = None if inputs is None else {id(t) for t in inputs}
     results: dict[int, Tensor] = {}
@@ -784,16 +793,21 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                     else:
                         node.grad = _own(g, handed) if node.grad is None else node.grad + g
                 continue
-            if leads is not None and not any(id(p) in leads for p in ctx.inputs):
-                continue
+            needs = recorded = ctx.needs_input_grad
+            if leads is not None:
+                # grad(): only the inputs from which a requested tensor can be reached
+                needs = tuple([n and id(p) in leads for p, n in zip(ctx.inputs, needs)])
+                if True not in needs:
+                    continue
             lock = ctx._locked
             if ctx._freed or (lock is not None and lock.changed() is not None):
                 ctx._check_saved()  # raises, saying what happened
-            if on_arrays:
-                grads = _backward_step_arrays(ctx, g)
-            else:
+            if not on_arrays:
                 ctx._check_double_backward()
-                grads = ctx.backward(g)
+            if needs == recorded:
+                grads = _backward_step_arrays(ctx, g) if on_arrays else ctx.backward(g)
+            else:
+                grads = _pruned_backward_step(ctx, g, needs, on_arrays)
             if not retain_graph:  # free the node (Function._free, inlined: this loop is hot)
                 ctx._freed = True
                 if lock is not None:
@@ -803,10 +817,8 @@ def _run_backward(outputs, grad_outputs, inputs, create_graph: bool, retain_grap
                     ctx._free()
             if not isinstance(grads, tuple):
                 grads = (grads,)
-            for parent, pg, needed in zip(ctx.inputs, grads, ctx.needs_input_grad):
+            for parent, pg, needed in zip(ctx.inputs, grads, needs):
                 if pg is None or not needed:
-                    continue
-                if leads is not None and id(parent) not in leads:
                     continue
                 if pg.shape != parent.shape:  # an engine bug, never a user error
                     raise AssertionError(
@@ -849,6 +861,18 @@ def _backward_step_arrays(ctx: Function, g: np.ndarray):
     return None if grads is None else grads._data
 
 
+def _pruned_backward_step(ctx: Function, g, needs: tuple[bool, ...], on_arrays: bool):
+    """One Function's backward asked for the gradients of the inputs marked in ``needs``
+    only: its ``needs_input_grad`` says so while it runs (the Functions compute nothing for
+    an input marked False), and is put back afterwards for later passes through the node."""
+    recorded = ctx.needs_input_grad
+    ctx.needs_input_grad = needs
+    try:
+        return _backward_step_arrays(ctx, g) if on_arrays else ctx.backward(g)
+    finally:
+        ctx.needs_input_grad = recorded
+
+
 def grad(
     outputs: Tensor | Sequence[Tensor],
     inputs: Tensor | Sequence[Tensor],
@@ -872,6 +896,10 @@ def grad(
 
     Returns:
         A tuple with one gradient per input. ``.grad`` attributes are left untouched.
+
+    Only the gradients on paths from ``outputs`` to ``inputs`` are computed: a parameter
+    the outputs depend on but that is not requested (nor on the way to one that is) costs
+    nothing.
     """
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single_input = isinstance(inputs, Tensor)
