@@ -573,7 +573,8 @@ class MinigradSBN:
             f_values = log_joint.data - model.log_q(x, samples, logits).data
         loss = log_joint.sum() * (-1.0 / n)
         for lg, g in zip(logits, gs):
-            loss = loss - self.surrogate(lg, g) * (1.0 / n)
+            if g is not None:  # None (REBAR): the estimator sets the encoder's gradient
+                loss = loss - self.surrogate(lg, g) * (1.0 / n)
         self.opt.zero_grad()
         loss.backward()
         if self.finish is not None:  # REBAR sets the encoder's gradient here

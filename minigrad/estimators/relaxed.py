@@ -56,7 +56,7 @@ from minigrad.estimators import checks
 from minigrad.estimators.base import Objective
 from minigrad.estimators.score_function import reinforce_from_sample
 from minigrad.nn import Linear, Module, ReLU, Sequential
-from minigrad.tensor import Tensor, enable_grad, grad
+from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 __all__ = [
     "LOG_HALF", "concrete_relaxation", "muprop_relaxation", "hard_sample", "logistic_sample",
@@ -166,17 +166,27 @@ def relaxed_correction(a: Tensor, control: ControlVariate, u: np.ndarray, v: np.
         return d_z - d_tilde - signal * score
 
 
+# Whether ``grad`` frees the graph unless told to keep it (looked up once, not per call).
+_GRAD_TAKES_RETAIN_GRAPH = "retain_graph" in inspect.signature(grad).parameters
+
+
 def grad_keeping_graph(outputs, inputs, create_graph: bool = False, allow_unused=False):
     """``grad`` that leaves the graph in place for a later backward pass through the same
     nodes (``retain_graph=True`` where the engine frees graphs after a backward pass)."""
-    kwargs = {"create_graph": create_graph, "allow_unused": allow_unused}
-    if "retain_graph" in inspect.signature(grad).parameters:
-        kwargs["retain_graph"] = True
-    return grad(outputs, inputs, **kwargs)
+    if _GRAD_TAKES_RETAIN_GRAPH:
+        return grad(outputs, inputs, create_graph=create_graph, allow_unused=allow_unused,
+                    retain_graph=True)
+    return grad(outputs, inputs, create_graph=create_graph, allow_unused=allow_unused)
 
 
 def _needs_graph(*values) -> bool:
     return any(isinstance(t, Tensor) and t.requires_grad for t in values)
+
+
+def _value_at(f: Objective, b: np.ndarray) -> Tensor:
+    """``f(b)`` at the hard sample: only its values are used, so no graph is recorded."""
+    with no_grad():
+        return f(Tensor(b))
 
 
 def rebar_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam=LOG_HALF,
@@ -194,7 +204,7 @@ def rebar_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam=L
     """
     f_relaxed = f if f_relaxed is None else f_relaxed
     b = hard_sample(a, u, "rebar")
-    reinforce_part = reinforce_from_sample(Tensor(a.data), b, f(Tensor(b)), baseline)
+    reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)
     create_graph = _needs_graph(log_lam) if create_graph is None else create_graph
 
     def control(z: Tensor, x: Tensor) -> Tensor:
@@ -229,7 +239,7 @@ def relax_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam,
     with ``c_phi(z) = f_relaxed(sigma_lambda(z)) + surrogate_net(z)``."""
     f_relaxed = f if f_relaxed is None else f_relaxed
     b = hard_sample(a, u, "relax")
-    reinforce_part = reinforce_from_sample(Tensor(a.data), b, f(Tensor(b)), baseline)
+    reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)
 
     def control(z: Tensor, x: Tensor) -> Tensor:
         lam = F.exp(log_lam) if isinstance(log_lam, Tensor) else math.exp(log_lam)

@@ -9,7 +9,9 @@ weights and sees the same minibatches.
 
 An estimator enters through a small adapter in :data:`ESTIMATORS` (a table, not an if/elif):
 ``estimates(...)`` returns one estimate per layer, ``update(...)`` changes its baselines
-after the step.
+after the step. An adapter that sets the encoder's gradient itself (the relaxed control
+variates weigh their estimate per parameter tensor, in ``finish_encoder_gradients``) returns
+None for each layer, and the step sends nothing through the encoder for it.
 """
 from __future__ import annotations
 
@@ -268,7 +270,8 @@ class SBNRun(Resumable):
             f_values = log_joint.data - model.log_q(x, samples, logits).data
         loss = log_joint.sum() * (-1.0 / len(x))
         for lg, g in zip(logits, gs):
-            loss = loss - surrogate(lg, g) * (1.0 / len(x))
+            if g is not None:  # None: the estimator sets the encoder's gradient itself
+                loss = loss - surrogate(lg, g) * (1.0 / len(x))
         self.optimizer.zero_grad()
         loss.backward()
         # estimators that weigh their estimate per parameter tensor finish it here
@@ -383,6 +386,8 @@ class _RelaxedControlVariate:
                          for _ in range(model.n_layers)]
             tuned += [p for net in self.nets for p in net.parameters()]
         self.tuned = tuned
+        # whether the correction itself depends on tuned values (eta only weighs it)
+        self.tunes_correction = learn_temperature or surrogate is not None
         self.optimizer = Adam(tuned, lr=10 * config.lr, betas=(0.9, config.beta2))
         self.ascent: list[np.ndarray] = []
         self.tuned_grads: list[np.ndarray] = []
@@ -427,7 +432,10 @@ class _RelaxedControlVariate:
                 signal = signal + (through_logits * a_i).sum()
                 correction = correction + (through_logits * h_i).sum()
             a_p = RX.grad_keeping_graph(signal, encoder, True, allow_unused=True)
-            b_p = RX.grad_keeping_graph(correction, encoder, True, allow_unused=True)
+            # the correction's gradients need a graph only if it depends on tuned values
+            # (lambda, r_rho); eta weighs them after, which needs their values alone
+            b_p = RX.grad_keeping_graph(correction, encoder, self.tunes_correction,
+                                        allow_unused=True)
             etas = ([2.0 * F.sigmoid(w) for w in self.eta_logits] if self.eta_logits
                     else [1.0] * len(encoder))
             g = [a + eta * b for a, eta, b in zip(a_p, etas, b_p)]
@@ -439,7 +447,7 @@ class _RelaxedControlVariate:
                             for p, d in zip(self.tuned, d_tuned)]
         self.variance_objective = float(variance.data)
         # the whole estimate goes in through finish_encoder_gradients
-        return [Tensor(np.zeros_like(lg.data)) for lg in logits]
+        return [None] * len(logits)
 
     def finish_encoder_gradients(self, encoder) -> None:
         """Add the (descent) gradient ``-g_P`` of the last estimates to the encoder's."""
@@ -458,9 +466,11 @@ def encoder_gradient(adapter, model, x, u, rng) -> np.ndarray:
     encoder = _encoder_params(model)
     logits, samples = model.sample_encoder(x, u)
     gs = adapter.estimates(model, x, logits, samples, u, rng)
-    surrogate_sum = sum(surrogate(lg, g) for lg, g in zip(logits, gs)) * (1.0 / len(x))
-    found = grad(surrogate_sum, encoder, allow_unused=True)
-    flat = [np.zeros_like(p.data) if d is None else d.data for p, d in zip(encoder, found)]
+    flat = [np.zeros_like(p.data) for p in encoder]
+    terms = [surrogate(lg, g) for lg, g in zip(logits, gs) if g is not None]
+    if terms:
+        found = grad(sum(terms) * (1.0 / len(x)), encoder, allow_unused=True)
+        flat = [zero if d is None else d.data for zero, d in zip(flat, found)]
     for i, extra in enumerate(getattr(adapter, "ascent", [])):
         flat[i] = flat[i] + extra
     return np.concatenate([a.ravel() for a in flat])
