@@ -170,13 +170,13 @@ def relaxed_correction(a: Tensor, control: ControlVariate, u: np.ndarray, v: np.
 _GRAD_TAKES_RETAIN_GRAPH = "retain_graph" in inspect.signature(grad).parameters
 
 
-def grad_keeping_graph(outputs, inputs, create_graph: bool = False, allow_unused=False):
+def grad_keeping_graph(outputs, inputs, create_graph: bool = False, allow_unused=False,
+                       grad_outputs=None):
     """``grad`` that leaves the graph in place for a later backward pass through the same
     nodes (``retain_graph=True`` where the engine frees graphs after a backward pass)."""
-    if _GRAD_TAKES_RETAIN_GRAPH:
-        return grad(outputs, inputs, create_graph=create_graph, allow_unused=allow_unused,
-                    retain_graph=True)
-    return grad(outputs, inputs, create_graph=create_graph, allow_unused=allow_unused)
+    kwargs = {"retain_graph": True} if _GRAD_TAKES_RETAIN_GRAPH else {}
+    return grad(outputs, inputs, grad_outputs, create_graph=create_graph,
+                allow_unused=allow_unused, **kwargs)
 
 
 def _needs_graph(*values) -> bool:

@@ -422,20 +422,20 @@ class _RelaxedControlVariate:
             centred = Tensor(np.asarray(inp, dtype=model.dtype) - model.input_mean)
             c = self.baseline(centred)                                # (batch, 1)
             lam = F.exp(self.log_lam) if isinstance(self.log_lam, Tensor) else self.temperature
-            signal = correction = 0.0
-            for i, lg in enumerate(logits):
-                a_i, h_i = self._parts(model, x, logits, samples, u, c, lam, i)
-                # zero in value, the logits' Jacobian in gradient: the parts reach the
-                # parameters only through the logits, never through their own dependence
-                # on the encoder (a relaxed layer below runs through its weights)
-                through_logits = lg - lg.detach()
-                signal = signal + (through_logits * a_i).sum()
-                correction = correction + (through_logits * h_i).sum()
-            a_p = RX.grad_keeping_graph(signal, encoder, True, allow_unused=True)
-            # the correction's gradients need a graph only if it depends on tuned values
-            # (lambda, r_rho); eta weighs them after, which needs their values alone
-            b_p = RX.grad_keeping_graph(correction, encoder, self.tunes_correction,
-                                        allow_unused=True)
+            parts = [self._parts(model, x, logits, samples, u, c, lam, i)
+                     for i in range(len(logits))]
+            # vector-Jacobian products of the logits: the parts reach the parameters only
+            # through the logits, never through their own dependence on the encoder (a
+            # relaxed layer below runs through its weights)
+            a_p = RX.grad_keeping_graph(logits, encoder, True, allow_unused=True,
+                                        grad_outputs=[a_i for a_i, _ in parts])
+            # The correction's gradients need a graph only if it depends on tuned values
+            # (lambda, r_rho); eta weighs them after, which needs their values alone. This
+            # last pass through the encoder's graph frees it, so that the optimizer can
+            # update the encoder's weights in place.
+            b_p = grad(logits, encoder, [h_i for _, h_i in parts],
+                       create_graph=self.tunes_correction, allow_unused=True,
+                       retain_graph=False)
             etas = ([2.0 * F.sigmoid(w) for w in self.eta_logits] if self.eta_logits
                     else [1.0] * len(encoder))
             g = [a + eta * b for a, eta, b in zip(a_p, etas, b_p)]
