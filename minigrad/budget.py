@@ -80,6 +80,16 @@ def banner():
                 f"Smoke build: not a reproduction</p><p>{SMOKE_BANNER}</p></div>")
 
 
+def show_banner() -> None:
+    """Display :func:`banner` in the middle of a cell; at the full budget show nothing
+    (``display(banner())`` would print ``None`` there)."""
+    note = banner()
+    if note is not None:
+        from IPython.display import display
+
+        display(note)
+
+
 def write_book_config(value: str | None, source: str, dest: str) -> str:
     """Copy the book's configuration ``source`` to ``dest`` with the budget's own cache.
 

@@ -319,3 +319,19 @@ def test_temperature_that_is_not_a_real_scalar(tau):
 def test_temperature_that_is_not_finite_and_positive(tau):
     with pytest.raises(ValueError, match="gumbel_softmax: the temperature must be a finite"):
         gumbel_softmax(Tensor(np.zeros((1, 3))), tau, np.zeros((1, 3)))
+
+
+def test_the_smoke_banner_shows_only_at_the_smoke_budget(monkeypatch):
+    import IPython.display
+
+    from minigrad import budget
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    monkeypatch.setenv("MINIGRAD_BUDGET", "full")
+    assert budget.banner() is None
+    budget.show_banner()
+    assert shown == []          # display(None) would print "None" on the page
+    monkeypatch.setenv("MINIGRAD_BUDGET", "smoke")
+    budget.show_banner()
+    assert len(shown) == 1 and "smoke-banner" in shown[0].data

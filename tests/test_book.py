@@ -361,6 +361,9 @@ TQDM_RE = re.compile(r"\d+%\|[^\n|]*\|\s*\d+/\d+|\d+/\d+ \[\d+:\d+<|\d+(?:\.\d+)
 # A Python object's default repr: "<function <lambda> at 0x7f3a...>".
 ADDRESS_RE = re.compile(r"\bat 0x[0-9a-fA-F]{6,}|\b0x7f[0-9a-fA-F]{6,}")
 
+# A cell output that is only "None", as Sphinx writes it.
+STRAY_NONE_RE = re.compile(r"<pre><span></span>None\s*</pre>")
+
 # Sphinx writes maths as <span|div class="math notranslate nohighlight">\(...\)</...>.
 STATIC_MATH_RE = re.compile(
     r"<(?:span|div)\b[^>]*class=\"(?:[^\"]*\s)?math(?:\s[^\"]*)?\"", re.I
@@ -440,6 +443,9 @@ def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
     if "$" in shown:
         i = shown.index("$")
         problems.append(f"a '$' left in the text (untypeset maths?): {shown[max(0, i-60):i+60]!r}")
+    if STRAY_NONE_RE.search(static):
+        problems.append("an output that is just 'None' (display(None), or a cell ending in a "
+                        "call that returns None?)")
     address = ADDRESS_RE.search(page_text)
     if address:
         problems.append(f"a memory address on the page: {address.group(0)!r}")
