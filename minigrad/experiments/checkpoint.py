@@ -313,13 +313,14 @@ def write_checkpoint(path: str | Path, *, family: str, spec: dict, step: int,
     return len(data)
 
 
-def read_checkpoint(path: str | Path, *, family: str, spec: dict
+def read_checkpoint(path: str | Path, *, family: str | None = None, spec: dict | None = None
                     ) -> tuple[dict, dict[str, np.ndarray]]:
     """The manifest and arrays of a checkpoint of this ``family`` and run ``spec``.
 
     Raises :class:`CheckpointError` when the file is unreadable (truncated, corrupt, not an
     ``.npz``), not a minigrad checkpoint, of another version, of another family, or of
-    another run specification.
+    another run specification. ``family`` or ``spec`` left None is not checked (to read
+    a checkpoint whatever run wrote it).
     """
     path = Path(path)
     try:
@@ -340,16 +341,28 @@ def read_checkpoint(path: str | Path, *, family: str, spec: dict
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{path} has format version {manifest.get('version')!r}; this "
                               f"minigrad reads version {VERSION}")
-    if manifest.get("family") != family:
+    if family is not None and manifest.get("family") != family:
         raise CheckpointError(f"{path} is a checkpoint of a {manifest.get('family')!r} run, "
                               f"not of a {family!r} run")
     saved = manifest.get("spec")
-    if saved != json.loads(json.dumps(spec)):
+    if spec is not None and saved != json.loads(json.dumps(spec)):
         differ = sorted(k for k in set(saved or {}) | set(spec)
                         if (saved or {}).get(k) != spec.get(k))
         raise CheckpointError(f"{path} belongs to another run: its specification differs in "
                               f"{', '.join(differ)}")
     return manifest, arrays
+
+
+def saved_value(manifest: dict, arrays: dict[str, np.ndarray], name: str) -> Any:
+    """The run state's attribute ``name`` as plain values, without the run to restore it
+    into; a saved object (a history, say) comes back as the dict of its attributes."""
+    try:
+        tree = manifest["state"]["dict"][name]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"the checkpoint's run state has no {name!r}") from None
+    if isinstance(tree, dict) and "object" in tree:
+        return {k: _decode(t, arrays, f"{name}.{k}") for k, t in tree["attrs"].items()}
+    return _decode(tree, arrays, name)
 
 
 class Resumable:

@@ -452,7 +452,7 @@ def read_history(folder: str | Path) -> tuple[dict, bool]:
     A finished run has its ``history.json``; a run still going (or stopped) has the history
     up to its last checkpoint, read from the checkpoint without building the model.
     """
-    from .checkpoint import MANIFEST_KEY, CheckpointError, _decode
+    from .checkpoint import read_checkpoint, saved_value
 
     folder = Path(folder)
     if (folder / HISTORY).exists():
@@ -462,16 +462,8 @@ def read_history(folder: str | Path) -> tuple[dict, bool]:
     if not path.exists():
         raise FileNotFoundError(f"{folder} has neither {HISTORY} nor {CHECKPOINT}: "
                                 "is it the output folder of a run?")
-    with np.load(path, allow_pickle=False) as arrays:
-        try:
-            manifest = json.loads(arrays[MANIFEST_KEY].tobytes().decode("utf8"))
-            saved = manifest["state"]["dict"]["history"]
-            saved["attrs"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path} holds no run history ({e})") from None
-        stored = {k: arrays[k] for k in arrays.files}
-        history = {name: _decode(entry, stored, f"history.{name}")
-                   for name, entry in saved["attrs"].items()}
+    manifest, arrays = read_checkpoint(path)
+    history = saved_value(manifest, arrays, "history")
     return history, False
 
 
