@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
                                            SBN_MODELS, STEPS)
     from minigrad.experiments.sbn import ESTIMATORS
+    from minigrad.models.sbn import INITS
 
     steps_help = "; ".join(f"{fam}: " + ", ".join(f"{b} {n:,}" for b, n in by.items())
                            for fam, by in STEPS.items())
@@ -93,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="classifier: steps per epoch (default min(1000, steps))")
     how.add_argument("--es-sigma", type=float, default=4.0, help="lenet es: noise scale")
     how.add_argument("--es-samples", type=int, default=200, help="lenet es: samples per step")
-    how.add_argument("--init", default="glorot", choices=["glorot", "reference"],
+    how.add_argument("--init", default="glorot", choices=INITS,
                      help="sbn weights: glorot, or the REBAR reference code's variance scaling")
     out = p.add_argument_group("output, checkpoints and where to run")
     out.add_argument("--out", required=True,

@@ -31,7 +31,7 @@ from minigrad.estimators import sbn_estimators as E
 from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.diagnostics import EMALogVariance
-from minigrad.models.sbn import SigmoidBeliefNet
+from minigrad.models.sbn import INITS, SigmoidBeliefNet
 from minigrad.nn import Linear, Parameter, Sequential, Tanh
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, enable_grad, grad, no_grad
@@ -595,7 +595,7 @@ def _main(argv=None) -> None:
     parser.add_argument("--record-every", type=int, default=2084)
     parser.add_argument("--eval-examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--init", default="glorot", choices=["glorot", "reference"])
+    parser.add_argument("--init", default="glorot", choices=INITS)
     parser.add_argument("--out", required=True)
     parser.add_argument("--log", default=None)
     args = parser.parse_args(argv)

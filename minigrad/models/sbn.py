@@ -140,7 +140,6 @@ class SigmoidBeliefNet(Module):
             for _, p in self.named_parameters():
                 if p.data.ndim == 2:    # weights; biases stay at zero
                     p.data = variance_scaling_normal(p.data.shape, rng, dtype)
-        self.init = init
         out_layer = self.decoders[0] if task == "generative" else self.decoders[-1]
         clipped = np.clip(out_mean, 0.001, 0.999)
         _output_bias(out_layer).data = np.log(clipped / (1 - clipped)).astype(dtype)
