@@ -331,16 +331,11 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def _sum_to(x: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum ``x`` over the axes that broadcasting added or stretched to reach its shape."""
-    x = x.sum(axis=tuple(range(x.ndim - len(shape)))) if x.ndim > len(shape) else x
-    return x.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
-
-
 def check_div_backward(fn: Callable) -> None:
     """Chapter 1: ``fn(a, b, g) -> (grad_a, grad_b)`` for ``y = a / b``, NumPy arrays, ``g``
     the incoming gradient of ``y``; checked against minigrad's ``Div`` on broadcasting
     shapes."""
+    from minigrad.functions import unbroadcast
     from minigrad.tensor import grad
     rng = np.random.default_rng(1)
     shapes = [((3, 4), (4,)), ((2, 3), (2, 1)), ((5,), (5,)), ((2, 3, 4), (3, 1))]
@@ -358,7 +353,7 @@ def check_div_backward(fn: Callable) -> None:
         fn, reference, cases, labels=[f"a of shape {sa}, b of shape {sb}" for sa, sb in shapes],
         parts=("gradient of a", "gradient of b"), noun="gradient",
         mistakes=[("-g a / b summed: the square of b is missing",
-                   lambda a, b, g: (g / b, _sum_to(-g * a / b, b.shape)))],
+                   lambda a, b, g: (g / b, unbroadcast(-g * a / b, b.shape)))],
         check="check_div_backward", what="it agrees with minigrad's gradients of a / b")
 
 

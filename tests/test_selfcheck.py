@@ -120,6 +120,7 @@ def test_check_estimator_says_when_the_shape_is_wrong():
 import math  # noqa: E402
 
 from minigrad import selfcheck as sc  # noqa: E402
+from minigrad.functions import unbroadcast  # noqa: E402
 from minigrad.estimators.black_box import centered_ranks, zero_one_loss  # noqa: E402
 from minigrad.estimators.exact import enumerate_binary_configurations  # noqa: E402
 from minigrad.tensor import grad  # noqa: E402
@@ -149,7 +150,7 @@ def test_check_function_compares_shapes_then_values(capsys):
 # One right answer and typical wrong ones per exercise check; each wrong answer must fail with
 # the diagnosis named. All the checks are deterministic (fixed inputs, or exact references).
 def div_backward(a, b, g):
-    return g / b, sc._sum_to(-g * a / b ** 2, b.shape)
+    return g / b, unbroadcast(-g * a / b ** 2, b.shape)
 
 
 def hvp(f, x, v):
@@ -225,7 +226,7 @@ def ordinal_ranks(f):
 EXERCISE_CHECKS = {
     "div": (sc.check_div_backward, div_backward, [
         (lambda a, b, g: (g / b, -g * a / b ** 2), "sum it over the axes that broadcasting"),
-        (lambda a, b, g: (g / b, sc._sum_to(-g * a / b, b.shape)), "the square of b is missing"),
+        (lambda a, b, g: (g / b, unbroadcast(-g * a / b, b.shape)), "the square of b is missing"),
     ]),
     "hvp": (sc.check_hvp, hvp, [
         (gradient_only, "the gradient of f, not H v"),
