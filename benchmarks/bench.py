@@ -542,44 +542,29 @@ def _tuned_params(estimator) -> list:
 
 class MinigradSBN:
     """The training step of minigrad.experiments.sbn.SBNRun.step, minus its diagnostics (the
-    gradient-variance tracker and the history): the same calls in the same order."""
+    gradient-variance tracker and the history): its ``backward_pass``, the optimizer's step
+    and the estimator's update."""
 
     def __init__(self, wl, rng):
-        from minigrad.estimators.base import surrogate
-        from minigrad.experiments.sbn import ESTIMATORS, SBNConfig
+        from minigrad.experiments.sbn import ESTIMATORS, SBNConfig, backward_pass
         from minigrad.models.sbn import SigmoidBeliefNet
         from minigrad.optim import Adam
-        from minigrad.tensor import no_grad
 
-        self.surrogate, self.no_grad = surrogate, no_grad
+        self.backward_pass = backward_pass
         self.model = SigmoidBeliefNet(sbn_pixel_means(), n_hidden=wl["n_hidden"], rng=rng)
         config = SBNConfig("bench", wl["estimator"], steps=1, lr=wl["lr"])
         self.estimator = ESTIMATORS[wl["estimator"]](self.model, config)
         self.opt = Adam(self.model.parameters(), lr=wl["lr"], betas=(0.9, config.beta2))
         self.params = self.model.parameters()  # prior, q weight, q bias, p weight, p bias
         self.encoder = [p for name, p in self.model.named_parameters() if name.startswith("q")]
-        self.finish = getattr(self.estimator, "finish_encoder_gradients", None)
         self.all_params = self.params + _tuned_params(self.estimator)
 
     def batch(self, b):
         return b
 
     def _backward(self, x, u):
-        model, n = self.model, len(x)
-        logits, samples = model.sample_encoder(x, [u])
-        gs = self.estimator.estimates(model, x, logits, samples, [u], None)
-        log_joint = model.log_joint(x, samples)
-        with self.no_grad():
-            f_values = log_joint.data - model.log_q(x, samples, logits).data
-        loss = log_joint.sum() * (-1.0 / n)
-        for lg, g in zip(logits, gs):
-            if g is not None:  # None (REBAR): the estimator sets the encoder's gradient
-                loss = loss - self.surrogate(lg, g) * (1.0 / n)
-        self.opt.zero_grad()
-        loss.backward()
-        if self.finish is not None:  # REBAR sets the encoder's gradient here
-            self.finish(self.encoder)
-        return loss, f_values
+        return self.backward_pass(self.model, self.estimator, self.opt, self.encoder, x, [u],
+                                  None)
 
     def step(self, x, u):
         _, f_values = self._backward(x, u)

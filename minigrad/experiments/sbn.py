@@ -41,7 +41,7 @@ from .executor import map_runs
 
 __all__ = ["SBNConfig", "SBNHistory", "ESTIMATORS", "SBNRun", "train_sbn",
            "run_sbn_comparison", "time_sbn_steps", "relaxed_learning_signal",
-           "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race",
+           "encoder_gradient", "backward_pass", "VarianceRace", "variance_race", "run_variance_race",
            "record_sbn_run"]
 
 
@@ -263,19 +263,8 @@ class SBNRun(Resumable):
         started = time.perf_counter()
         x, _ = next(self.stream)
         u = model.noise(self.noise_rng, len(x))
-        logits, samples = model.sample_encoder(x, u)
-        gs = self.estimator.estimates(model, x, logits, samples, u, self.noise_rng)
-        log_joint = model.log_joint(x, samples)
-        with no_grad():
-            f_values = log_joint.data - model.log_q(x, samples, logits).data
-        loss = log_joint.sum() * (-1.0 / len(x))
-        for lg, g in zip(logits, gs):
-            if g is not None:  # None: the estimator sets the encoder's gradient itself
-                loss = loss - surrogate(lg, g) * (1.0 / len(x))
-        self.optimizer.zero_grad()
-        loss.backward()
-        # estimators that weigh their estimate per parameter tensor finish it here
-        getattr(self.estimator, "finish_encoder_gradients", _nothing)(self.encoder)
+        loss, f_values = backward_pass(model, self.estimator, self.optimizer, self.encoder,
+                                       x, u, self.noise_rng)
         # the optimizer minimises -ELBO: the ascent direction's variance is the same
         self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
         self.optimizer.step()
@@ -299,6 +288,31 @@ class SBNRun(Resumable):
 
     state_names = ("model", "optimizer", "estimator", "tracker", "batch_rng", "noise_rng",
                    "eval_rng", "stream", "history", "window", "steps_done")
+
+
+def backward_pass(model, estimator, optimizer, encoder, x, u, rng):
+    """The gradients of one training step on the minibatch ``x`` with the noise ``u``.
+
+    The decoder and the prior get the exact gradient of ``log p(x, b)``; each layer's
+    logits get the estimator's estimate through the surrogate, or, for an estimator that
+    sets the encoder's gradient itself (its estimate per layer is None), its
+    ``finish_encoder_gradients``. Returns the loss and ``f(b)`` per example (for the
+    estimator's ``update`` after the optimizer's step).
+    """
+    logits, samples = model.sample_encoder(x, u)
+    gs = estimator.estimates(model, x, logits, samples, u, rng)
+    log_joint = model.log_joint(x, samples)
+    with no_grad():
+        f_values = log_joint.data - model.log_q(x, samples, logits).data
+    loss = log_joint.sum() * (-1.0 / len(x))
+    for lg, g in zip(logits, gs):
+        if g is not None:  # None: the estimator sets the encoder's gradient itself
+            loss = loss - surrogate(lg, g) * (1.0 / len(x))
+    optimizer.zero_grad()
+    loss.backward()
+    # estimators that weigh their estimate per parameter tensor finish it here
+    getattr(estimator, "finish_encoder_gradients", _nothing)(encoder)
+    return loss, f_values
 
 
 def _history(config, train_x, val_x):
