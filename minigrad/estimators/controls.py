@@ -272,7 +272,9 @@ def _value_or_parameter(value, learn: bool, dtype) -> Tensor | float:
         return Parameter(np.asarray(value, dtype=dtype))
     if isinstance(value, Tensor):
         return value.detach()
-    return float(value) if np.ndim(value) == 0 else np.asarray(value, dtype=dtype)
+    # a fixed array (one value per row) is a constant Tensor, so that it combines with
+    # Tensors the same way a tuned one does
+    return float(value) if np.ndim(value) == 0 else Tensor(np.asarray(value, dtype=dtype))
 
 
 class RelaxedControl(Module):
@@ -305,8 +307,7 @@ class RelaxedControl(Module):
         """``lambda = exp(log_temperature)``: a Tensor when it is tuned, else a number."""
         if isinstance(self.log_temperature, Tensor):
             return F.exp(self.log_temperature)
-        return np.exp(self.log_temperature) if isinstance(self.log_temperature, np.ndarray) \
-            else math.exp(self.log_temperature)
+        return math.exp(self.log_temperature)
 
     def select(self, rows: np.ndarray) -> "RelaxedControl":
         """The control of a batch whose row ``n`` belongs to problem ``rows[n]`` (the

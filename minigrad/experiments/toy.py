@@ -7,9 +7,12 @@ close to 1/2 (Tucker et al. 2017 use ``t = 0.45``; Grathwohl et al. 2018 ``t = 0
 
 Every seed is one row: a run trains ``seeds`` independent problems at once (Adam acts
 elementwise, and each seed's tuned parameters are its own rows), so several seeds cost about
-as much as one. Estimators are entries of :data:`TOY_ESTIMATORS`, each a small class with
-``params`` (what its own Adam tunes on ``sum(g^2)``, i.e. each seed's ``g^2``) and
-``estimate(theta, u, v, rows)``; ``rows`` says which seed each row of ``theta`` belongs to.
+as much as one. :data:`TOY_ESTIMATORS` gives, for each estimator the toy compares, its
+control (one row of eta, log temperature and ``r_rho`` per seed; a
+:class:`~minigrad.estimators.controls.RelaxedControl`); :func:`train_toy` is one loop for
+all of them: the estimate by :func:`~minigrad.estimators.relaxed.relaxed_estimate` (or the
+exact gradient, or REINFORCE), the control's Parameters tuned by the loop's own Adam on
+:func:`~minigrad.estimators.relaxed.variance_gradient` (each seed's ``g^2``).
 """
 from __future__ import annotations
 
@@ -18,12 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minigrad import functions as F
 from minigrad.estimators import relaxed as RX
+from minigrad.estimators.controls import RelaxedControl, RowwiseSurrogate
 from minigrad.estimators.score_function import reinforce
 from minigrad.nn import Parameter
 from minigrad.optim import Adam
-from minigrad.tensor import Tensor, grad
+from minigrad.tensor import Tensor
 
 __all__ = ["ToyHistory", "TOY_ESTIMATORS", "toy_objective", "expected_loss", "train_toy",
            "relaxed_slope"]
@@ -53,83 +56,51 @@ def relaxed_slope(z: np.ndarray, t: float, lam: float = 0.5) -> np.ndarray:
     return 2 * (s - t) * s * (1 - s) / lam
 
 
-class _Exact:
-    params: list = []
-
-    def __init__(self, seeds, t, rng):
-        self.t = t
-
-    def estimate(self, theta, u, v, rows):
-        p = 1 / (1 + np.exp(-theta.data))
-        return Tensor(p * (1 - p) * ((1 - self.t) ** 2 - self.t ** 2))
+def _exact(theta: Tensor, t: float) -> np.ndarray:
+    p = 1 / (1 + np.exp(-theta.data))
+    return p * (1 - p) * ((1 - t) ** 2 - t ** 2)
 
 
-class _Reinforce:
-    params: list = []
-
-    def __init__(self, seeds, t, rng):
-        self.f = toy_objective(t)
-
-    def estimate(self, theta, u, v, rows):
-        return reinforce(theta, self.f, u)
+def _no_control(seeds, rng):
+    return None
 
 
-class _Rebar:
-    """REBAR with the Concrete relaxation; ``dynamic``: eta and log lambda per seed, tuned."""
-
-    def __init__(self, seeds, t, rng, dynamic=False):
-        self.f = toy_objective(t)
-        self.eta = Parameter(np.ones((seeds, 1)))
-        self.log_lam = Parameter(np.full((seeds, 1), np.log(0.5)))
-        self.params = [self.eta, self.log_lam] if dynamic else []
-
-    def estimate(self, theta, u, v, rows):
-        eta, log_lam = self.eta[rows], self.log_lam[rows]
-        if not self.params:
-            eta, log_lam = eta.detach(), log_lam.detach()
-        return RX.rebar(theta, self.f, u, v, eta, log_lam,
-                        relaxation=RX.concrete_relaxation)
+def _rebar_control(seeds, rng):
+    return RelaxedControl(np.ones((seeds, 1)), np.full((seeds, 1), np.log(0.5)),
+                          relaxation=RX.concrete_relaxation)
 
 
-class _SeedwiseSurrogate:
-    """``r_rho(z)``: one ReLU layer of ``hidden`` units per seed (rows pick their seed)."""
-
-    def __init__(self, seeds, hidden, rng):
-        self.w1 = Parameter(rng.normal(0, 1, (seeds, hidden)))
-        self.b1 = Parameter(rng.normal(0, 1, (seeds, hidden)))
-        self.w2 = Parameter(np.zeros((seeds, hidden)))
-        self.b2 = Parameter(np.zeros(seeds))
-        self.params = [self.w1, self.b1, self.w2, self.b2]
-        self.rows = None
-
-    def __call__(self, z: Tensor) -> Tensor:
-        rows = self.rows
-        h = F.relu(z * self.w1[rows] + self.b1[rows])
-        return (h * self.w2[rows]).sum(axis=1) + self.b2[rows]
+def _dynamic_rebar_control(seeds, rng):
+    return RelaxedControl(np.ones((seeds, 1)), np.full((seeds, 1), np.log(0.5)),
+                          relaxation=RX.concrete_relaxation, learn_eta=True,
+                          learn_temperature=True)
 
 
-class _Relax:
-    """RELAX: ``c(z) = f(sigma_lambda(z)) + r_rho(z)``, lambda and rho per seed, tuned."""
-
-    def __init__(self, seeds, t, rng, hidden=10):
-        self.f = toy_objective(t)
-        self.log_lam = Parameter(np.full((seeds, 1), np.log(0.5)))
-        self.net = _SeedwiseSurrogate(seeds, hidden, rng)
-        self.params = [self.log_lam, *self.net.params]
-
-    def estimate(self, theta, u, v, rows):
-        self.net.rows = rows
-        return RX.relax(theta, self.f, u, v, self.log_lam[rows], self.net,
-                        relaxation=RX.concrete_relaxation)
+def _relax_control(seeds, rng, hidden=10):
+    log_temperature = np.full((seeds, 1), np.log(0.5))   # made before r_rho draws from rng
+    return RelaxedControl(1.0, log_temperature, relaxation=RX.concrete_relaxation,
+                          learn_temperature=True,
+                          surrogate=RowwiseSurrogate(seeds, hidden, rng))
 
 
+#: The toy's estimators: name -> (how the estimate is made, its control's factory).
 TOY_ESTIMATORS = {
-    "exact": _Exact,
-    "REINFORCE": _Reinforce,
-    "REBAR": _Rebar,
-    "dynamic REBAR": lambda seeds, t, rng: _Rebar(seeds, t, rng, dynamic=True),
-    "RELAX": _Relax,
+    "exact": ("exact", _no_control),
+    "REINFORCE": ("reinforce", _no_control),
+    "REBAR": ("relaxed", _rebar_control),
+    "dynamic REBAR": ("relaxed", _dynamic_rebar_control),
+    "RELAX": ("relaxed", _relax_control),
 }
+
+
+def _estimate(kind: str, theta: Tensor, t: float, u, v, control, rows) -> Tensor | np.ndarray:
+    """The estimate for a batch whose row ``n`` is seed ``rows[n]``: a Tensor
+    differentiable in the control's Parameters for the relaxed estimators."""
+    if kind == "exact":
+        return _exact(theta, t)
+    if kind == "reinforce":
+        return reinforce(theta, toy_objective(t), u)
+    return RX.relaxed_estimate(theta, toy_objective(t), u, v, control.select(rows))
 
 
 @dataclass
@@ -145,14 +116,16 @@ class ToyHistory:
     seconds: float = 0.0
 
 
-def _log_variance(estimator, theta: np.ndarray, rows: np.ndarray, samples: int, rng
+def _log_variance(kind, t, control, theta: np.ndarray, rows: np.ndarray, samples: int, rng
                   ) -> np.ndarray:
     """``log Var[g]`` at the current parameters, per seed, from ``samples`` draws each."""
     seeds = len(theta)
     tiled = Tensor(np.repeat(theta, samples, axis=0))
     many = np.repeat(rows, samples)
-    g = estimator.estimate(tiled, rng.random(tiled.shape), rng.random(tiled.shape), many)
-    var = g.data.reshape(seeds, samples).var(axis=1, ddof=1)
+    g = _estimate(kind, tiled, t, rng.random(tiled.shape), rng.random(tiled.shape), control,
+                  many)
+    g = g.data if isinstance(g, Tensor) else g
+    var = g.reshape(seeds, samples).var(axis=1, ddof=1)
     with np.errstate(divide="ignore"):
         return np.log(var)
 
@@ -163,27 +136,30 @@ def train_toy(estimator: str, t: float, steps: int, seeds: int = 5, lr: float = 
     """Train ``seeds`` independent copies of the toy problem from ``theta = 0`` with Adam."""
     rng = np.random.default_rng(seed)
     theta = Parameter(np.zeros((seeds, 1)))
-    chosen = TOY_ESTIMATORS[estimator](seeds, t, rng)
+    kind, make_control = TOY_ESTIMATORS[estimator]
+    control = make_control(seeds, rng)
+    params = control.parameters() if control is not None else []
     optimizer = Adam([theta], lr=lr)
-    tuner = Adam(chosen.params, lr=lr) if chosen.params else None
+    tuner = Adam(params, lr=lr) if params else None
     rows = np.arange(seeds)
     history = ToyHistory(estimator, t)
     start = time.perf_counter()
     for step in range(1, steps + 1):
         u, v = rng.random((seeds, 1)), rng.random((seeds, 1))
-        g = chosen.estimate(theta, u, v, rows)
+        g = _estimate(kind, theta, t, u, v, control, rows)
         if tuner is not None:   # each seed's own g^2: the sum keeps the seeds apart
-            found = grad((g * g).sum(), chosen.params, allow_unused=True)
-            for p, d in zip(chosen.params, found):
-                p.grad = Tensor(np.zeros_like(p.data)) if d is None else d.detach()
+            _, found = RX.variance_gradient([g], params)
+            for p, d in zip(params, found):
+                p.grad = Tensor(d)
             tuner.step()
-        theta.grad = Tensor(g.data)   # descend the estimate of d E[f] / d theta
+        g = g.data if isinstance(g, Tensor) else g
+        theta.grad = Tensor(g)   # descend the estimate of d E[f] / d theta
         optimizer.step()
         if step % record_every == 0 or step == steps:
             history.steps.append(step)
             history.loss.append(expected_loss(theta.data[:, 0], t))
             history.theta.append(theta.data[:, 0].copy())
             history.log_variance.append(
-                _log_variance(chosen, theta.data, rows, variance_samples, rng))
+                _log_variance(kind, t, control, theta.data, rows, variance_samples, rng))
     history.seconds = time.perf_counter() - start
     return history
