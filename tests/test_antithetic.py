@@ -18,7 +18,7 @@ from test_sbn import X, tiny_model, z_scores
 from minigrad.estimators.antithetic import antithetic_samples, arm, disarm
 from minigrad.estimators.diagnostics import bias_z_scores
 from minigrad.estimators.exact import exact_gradient
-from minigrad.estimators.sbn_estimators import reinforce_loo
+from minigrad.estimators.score_function import reinforce_loo
 from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor
 

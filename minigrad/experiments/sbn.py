@@ -171,7 +171,7 @@ class SBNRun(Resumable):
         _, f_values, control_grads = backward_pass(model, self.spec, self.control,
                                                    self.optimizer, self.encoder, x, u,
                                                    self.noise_rng)
-        # the optimizer minimises -ELBO: the ascent direction's variance is the same
+        # the optimizer minimises -ELBO: the variance of the direction of increase is the same
         self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
         raced = {name: encoder_gradient(ESTIMATORS[name], r.control, model, x, u,
                                         self.noise_rng)
@@ -234,7 +234,7 @@ def _layer_noise(spec, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def relaxed_training_step(model, control, x, logits, samples, u, encoder):
-    """REBAR, dynamic REBAR and RELAX on an SBN: the encoder's ascent direction, one array
+    """REBAR, dynamic REBAR and RELAX on an SBN: the encoder's direction of increase, one array
     per parameter tensor, and the gradient of its variance for the control's Parameters.
 
     Each layer's estimate is split into its REINFORCE part, centred by ``C(x)``, and its
@@ -268,9 +268,9 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     :func:`train_control` after the optimizer's step.
     """
     logits, samples = model.sample_encoder(x, u)
-    ascent, control_grads, gs = None, None, []
+    uphill, control_grads, gs = None, None, []
     if isinstance(control, ModelRelaxedControl):
-        ascent, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
+        uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
                                                       encoder)
     else:
         inp, _ = model.split(x)
@@ -285,7 +285,7 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
         loss = loss - surrogate(lg, g) * (1.0 / len(x))
     optimizer.zero_grad()
     loss.backward()
-    for p, g in zip(encoder, ascent or []):   # descend the relaxed estimate's ascent
+    for p, g in zip(encoder, uphill or []):   # descend: the estimate points uphill
         p.grad = Tensor(-g) if p.grad is None else p.grad + Tensor(-g)
     return loss, f_values, control_grads
 
@@ -308,15 +308,15 @@ def train_control(control, optimizer, model, x, f_values, control_grads) -> None
 
 
 def encoder_gradient(spec, control, model, x, u, rng) -> tuple[np.ndarray, list | None]:
-    """One estimator's estimate of the encoder's ascent direction ``d ELBO / d phi`` (the
+    """One estimator's estimate of the encoder's direction of increase ``d ELBO / d phi`` (the
     batch mean), flattened, and the gradients for its control's Parameters: what the
     variance race tracks. Changes no parameter."""
     encoder = model.encoder_parameters()
     logits, samples = model.sample_encoder(x, u)
     if isinstance(control, ModelRelaxedControl):
-        ascent, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
+        uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
                                                       encoder)
-        return np.concatenate([a.ravel() for a in ascent]), control_grads
+        return np.concatenate([a.ravel() for a in uphill]), control_grads
     inp, _ = model.split(x)
     terms = [surrogate(lg, spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
                                          _layer_noise(spec, u[i], rng), control, inp))
