@@ -70,11 +70,12 @@ def final_state(folder: Path) -> tuple[dict, dict, dict]:
 def assert_same_run(a: Path, b: Path) -> None:
     arrays_a, tree_a, history_a = final_state(a)
     arrays_b, tree_b, history_b = final_state(b)
-    # model, Adam moments and step counts, NVIL's network, its Adam and running moments,
-    # the variance tracker, every Generator, the batch stream, the history
-    assert set(tree_a) == {"model", "optimizer", "estimator", "tracker", "batch_rng",
-                           "noise_rng", "eval_rng", "stream", "history", "window",
-                           "steps_done"}
+    # model, Adam moments and step counts, NVIL's control (its network and running
+    # moments) and the Adam that steps it, the variance tracker, every Generator, the batch
+    # stream, the history (and the racers of a variance race: none here)
+    assert set(tree_a) == {"model", "optimizer", "control", "control_optimizer", "tracker",
+                           "batch_rng", "noise_rng", "eval_rng", "stream", "history",
+                           "window", "steps_done", "racers"}
     assert tree_a == tree_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
