@@ -270,8 +270,8 @@ class RowwiseSurrogate(Module):
 def _value_or_parameter(value, learn: bool, dtype) -> Tensor | float:
     if learn:
         return Parameter(np.asarray(value, dtype=dtype))
-    if isinstance(value, Tensor):
-        return value.detach()
+    if isinstance(value, Tensor):   # the caller's Tensor: gradients reach it as it says
+        return value
     # a fixed array (one value per row) is a constant Tensor, so that it combines with
     # Tensors the same way a tuned one does
     return float(value) if np.ndim(value) == 0 else Tensor(np.asarray(value, dtype=dtype))
