@@ -41,6 +41,7 @@ from .checkpoint import Resumable
 from .executor import map_runs
 
 __all__ = ["SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
+           "control_and_optimizer",
            "time_sbn_steps", "backward_pass", "relaxed_training_step", "train_control",
            "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race"]
 
@@ -138,14 +139,14 @@ class SBNRun(Resumable):
                                       nonlinear=config.nonlinear, task=config.task,
                                       rng=init_rng, init=config.init)
         self.spec = ESTIMATORS[config.estimator]
-        self.control, self.control_optimizer = _control_and_optimizer(self.spec, self.model,
+        self.control, self.control_optimizer = control_and_optimizer(self.spec, self.model,
                                                                       config)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
         self.tracker = EMALogVariance(decay=0.999)
         self.encoder = self.model.encoder_parameters()
         # the variance race: other estimators evaluated on the same minibatch and noise at
         # every step, each with its own control and variance tracker; the run follows its own
-        self.racers = {name: Racer(name, *_control_and_optimizer(
+        self.racers = {name: Racer(name, *control_and_optimizer(
             ESTIMATORS[name], self.model, config)) for name in racers
             if name != config.estimator}
         self.stream = minibatch_stream(train_x, None, config.batch_size, self.batch_rng)
@@ -214,7 +215,7 @@ class Racer:
     tracker: EMALogVariance = field(default_factory=lambda: EMALogVariance(decay=0.999))
 
 
-def _control_and_optimizer(spec, model, config):
+def control_and_optimizer(spec, model, config):
     """The control ``spec`` needs for ``model``, and the optimizer of its Parameters (Adam at
     10x the model's learning rate, as in the REBAR code), or None when it has none."""
     control = make_control(spec, model, config)
