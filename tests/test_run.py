@@ -183,6 +183,21 @@ def test_checkpoint_of_another_run_or_family_is_refused(finished, tmp_path):
     _refused(tmp_path, SPEC, "a checkpoint of a 'lenet' run")
 
 
+def test_checkpoint_of_the_previous_format_version_names_both_versions(finished, tmp_path):
+    """Version 1 kept an estimator adapter where version 2 keeps its control: an old
+    checkpoint is refused with both version numbers, not restored into the wrong slots."""
+    from minigrad.experiments.checkpoint import MANIFEST_KEY, VERSION
+
+    with np.load(finished / CHECKPOINT, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    manifest = json.loads(arrays[MANIFEST_KEY].tobytes())
+    manifest["version"] = VERSION - 1
+    arrays[MANIFEST_KEY] = np.frombuffer(json.dumps(manifest).encode("utf8"), dtype=np.uint8)
+    with open(tmp_path / CHECKPOINT, "wb") as f:
+        np.savez(f, **arrays)
+    _refused(tmp_path, SPEC, f"format version {VERSION - 1}.*reads version {VERSION}")
+
+
 def test_checkpoint_whose_state_does_not_fit_is_refused(finished, tmp_path):
     write_checkpoint(tmp_path / CHECKPOINT, family="sbn", spec=SPEC.as_dict(), step=3,
                      state={"model": np.zeros(2)})
