@@ -314,7 +314,8 @@ SBN_ESTIMATORS = tuple(spec.name for spec in SPECS if spec.sbn)
 
 
 # ---------------------------------------------------------------------- measuring
-def draw_noise(entry: EstimatorSpec, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def draw_noise(entry: EstimatorSpec, shape: tuple[int, ...], rng: np.random.Generator
+               ) -> np.ndarray:
     """The noise ``entry.estimate`` takes for logits of ``shape``."""
     per_logit = entry.noise == "per logit" or entry.problem is BERNOULLI
     one = shape if per_logit else shape[:-1]

@@ -4,7 +4,7 @@ A layer of ``n`` one-hot neurons of dimension ``d`` has width ``n d``. Its pre-a
 reshaped to ``(batch, n, d)``: one row of logits ``z`` per neuron. Following R2RT's "Beyond
 binary: ternary and one-hot neurons" (2017), each neuron computes::
 
-    y_hat = softmax(z / temperature),   y_hat_i = exp(z_i / temperature) / sum_k exp(z_k / temperature)
+    y_hat = softmax(z / t),   y_hat_i = exp(z_i / t) / sum_k exp(z_k / t)    (t: the temperature)
     y     = one_hot(i),   i ~ Categorical(y_hat)    (training: STSampledSoftmax)
     y     = one_hot(argmax_i y_hat_i)               (evaluation: STHardmax)
 
@@ -167,7 +167,7 @@ def st_sampled_softmax(logits: Tensor, temperature: float, u: np.ndarray) -> Ten
 
 
 def st_hardmax_softmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """``one_hot(argmax softmax(z / temperature))`` with the ST gradient. See :class:`STHardmax`."""
+    """``one_hot(argmax softmax(z / temperature))`` with the ST gradient (:class:`STHardmax`)."""
     return STHardmax.apply(softmax_with_temperature(logits, temperature))
 
 
@@ -236,7 +236,8 @@ def st_gumbel_softmax(logits: Tensor, temperature: float, gumbel_noise: np.ndarr
     return STGumbelSoftmax.apply(logits, gumbel=gumbel, temperature=temperature)
 
 
-def st_gumbel_softmax_detach(logits: Tensor, temperature: float, gumbel_noise: np.ndarray) -> Tensor:
+def st_gumbel_softmax_detach(logits: Tensor, temperature: float, gumbel_noise: np.ndarray
+                             ) -> Tensor:
     """Straight-through Gumbel-softmax by the detach trick: ``hard + (soft - soft.detach())``.
 
     The value is ``hard`` (``soft - soft`` is exactly 0); the gradient is that of ``soft``.
@@ -291,7 +292,8 @@ def st_gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray,
 
 def gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray, temperature: float = 1.0,
                             create_graph: bool = False) -> Tensor:
-    """The relaxed Gumbel-softmax estimate: the gradient of ``f`` at ``softmax((z + G) / temperature)``.
+    """The relaxed Gumbel-softmax estimate: the gradient of ``f`` at
+    ``softmax((z + G) / temperature)``.
 
     ``f`` is evaluated at a point inside the simplex, not at a one-hot sample, so the
     estimate is of ``d E[f(relaxed)] / d z``: biased for ``E[f(b)]`` unless ``f`` is linear.
@@ -308,7 +310,8 @@ def _check_d(d: int, who: str) -> int:
 
 
 class OneHotNeuron(AnnealedNeuron):
-    """R2RT's one-hot neuron: ``softmax(z / temperature)``, then a sampled or argmax one-hot with ST.
+    """R2RT's one-hot neuron: ``softmax(z / temperature)``, then a sampled or argmax one-hot
+    with ST.
 
     Training (``stochastic=True``): ``mode="sample"`` samples (:class:`STSampledSoftmax`),
     ``mode="hardmax"`` takes the argmax (:class:`STHardmax`; it needs no ``rng``). Evaluation
@@ -389,5 +392,6 @@ class GumbelSoftmaxNeuron(AnnealedNeuron):
         return y.reshape(pre.shape)
 
     def __repr__(self) -> str:
-        return (f"GumbelSoftmaxNeuron(d={self.d}, temperature={self.temperature:g}, hard={self.hard}, "
+        return (f"GumbelSoftmaxNeuron(d={self.d}, temperature={self.temperature:g}, "
+                f"hard={self.hard}, "
                 f"anneal_rate={self.anneal_rate})")

@@ -1,9 +1,9 @@
 """Relaxations and relaxed control variates: Concrete (Maddison et al. 2017), REBAR
 (Tucker et al. 2017) and RELAX (Grathwohl et al. 2018).
 
-REBAR and RELAX estimate ``d E[f(b)] / d a`` for ``b ~ Bernoulli(theta)``, ``theta = sigmoid(a)``, by
-writing the unit as the sign of a logistic variable and using a smooth function ``c`` of
-that variable as a control variate::
+REBAR and RELAX estimate ``d E[f(b)] / d a`` for ``b ~ Bernoulli(theta)``,
+``theta = sigmoid(a)`` (``a``: the logits), by writing the unit as the sign of a logistic
+variable and using a smooth function ``c`` of that variable as a control variate::
 
     z  = a + logit(1 - u)         u ~ U(0, 1), so b = H(z) = 1[u < theta]
     z~ ~ p(z | b)                 the same variable, redrawn given the sample b
@@ -89,14 +89,15 @@ def muprop_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
     return F.sigmoid(z / temperature + logits * (temperature / (temperature + 1.0)))
 
 
-def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float) -> np.ndarray:
-    """The binary Concrete (Gumbel-softmax) relaxation (Maddison et al. 2017; Jang et al.
-    2017) as an estimator: replace ``b`` by ``sigmoid(z / t)`` with
-    ``z = logits + logit(1 - u)`` (the library's noise, :func:`logistic_sample`: the same
-    ``u`` relaxes the ``b`` every other estimator draws) and differentiate through it.
-    Biased: it is the gradient of ``E[f(soft b)]``, not of ``E[f(b)]``; the bias shrinks as
-    ``t -> 0`` while the variance grows. A unit that ``f`` reaches only through a hard
-    resample gets a zero gradient.
+def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float
+             ) -> np.ndarray:
+    """The binary Concrete (Gumbel-softmax) relaxation (Maddison et al. 2017;
+    Jang et al. 2017) as an estimator: replace ``b`` by ``sigmoid(z / t)`` with
+    ``z = logits + logit(1 - u)`` (the library's noise: the same ``u`` relaxes the
+    ``b`` every other estimator draws) and differentiate through it. Biased: it is
+    the gradient of ``E[f(soft b)]``, not of ``E[f(b)]``; the bias shrinks as
+    ``t -> 0`` while the variance grows. A unit that ``f`` reaches only through a
+    hard resample gets a zero gradient.
     """
     temperature = checks.positive_number(temperature, "temperature", "concrete")
     noise = Tensor(logistic_noise(checks.noise_of_shape(u, logits.shape, "concrete"),
@@ -125,7 +126,8 @@ def logistic_sample(logits: Tensor, u: np.ndarray) -> Tensor:
     eps = float(np.finfo(logits.dtype).eps)
     inside = np.clip(np.asarray(u, dtype=np.float64), eps, 1 - eps)
     return logits + Tensor(logistic_noise(inside, logits.dtype))
-def conditional_logistic_sample(logits: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
+def conditional_logistic_sample(logits: Tensor, b: np.ndarray, v: np.ndarray
+                                ) -> Tensor:
     """``z~ ~ p(z | b)`` from fresh uniforms ``v``, differentiable in ``a`` (see above).
 
     ``v'`` and ``1 - v'`` are formed separately so that neither loses digits when theta is
@@ -172,7 +174,8 @@ def relaxed_correction(logits: Tensor, control: ControlVariate, u: np.ndarray,
     so ``g = (f(b) - baseline) (b - theta) + h`` is the estimator. ``create_graph=True``
     keeps ``h`` differentiable in whatever ``c`` depends on (eta, lambda, phi).
     """
-    x = Tensor(logits.data, requires_grad=True)   # a leaf: the estimate is a function of values
+    # a leaf: the estimate is a function of the logits' values
+    x = Tensor(logits.data, requires_grad=True)
     b = hard_sample(x, u, "relaxed_correction")
     score = Tensor(b - F._sigmoid_array(x.data))
     v = checks.noise_of_shape(v, x.shape, "relaxed_correction", what="uniform noise v")
@@ -207,15 +210,15 @@ def relaxed_parts(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
     """REBAR and RELAX as two parts, ``g = reinforce_part + eta * correction``.
 
     ``reinforce_part = (f(b) - baseline) (b - theta)``; ``correction`` is
-    :func:`relaxed_correction` with ``c(z) = f~(sigma_lambda(z)) (+ r_rho(z))``, where
-    ``f~`` is ``f`` relaxed all the way down (:func:`~minigrad.estimators.base.
-    relaxed_objective`: a model's learning signal relaxes its later layers too). Both are
-    Tensors, differentiable in the control's Parameters and in a Tensor ``baseline``.
+    :func:`relaxed_correction` with ``c(z) = f~(sigma_lambda(z)) (+ r_rho(z))``,
+    where ``f~`` is ``f`` relaxed all the way down (``relaxed_objective``: a model's
+    learning signal relaxes its later layers too). Both are Tensors, differentiable
+    in the control's Parameters and in a Tensor ``baseline``.
     """
     f_relaxed = relaxed_objective(f, control.temperature(), control.relaxation)
     b = hard_sample(logits, u, "rebar")
-    reinforce_part = reinforce_from_sample(Tensor(logits.data), b, value_at(f, b, "rebar"),
-                                           baseline)
+    f_b = value_at(f, b, "rebar")
+    reinforce_part = reinforce_from_sample(Tensor(logits.data), b, f_b, baseline)
     surrogate = control.surrogate
 
     def c(z: Tensor, x: Tensor) -> Tensor:
@@ -292,9 +295,10 @@ def parameter_estimates(logits: list[Tensor], parts: list[tuple[Tensor, Tensor]]
 
 def variance_gradient(estimates: list[Tensor], params, scale: float = 1.0
                       ) -> tuple[float, list[np.ndarray]]:
-    """``V = scale * sum_P sum(g_P^2)`` and ``dV / d params`` (zeros where ``V`` does not
-    depend on one): the second moment that dynamic REBAR and RELAX tune their control on
-    (its mean, ``E[g]``, does not depend on the control, so this is the variance's gradient).
+    """``V = scale * sum_P sum(g_P^2)`` and ``dV / d params`` (zeros where ``V``
+    does not depend on one): the second moment that dynamic REBAR and RELAX tune
+    their control on. Its mean ``E[g]`` does not depend on the control, so this is
+    the gradient of the variance.
     """
     with enable_grad():
         variance = sum((g * g).sum() for g in estimates) * scale

@@ -88,7 +88,8 @@ def reinforce_from_sample(logits: Tensor, b: np.ndarray, f_values,
     return score * _advantage(f_values, baseline, logits)
 
 
-def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=None) -> np.ndarray:
+def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=None
+              ) -> np.ndarray:
     """REINFORCE for Bernoulli(sigmoid(a)) units; unbiased: E[g] = d E[f(b)] / d a.
 
     ``b = 1[u < sigmoid(a)]``, then ``g = (b - sigmoid(a)) (f(b) - c)``; ``f`` sees
@@ -163,13 +164,14 @@ def reinforce_loo(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
     return estimate_array(g, logits)
 
 
-def nvil(logits: Tensor, f: Objective, u: np.ndarray, baseline, scale=1.0) -> np.ndarray:
+def nvil(logits: Tensor, f: Objective, u: np.ndarray, baseline, scale=1.0
+         ) -> np.ndarray:
     """NVIL (Mnih & Gregor 2014, section 3): ``g = (f(b) - C(x) - c) / s * (b - p)``.
 
-    ``baseline`` holds ``C(x) + c`` per example (the input-dependent baseline and the running
-    mean; :meth:`NVILControl.values <minigrad.estimators.controls.NVILControl.values>` gives
-    both) and ``scale`` the variance normalisation ``s = max(1, sqrt(v))``. Unbiased for
-    ``d E[f] / d logits`` up to the positive factor ``1 / s``, which only rescales the step.
+    ``baseline`` holds ``C(x) + c`` per example (the input-dependent baseline and
+    the running mean, as ``NVILControl.values`` gives them) and ``scale`` the
+    variance normalisation ``s = max(1, sqrt(v))``. Unbiased for ``d E[f] / d
+    logits`` up to the positive factor ``1 / s``, which only rescales the step.
     """
     b = bernoulli_sample(logits, u, "nvil")
     p = _probabilities(logits)
@@ -214,8 +216,8 @@ def simple_muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
     p = _probabilities(logits)
     with no_grad():
         f_mean = f(Tensor(p)).data
-    return estimate_array((value_at(f, b, "simple_muprop") - f_mean)[:, None] * (b - p),
-                          logits)
+    signal = value_at(f, b, "simple_muprop") - f_mean
+    return estimate_array(signal[:, None] * (b - p), logits)
 
 
 # ---------------------------------------------------------------------- the neuron

@@ -235,26 +235,29 @@ def _layer_noise(spec, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def relaxed_training_step(model, control, x, logits, samples, u, encoder):
-    """REBAR, dynamic REBAR and RELAX on an SBN: the encoder's direction of increase, one array
-    per parameter tensor, and the gradient of its variance for the control's Parameters.
+    """REBAR, dynamic REBAR and RELAX on an SBN: the encoder's direction of increase,
+    one array per parameter tensor, and the variance gradient for the control.
 
-    Each layer's estimate is split into its REINFORCE part, centred by ``C(x)``, and its
-    zero-mean correction (:func:`~minigrad.estimators.relaxed.relaxed_parts`; ``z~`` from
-    the coupled noise, so ``z~ = z`` in value as in the REBAR code); both go into the
-    encoder's parameters, where eta weighs the correction per tensor, ``g_P = A_P + eta_P
-    B_P``; the control is tuned on the mean of ``g_P^2`` over the batch mean's components.
+    Each layer's estimate is split into its REINFORCE part, centred by ``C(x)``, and
+    its zero-mean correction (``relaxed_parts``; ``z~`` from the coupled noise, so
+    ``z~ = z`` in value as in the REBAR code); both go into the encoder's parameters,
+    where eta weighs the correction per tensor, ``g_P = A_P + eta_P B_P``; the
+    control is tuned on the mean of ``g_P^2`` over the components.
     """
     inp, _ = model.split(x)
     scale = 1.0 / len(x)
     with enable_grad():
         c = control.baseline(inp).reshape((-1, 1))
-        parts = [relaxed_parts(lg, model.learning_signal(x, samples, i, u, logits), u[i],
-                               coupled_noise(lg, u[i]), control.layer(i), baseline=c)
-                 for i, lg in enumerate(logits)]
+        parts = []
+        for i, lg in enumerate(logits):
+            f = model.learning_signal(x, samples, i, u, logits)
+            v = coupled_noise(lg, u[i])
+            parts.append(relaxed_parts(lg, f, u[i], v, control.layer(i), baseline=c))
         g = parameter_estimates(logits, parts, encoder, control.etas(),
                                 control.tunes_correction)
         size = sum(p.data.size for p in encoder)
-        _, control_grads = variance_gradient(g, control.parameters(), scale * scale / size)
+        tuned = control.parameters()
+        _, control_grads = variance_gradient(g, tuned, scale * scale / size)
     return [gp.data * scale for gp in g], control_grads
 
 

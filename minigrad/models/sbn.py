@@ -248,17 +248,19 @@ class SigmoidBeliefNet(Module):
         return self.log_joint(x, samples) - self.log_q(x, samples, known_logits)
 
     def learning_signal(self, x: np.ndarray, samples: Sequence, layer: int,
-                        u: Sequence[np.ndarray], logits: Sequence = ()) -> "LearningSignal":
+                        u: Sequence[np.ndarray], logits: Sequence = ()
+                        ) -> "LearningSignal":
         """``f(b_layer)``: the objective as a function of one layer's sample.
 
-        The layers above ``layer`` in the encoder keep ``samples``; the layers after it are
-        resampled from the noise ``u`` given the new ``b_layer``, so the signal includes
-        everything downstream (as in the reference code, the whole objective is used).
-        ``b_layer`` may be relaxed or require gradients (MuProp, Concrete). ``logits``, the
-        encoder's logits for ``samples`` (as from :meth:`sample_encoder`), saves recomputing
-        those of layers up to ``layer``, which do not depend on ``b_layer``; they are used
-        as constants. The signal's :meth:`LearningSignal.relaxed` relaxes the later layers
-        too, for REBAR's and RELAX's control variate.
+        The layers above ``layer`` in the encoder keep ``samples``; the layers after
+        it are resampled from the noise ``u`` given the new ``b_layer``, so the signal
+        includes everything downstream (as in the reference code, the whole objective
+        is used). ``b_layer`` may be relaxed or require gradients (MuProp, Concrete).
+        ``logits``, the encoder's logits for ``samples`` (as from
+        :meth:`sample_encoder`), saves recomputing those of layers up to ``layer``,
+        which do not depend on ``b_layer``; they are used as constants. The signal's
+        :meth:`LearningSignal.relaxed` relaxes the later layers too, for REBAR's and
+        RELAX's control variate.
         """
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
