@@ -48,7 +48,8 @@ import numpy as np
 from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
 from minigrad.estimators.controls import (ModelRelaxedControl, MovingAverageBaseline,
-                                          NVILControl, RelaxedControl, RelaxSurrogate)
+                                          NVILControl, RelaxedControl, RelaxSurrogate,
+                                          RowwiseSurrogate)
 from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import exact_gradient, exact_gradient_categorical
 from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
@@ -112,7 +113,9 @@ class EstimatorSpec:
     Gumbel noise; ``samples`` independent draws stacked first for estimators that take
     several samples); ``control`` is what :func:`make_control` made from ``control``, the
     factory; ``x`` the input a control may depend on (NVIL's ``C(x)``; the catalogue
-    passes the logits). ``sbn``: whether the SBN runs can train with it.
+    passes the logits). ``sbn``: whether the SBN runs can train with it. On the toy
+    problem (:mod:`minigrad.experiments.toy`) the relaxed control variates are trained
+    through :func:`~minigrad.estimators.relaxed.relaxed_estimate` with their control.
     """
 
     name: str
@@ -123,7 +126,7 @@ class EstimatorSpec:
     evaluations: str                   # evaluations of f per estimate
     needs: str                         # what it asks of f beyond its value at b
     chapter: str                       # the chapter (docname) that derives it
-    control: Callable | None = None    # factory(model=, config=) -> the control
+    control: Callable | None = None    # factory(model=, config=, rows=, rng=) -> control
     problem: Problem = BERNOULLI
     probability: Callable = sigmoid    # the Bernoulli probability the exact gradient uses
     noise: str = "per unit"            # or "per logit" (Gumbel noise)
@@ -132,29 +135,39 @@ class EstimatorSpec:
     note: str = ""
 
 
-def make_control(spec: EstimatorSpec, model=None, config=None):
-    """The control ``spec`` needs: for the catalogue's problem (no model), or for training
-    ``model`` with ``config`` (an :class:`~minigrad.experiments.sbn.SBNConfig`)."""
-    return None if spec.control is None else spec.control(model=model, config=config)
+def make_control(spec: EstimatorSpec, model=None, config=None, rows: int | None = None,
+                 rng: np.random.Generator | None = None):
+    """The control ``spec`` needs, for one of three uses:
+
+    - the catalogue's problem: no arguments;
+    - training ``model`` with ``config`` (an :class:`~minigrad.experiments.sbn.SBNConfig`);
+    - ``rows`` independent one-unit problems trained side by side (the toy problem of
+      :mod:`~minigrad.experiments.toy`): one value of each tuned quantity per row, and
+      ``rng`` for any random initial values.
+    """
+    if spec.control is None:
+        return None
+    return spec.control(model=model, config=config, rows=rows, rng=rng)
 
 
 def _slope_2(a):
     return sigmoid(a * 2.0)
 
 
-# ---- controls: one factory per kind of state (model=None: the catalogue's problem)
-def _moving_average(model=None, config=None):
+# ---- controls: one factory per kind of state (no model, no rows: the catalogue's problem)
+def _moving_average(**_):
+    # on the toy (rows) nothing updates it: it stays 0, REINFORCE without a baseline
     return MovingAverageBaseline(decay=0.9)
 
 
-def _nvil_control(model=None, config=None):
+def _nvil_control(model=None, config=None, **_):
     if model is None:   # C(x) of the logits: untrained, but it depends on x, never on b
         return NVILControl(np.zeros(3), rng=7, n_hidden=4, dtype=np.float64)
     return NVILControl(model.input_mean, rng=config.seed + 7, normalise=config.nvil_normalise,
                        dtype=model.dtype)
 
 
-def _temperature(model=None, config=None):
+def _temperature(model=None, config=None, **_):
     return 0.5 if config is None else config.temperature
 
 
@@ -165,31 +178,49 @@ def _model_relaxed(model, config, **options):
         temperature=config.temperature, dtype=model.dtype, **options)
 
 
-def _rebar_control(model=None, config=None):
-    if model is None:
-        return RelaxedControl()
-    return _model_relaxed(model, config, relaxation=muprop_relaxation)
+def _per_row(rows: int, value: float) -> np.ndarray:
+    return np.full((rows, 1), value)
 
 
-def _rebar_concrete_control(model=None, config=None):
-    if model is None:
-        return RelaxedControl(relaxation=concrete_relaxation)
-    return _model_relaxed(model, config, relaxation=concrete_relaxation)
+def _rebar_control(model=None, config=None, rows=None, **_):
+    if model is not None:
+        return _model_relaxed(model, config, relaxation=muprop_relaxation)
+    return RelaxedControl()
 
 
-def _dynamic_rebar_control(model=None, config=None):
-    if model is None:   # tuned in training; here fixed values that are not REBAR's
-        return RelaxedControl(0.7, np.log(0.3), learn_eta=True, learn_temperature=True)
-    return _model_relaxed(model, config, learn_eta=True, learn_temperature=True,
-                          relaxation=muprop_relaxation)
+def _rebar_concrete_control(model=None, config=None, rows=None, **_):
+    if model is not None:
+        return _model_relaxed(model, config, relaxation=concrete_relaxation)
+    if rows is not None:   # the toy's REBAR: eta 1 and temperature 0.5 for every row
+        return RelaxedControl(_per_row(rows, 1.0), _per_row(rows, np.log(0.5)),
+                              relaxation=concrete_relaxation)
+    return RelaxedControl(relaxation=concrete_relaxation)
 
 
-def _relax_control(model=None, config=None):
-    if model is None:   # a small untrained network as r_rho, fixed seed
-        return RelaxedControl(1.0, np.log(0.5), relaxation=concrete_relaxation,
-                              surrogate=RelaxSurrogate(3, (8,), rng=5, dtype=np.float64))
-    return _model_relaxed(model, config, learn_temperature=True, surrogate=(200, 200),
-                          relaxation=concrete_relaxation)
+def _dynamic_rebar_control(model=None, config=None, rows=None, **_):
+    if model is not None:
+        return _model_relaxed(model, config, learn_eta=True, learn_temperature=True,
+                              relaxation=muprop_relaxation)
+    if rows is not None:   # the toy: eta and the temperature of each row tuned (Concrete)
+        return RelaxedControl(_per_row(rows, 1.0), _per_row(rows, np.log(0.5)),
+                              relaxation=concrete_relaxation, learn_eta=True,
+                              learn_temperature=True)
+    # the catalogue: tuned in training; here fixed values that are not REBAR's
+    return RelaxedControl(0.7, np.log(0.3), learn_eta=True, learn_temperature=True)
+
+
+def _relax_control(model=None, config=None, rows=None, rng=None, **_):
+    if model is not None:
+        return _model_relaxed(model, config, learn_temperature=True, surrogate=(200, 200),
+                              relaxation=concrete_relaxation)
+    if rows is not None:   # the toy: each row its own temperature and r_rho (10 ReLUs)
+        log_temperature = _per_row(rows, np.log(0.5))
+        return RelaxedControl(1.0, log_temperature, relaxation=concrete_relaxation,
+                              learn_temperature=True,
+                              surrogate=RowwiseSurrogate(rows, 10, rng))
+    # the catalogue: a small untrained network as r_rho, fixed seed
+    return RelaxedControl(1.0, np.log(0.5), relaxation=concrete_relaxation,
+                          surrogate=RelaxSurrogate(3, (8,), rng=5, dtype=np.float64))
 
 
 # ---- how each function is called under the contract

@@ -7,12 +7,13 @@ close to 1/2 (Tucker et al. 2017 use ``t = 0.45``; Grathwohl et al. 2018 ``t = 0
 
 Every seed is one row: a run trains ``seeds`` independent problems at once (Adam acts
 elementwise, and each seed's tuned parameters are its own rows), so several seeds cost about
-as much as one. :data:`TOY_ESTIMATORS` gives, for each estimator the toy compares, its
-control (one row of eta, log temperature and ``r_rho`` per seed; a
-:class:`~minigrad.estimators.controls.RelaxedControl`); :func:`train_toy` is one loop for
-all of them: the estimate by :func:`~minigrad.estimators.relaxed.relaxed_estimate` (or the
-exact gradient, or REINFORCE), the control's Parameters tuned by the loop's own Adam on
-:func:`~minigrad.estimators.relaxed.variance_gradient` (each seed's ``g^2``).
+as much as one. The estimators are entries of the spec table
+(:data:`minigrad.estimators.catalogue.ESTIMATORS`), each with its control made for the
+seeds (one row of eta, log temperature and ``r_rho`` per seed); :func:`train_toy` is one
+loop for all of them: a relaxed control variate's estimate by
+:func:`~minigrad.estimators.relaxed.relaxed_estimate`, its control's Parameters tuned by
+the loop's own Adam on :func:`~minigrad.estimators.relaxed.variance_gradient`; any other
+estimate by the entry's call under the contract; :data:`EXACT` for the exact gradient.
 """
 from __future__ import annotations
 
@@ -22,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minigrad.estimators import relaxed as RX
-from minigrad.estimators.controls import RelaxedControl, RowwiseSurrogate
-from minigrad.estimators.score_function import reinforce
-from minigrad.nn import Parameter
+from minigrad.estimators.catalogue import ESTIMATORS, make_control
+from minigrad.estimators.controls import RelaxedControl
+from minigrad.nn import Module, Parameter
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor
 
-__all__ = ["ToyHistory", "TOY_ESTIMATORS", "toy_objective", "expected_loss", "train_toy",
+__all__ = ["ToyHistory", "EXACT", "toy_objective", "expected_loss", "train_toy",
            "relaxed_slope"]
 
 
@@ -61,46 +62,18 @@ def _exact(theta: Tensor, t: float) -> np.ndarray:
     return p * (1 - p) * ((1 - t) ** 2 - t ** 2)
 
 
-def _no_control(seeds, rng):
-    return None
+#: The reference the toy's figures draw beside the estimators: the exact gradient.
+EXACT = "exact"
 
 
-def _rebar_control(seeds, rng):
-    return RelaxedControl(np.ones((seeds, 1)), np.full((seeds, 1), np.log(0.5)),
-                          relaxation=RX.concrete_relaxation)
-
-
-def _dynamic_rebar_control(seeds, rng):
-    return RelaxedControl(np.ones((seeds, 1)), np.full((seeds, 1), np.log(0.5)),
-                          relaxation=RX.concrete_relaxation, learn_eta=True,
-                          learn_temperature=True)
-
-
-def _relax_control(seeds, rng, hidden=10):
-    log_temperature = np.full((seeds, 1), np.log(0.5))   # made before r_rho draws from rng
-    return RelaxedControl(1.0, log_temperature, relaxation=RX.concrete_relaxation,
-                          learn_temperature=True,
-                          surrogate=RowwiseSurrogate(seeds, hidden, rng))
-
-
-#: The toy's estimators: name -> (how the estimate is made, its control's factory).
-TOY_ESTIMATORS = {
-    "exact": ("exact", _no_control),
-    "REINFORCE": ("reinforce", _no_control),
-    "REBAR": ("relaxed", _rebar_control),
-    "dynamic REBAR": ("relaxed", _dynamic_rebar_control),
-    "RELAX": ("relaxed", _relax_control),
-}
-
-
-def _estimate(kind: str, theta: Tensor, t: float, u, v, control, rows) -> Tensor | np.ndarray:
-    """The estimate for a batch whose row ``n`` is seed ``rows[n]``: a Tensor
-    differentiable in the control's Parameters for the relaxed estimators."""
-    if kind == "exact":
+def _estimate(spec, theta: Tensor, t: float, u, v, control, rows) -> Tensor | np.ndarray:
+    """The estimate for a batch whose row ``n`` is seed ``rows[n]``; for a relaxed control
+    variate a Tensor, differentiable in its control's Parameters (to tune them)."""
+    if spec is None:
         return _exact(theta, t)
-    if kind == "reinforce":
-        return reinforce(theta, toy_objective(t), u)
-    return RX.relaxed_estimate(theta, toy_objective(t), u, v, control.select(rows))
+    if isinstance(control, RelaxedControl):
+        return RX.relaxed_estimate(theta, toy_objective(t), u, v, control.select(rows))
+    return spec.estimate(theta, toy_objective(t), u, control, None)
 
 
 @dataclass
@@ -116,13 +89,13 @@ class ToyHistory:
     seconds: float = 0.0
 
 
-def _log_variance(kind, t, control, theta: np.ndarray, rows: np.ndarray, samples: int, rng
+def _log_variance(spec, t, control, theta: np.ndarray, rows: np.ndarray, samples: int, rng
                   ) -> np.ndarray:
     """``log Var[g]`` at the current parameters, per seed, from ``samples`` draws each."""
     seeds = len(theta)
     tiled = Tensor(np.repeat(theta, samples, axis=0))
     many = np.repeat(rows, samples)
-    g = _estimate(kind, tiled, t, rng.random(tiled.shape), rng.random(tiled.shape), control,
+    g = _estimate(spec, tiled, t, rng.random(tiled.shape), rng.random(tiled.shape), control,
                   many)
     g = g.data if isinstance(g, Tensor) else g
     var = g.reshape(seeds, samples).var(axis=1, ddof=1)
@@ -133,12 +106,17 @@ def _log_variance(kind, t, control, theta: np.ndarray, rows: np.ndarray, samples
 def train_toy(estimator: str, t: float, steps: int, seeds: int = 5, lr: float = 0.01,
               record_every: int = 100, variance_samples: int = 500, seed: int = 0
               ) -> ToyHistory:
-    """Train ``seeds`` independent copies of the toy problem from ``theta = 0`` with Adam."""
+    """Train ``seeds`` independent copies of the toy problem from ``theta = 0`` with Adam.
+
+    ``estimator``: a name in :data:`~minigrad.estimators.catalogue.ESTIMATORS`, or
+    :data:`EXACT`. Its control is made for ``seeds`` rows; the control's Parameters, if
+    any, take their own Adam step on the variance gradient (each seed's ``g^2``).
+    """
     rng = np.random.default_rng(seed)
     theta = Parameter(np.zeros((seeds, 1)))
-    kind, make_control = TOY_ESTIMATORS[estimator]
-    control = make_control(seeds, rng)
-    params = control.parameters() if control is not None else []
+    spec = None if estimator == EXACT else ESTIMATORS[estimator]
+    control = None if spec is None else make_control(spec, rows=seeds, rng=rng)
+    params = control.parameters() if isinstance(control, Module) else []
     optimizer = Adam([theta], lr=lr)
     tuner = Adam(params, lr=lr) if params else None
     rows = np.arange(seeds)
@@ -146,7 +124,7 @@ def train_toy(estimator: str, t: float, steps: int, seeds: int = 5, lr: float = 
     start = time.perf_counter()
     for step in range(1, steps + 1):
         u, v = rng.random((seeds, 1)), rng.random((seeds, 1))
-        g = _estimate(kind, theta, t, u, v, control, rows)
+        g = _estimate(spec, theta, t, u, v, control, rows)
         if tuner is not None:   # each seed's own g^2: the sum keeps the seeds apart
             _, found = RX.variance_gradient([g], params)
             for p, d in zip(params, found):
@@ -160,6 +138,6 @@ def train_toy(estimator: str, t: float, steps: int, seeds: int = 5, lr: float = 
             history.loss.append(expected_loss(theta.data[:, 0], t))
             history.theta.append(theta.data[:, 0].copy())
             history.log_variance.append(
-                _log_variance(kind, t, control, theta.data, rows, variance_samples, rng))
+                _log_variance(spec, t, control, theta.data, rows, variance_samples, rng))
     history.seconds = time.perf_counter() - start
     return history
