@@ -28,7 +28,7 @@ from minigrad.experiments.sbn import SBNConfig, backward_pass, encoder_gradient
 from minigrad.gradcheck import finite_difference_tolerance
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, grad
-from test_sbn import X, exact, tiny_model
+from conftest import X, exact, tiny_model
 
 Z_LIMIT = 4.0
 RELAXED = ["REBAR", "REBAR (Concrete relaxation)", "dynamic REBAR", "RELAX"]
@@ -291,3 +291,30 @@ def test_tuned_parameters_never_receive_the_model_loss():
     assert sum(float(np.abs(d).sum()) for d in control_grads) > 0
     assert all(p.grad is not None for p in model.encoder_parameters())
     assert not any(isinstance(v, Adam) for v in vars(control).values())
+
+
+def _layer_zero_rebar(wrap, rows=20_000, seed=2):
+    """REBAR's estimate for the first layer's logits of the 2-layer tiny SBN (the second
+    layer's noise fixed and shared by every row), against the exact gradient."""
+    model = tiny_model(2)
+    rng = np.random.default_rng(seed)
+    u1 = np.tile(rng.random((1, model.n_hidden)), (rows, 1))
+    xs = np.repeat(X, rows, axis=0)
+    u = [rng.random((rows, model.n_hidden)), u1]
+    logits, samples = model.sample_encoder(xs, u)
+    lg = Tensor(logits[0].data)
+    f = model.learning_signal(xs, samples, 0, u, logits)
+    g = RX.rebar(lg, wrap(f), u[0], rng.random(lg.shape))
+    one = model.learning_signal(X, [s[:1] for s in samples], 0, [u[0][:1], u1[:1]],
+                                [lg[:1] for lg in logits])
+    truth = exact_gradient(Tensor(lg.data[:1]), one).data[0]
+    return summarize_estimates(g, truth).largest_abs_z
+
+
+def test_rebar_relaxes_the_layers_after_the_unit_by_default():
+    """Given a model's learning signal, REBAR's control variate is the signal with the
+    later layers relaxed (no argument needed): unbiased on two layers. The same signal
+    hidden in a plain function (a step function of the relaxed unit below the first
+    layer) makes the control variate's reparameterised gradient biased."""
+    assert _layer_zero_rebar(lambda f: f) <= Z_LIMIT
+    assert _layer_zero_rebar(lambda f: (lambda b: f(b))) > Z_LIMIT

@@ -54,8 +54,8 @@ from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import exact_gradient, exact_gradient_categorical
 from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
                                         st_hardmax_estimate, straight_through_categorical)
-from minigrad.estimators.relaxed import (LOG_HALF, concrete, concrete_relaxation,
-                                         coupled_noise, muprop_relaxation, rebar, relax)
+from minigrad.estimators.relaxed import (concrete, concrete_relaxation, coupled_noise,
+                                         muprop_relaxation, rebar, relax)
 from minigrad.estimators.score_function import (muprop, nvil, reinforce,
                                                 reinforce_categorical, reinforce_loo,
                                                 simple_muprop)
