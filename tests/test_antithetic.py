@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_sbn import X, tiny_model, z_scores
+from conftest import X, tiny_model, z_scores
 
 from minigrad.estimators.antithetic import antithetic_samples, arm, disarm
 from minigrad.estimators.diagnostics import bias_z_scores

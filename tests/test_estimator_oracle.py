@@ -247,7 +247,7 @@ def _structured_encoder_draws(spec, rows=100, chunks=24, seed=0):
     """Encoder gradients of a 2-layer structured-prediction SBN, as the training step
     computes them (the spec's call, its control made for the model), and the exact one."""
     from minigrad.experiments.sbn import SBNConfig, encoder_gradient
-    from test_sbn import exact, tiny_model
+    from conftest import exact, tiny_model
 
     model = tiny_model(2, task="structured")
     # the run's settings the control factories read (seed, temperature, normalisation)
