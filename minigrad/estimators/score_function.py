@@ -116,7 +116,7 @@ def reinforce_categorical(logits: Tensor, f: Objective, u: np.ndarray, baseline=
     return estimate_array(g, logits)
 
 
-def reinforce_surrogate(a: Tensor, b, loss, baseline=None) -> Tensor:
+def reinforce_surrogate(logits: Tensor, b, loss, baseline=None) -> Tensor:
     """The REINFORCE surrogate: a scalar whose gradient is the REINFORCE estimate.
 
     ``S = sum_{n,i} log P(b_ni | a_ni) (L_n - c_i)`` with ``b`` and ``L`` held constant,
@@ -124,6 +124,7 @@ def reinforce_surrogate(a: Tensor, b, loss, baseline=None) -> Tensor:
     ``d S / d a_ni = (b_ni - sigmoid(a_ni)) (L_n - c_i)``: :func:`reinforce_from_sample`.
     Only its gradient means anything, not its value.
     """
+    a = logits
     b = Tensor(b.data if isinstance(b, Tensor) else np.asarray(b)).astype(a.dtype)
     log_prob = b * log_sigmoid(a) + (1 - b) * log_sigmoid(-a)
     return (log_prob * _advantage(loss, baseline, a)).sum()

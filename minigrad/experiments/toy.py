@@ -46,15 +46,15 @@ def expected_loss(theta: np.ndarray, t: float) -> np.ndarray:
     return p * (1 - t) ** 2 + (1 - p) * t ** 2
 
 
-def relaxed_slope(z: np.ndarray, t: float, lam: float = 0.5) -> np.ndarray:
+def relaxed_slope(z: np.ndarray, t: float, temperature: float = 0.5) -> np.ndarray:
     """``d f(sigma(z / lambda)) / d z``: the direction REBAR's relaxation pushes theta in.
 
     It is ``2 (s - t) s (1 - s) / lambda`` with ``s = sigmoid(z / lambda)``, positive (the
     right sign: the loss grows with theta) only where ``s > t``, i.e.
     ``z > lambda log(t / (1 - t))``.
     """
-    s = 1 / (1 + np.exp(-np.asarray(z) / lam))
-    return 2 * (s - t) * s * (1 - s) / lam
+    s = 1 / (1 + np.exp(-np.asarray(z) / temperature))
+    return 2 * (s - t) * s * (1 - s) / temperature
 
 
 def _exact(theta: Tensor, t: float) -> np.ndarray:
