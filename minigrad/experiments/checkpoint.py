@@ -17,7 +17,8 @@ The walk knows a few kinds of things and treats every other object as a bag of a
 - lists, tuples, dicts with string keys: element by element;
 - functions, classes and modules: configuration, not state; skipped.
 
-So an estimator adapter needs no code of its own to be saved: whatever it holds is found.
+So a control (a baseline, a control variate) needs no code of its own to be saved: whatever
+it holds is found.
 
 On disk a checkpoint is one ``.npz`` file, written atomically: the arrays, plus a JSON
 manifest (format name and version, the model family, the run specification, the step and

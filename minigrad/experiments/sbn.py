@@ -122,10 +122,14 @@ class SBNRun(Resumable):
 
     :func:`train_sbn` is ``step()`` ``config.steps`` times, then ``finish()`` (the
     validation bound). :meth:`state` is everything the next steps depend on: the model, the
-    optimizer, the estimator's state (baselines, control variates and their optimizers),
-    the variance tracker, every Generator, the minibatch stream, the step count and the
-    history so far; :mod:`~minigrad.experiments.checkpoint` writes it to a file and puts it
-    back into a fresh run made with the same configuration and data.
+    optimizer, the estimator's control (its baselines, control variates) and the optimizer
+    of the control's Parameters, the variance tracker, every Generator, the minibatch
+    stream, the step count and the history so far (and the racers of a variance race);
+    :mod:`~minigrad.experiments.checkpoint` writes it to a file and puts it back into a
+    fresh run made with the same configuration and data.
+
+    ``racers``: names of other estimators evaluated at every step on the same minibatch and
+    noise, each with its own control and variance tracker (:func:`variance_race`).
     """
 
     family = "sbn"
