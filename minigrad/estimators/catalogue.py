@@ -6,14 +6,17 @@ way to measure them all.
     g = estimator(logits, f, noise..., control=..., **settings)
 
 - ``logits``: a Tensor, (batch, units) for Bernoulli units or (batch, units, classes) for
-  categorical ones; its ``.data`` is all an estimator reads (it records no graph on them);
+  categorical ones; the estimate is a function of their values (nothing is sent into the
+  graph that made them: :func:`~minigrad.estimators.base.surrogate` does that);
 - ``f``: the objective, a batch of samples -> one value per example (minigrad ops);
 - ``noise``: pre-drawn arrays (uniform ``u``, and ``v`` for the relaxed control variates),
   one per unit (per logit for Gumbel noise); never a global random state;
 - ``control``: the state the estimator needs, if any, as an explicit argument: a baseline
   value, or a Module of :mod:`minigrad.estimators.controls` (moving averages in Buffers,
   networks, eta and the log temperature in Parameters). The estimator reads it and never
-  changes it; it changes through its own ``update(...)`` and the caller's optimizer;
+  changes it; it changes through its own ``update(...)`` and the caller's optimizer (no
+  estimator owns an optimizer or leaves a result on an object for someone to fetch);
+- ``settings``: plain numbers such as a temperature (Concrete, Gumbel-softmax);
 - it returns a **detached NumPy array of the logits' shape and dtype**, the estimate of
   ``d E[f(b)] / d logits``, which :func:`~minigrad.estimators.base.surrogate` sends on to
   the parameters. It changes nothing: calling it twice on the same inputs gives the same
