@@ -621,7 +621,7 @@ def check_antithetic_es(fn: Callable) -> None:
 
     def reference(z, labels, half_eps, sigma):
         return es_zero_one_gradient(z, labels, half_eps, sigma=sigma,
-                                    n=2 * half_eps.shape[1], antithetic=True).data
+                                    n=2 * half_eps.shape[1], antithetic=True)
 
     def plus_only(z, labels, half_eps, sigma):
         f = zero_one_loss(z[:, None, :] + sigma * half_eps, labels)
