@@ -532,50 +532,49 @@ def make_sbn_batches(wl, rng):
             for _ in range(N_BATCHES)]
 
 
-def _tuned_params(estimator) -> list:
-    """The parameters an estimator trains itself (its baseline C(x)), in a fixed order."""
-    if hasattr(estimator, "tuned"):  # REBAR: C(x) (eta and lambda are fixed)
-        return list(estimator.tuned)
-    baseline = getattr(estimator, "baseline", None)  # NVIL: C(x) inside NVILBaseline
-    return list(baseline.net.parameters()) if hasattr(baseline, "net") else []
-
-
 class MinigradSBN:
     """The training step of minigrad.experiments.sbn.SBNRun.step, minus its diagnostics (the
     gradient-variance tracker and the history): its ``backward_pass``, the optimizer's step
-    and the estimator's update."""
+    and the control's training (``train_control``)."""
 
     def __init__(self, wl, rng):
-        from minigrad.experiments.sbn import ESTIMATORS, SBNConfig, backward_pass
+        from minigrad.estimators.catalogue import ESTIMATORS
+        from minigrad.experiments.sbn import (SBNConfig, backward_pass, control_and_optimizer,
+                                              train_control)
         from minigrad.models.sbn import SigmoidBeliefNet
+        from minigrad.nn import Module
         from minigrad.optim import Adam
 
-        self.backward_pass = backward_pass
+        self.backward_pass, self.train_control = backward_pass, train_control
         self.model = SigmoidBeliefNet(sbn_pixel_means(), n_hidden=wl["n_hidden"], rng=rng)
         config = SBNConfig("bench", wl["estimator"], steps=1, lr=wl["lr"])
-        self.estimator = ESTIMATORS[wl["estimator"]](self.model, config)
+        self.spec = ESTIMATORS[wl["estimator"]]
+        self.control, self.control_opt = control_and_optimizer(self.spec, self.model, config)
         self.opt = Adam(self.model.parameters(), lr=wl["lr"], betas=(0.9, config.beta2))
         self.params = self.model.parameters()  # prior, q weight, q bias, p weight, p bias
-        self.encoder = [p for name, p in self.model.named_parameters() if name.startswith("q")]
-        self.all_params = self.params + _tuned_params(self.estimator)
+        self.encoder = self.model.encoder_parameters()
+        # the control's Parameters (C(x) of NVIL and REBAR), in a fixed order
+        tuned = self.control.parameters() if isinstance(self.control, Module) else []
+        self.all_params = self.params + tuned
 
     def batch(self, b):
         return b
 
     def _backward(self, x, u):
-        return self.backward_pass(self.model, self.estimator, self.opt, self.encoder, x, [u],
-                                  None)
+        return self.backward_pass(self.model, self.spec, self.control, self.opt, self.encoder,
+                                  x, [u], None)
 
     def step(self, x, u):
-        _, f_values = self._backward(x, u)
+        _, f_values, control_grads = self._backward(x, u)
         self.opt.step()
-        self.estimator.update(x, f_values)
+        self.train_control(self.control, self.control_opt, self.model, x, f_values,
+                           control_grads)
 
     def loss_and_grads(self, x, u):
         """The loss, the model's gradients and (REBAR) those of C(x) on d mean(g^2)."""
-        loss, _ = self._backward(x, u)
+        loss, _, control_grads = self._backward(x, u)
         grads = [p.grad.data.copy() for p in self.params]
-        grads += [g.copy() for g in getattr(self.estimator, "tuned_grads", [])]
+        grads += [g.copy() for g in control_grads or []]
         self.opt.zero_grad()
         return loss.item(), grads
 

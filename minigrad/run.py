@@ -39,7 +39,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 def _parser() -> argparse.ArgumentParser:
     from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
                                            SBN_MODELS, STEPS)
-    from minigrad.experiments.sbn import ESTIMATORS
+    from minigrad.estimators.catalogue import SBN_ESTIMATORS
     from minigrad.models.sbn import INITS
 
     steps_help = "; ".join(f"{fam}: " + ", ".join(f"{b} {n:,}" for b, n in by.items())
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="sbn: " + ", ".join(SBN_MODELS) + "; classifier (the hidden "
                            "neuron): " + ", ".join(CLASSIFIER_MODELS) + "; lenet: lenet5")
     what.add_argument("--estimator", nargs="+", default=[""], metavar="ESTIMATOR",
-                      help="sbn: " + ", ".join(ESTIMATORS) + "; lenet: "
+                      help="sbn: " + ", ".join(SBN_ESTIMATORS) + "; lenet: "
                            + ", ".join(LENET_LOSSES) + "; classifier: none (the neuron "
                            "is its estimator)")
     what.add_argument("--seed", nargs="+", type=int, default=[0], metavar="SEED",

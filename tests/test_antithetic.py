@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_sbn import X, tiny_model, z_scores
+from conftest import X, tiny_model, z_scores
 
 from minigrad.estimators.antithetic import antithetic_samples, arm, disarm
 from minigrad.estimators.diagnostics import bias_z_scores
 from minigrad.estimators.exact import exact_gradient
-from minigrad.estimators.sbn_estimators import reinforce_loo
+from minigrad.estimators.score_function import reinforce_loo
 from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor
 
@@ -38,7 +38,7 @@ def toy_estimates(estimator, t: float, repeats: int, seed: int = 0):
     gradient ``sigmoid'(a) (1 - 2t)``."""
     logits = Tensor(np.tile(TOY_LOGITS, repeats)[:, None])
     u = np.random.default_rng(seed).random(logits.shape)
-    g = estimator(logits, toy_objective(t), u).data.reshape(repeats, len(TOY_LOGITS))
+    g = estimator(logits, toy_objective(t), u).reshape(repeats, len(TOY_LOGITS))
     exact = exact_gradient(Tensor(TOY_LOGITS[:, None]), toy_objective(t)).data.ravel()
     return g, exact
 
@@ -47,14 +47,14 @@ def toy_estimates(estimator, t: float, repeats: int, seed: int = 0):
 def disarm_other_sign(logits, f, u):
     """(-1)^{b~_i} instead of (-1)^{b_i}: where the pair differs, that is minus DisARM."""
     b, b_tilde = antithetic_samples(logits, u)
-    with_b = disarm(logits, f, u).data
-    return Tensor(np.where(b != b_tilde, -with_b, with_b))
+    with_b = disarm(logits, f, u)
+    return np.where(b != b_tilde, -with_b, with_b)
 
 
 def disarm_without_weight(logits, f, u):
     """DisARM with the factor sigmoid(|a|) dropped: too large by 1 / sigmoid(|a|)."""
     weight = sigmoid(Tensor(np.abs(logits.data))).data
-    return Tensor(disarm(logits, f, u).data / weight)
+    return disarm(logits, f, u) / weight
 
 
 def arm_mirror_logit_sign(logits, f, u):
@@ -63,7 +63,7 @@ def arm_mirror_logit_sign(logits, f, u):
     b and this stays unbiased; with several interacting units it is biased."""
     b, _ = antithetic_samples(logits, u)
     with_b, with_flipped = (f(Tensor(s)).data for s in (b, 1.0 - b))
-    return Tensor((with_flipped - with_b)[:, None] * (u - 0.5))
+    return (with_flipped - with_b)[:, None] * (u - 0.5)
 
 
 UNBIASED = {"ARM": arm, "DisARM": disarm}
@@ -93,9 +93,9 @@ def test_toy_problem_disarm_is_exact_at_logit_zero():
     (1/2)(1 - 2t)(1/2) = sigmoid'(0)(1 - 2t), the exact gradient; ARM's still varies."""
     logits = Tensor(np.zeros((1000, 1)))
     u = np.random.default_rng(2).random(logits.shape)
-    g = disarm(logits, toy_objective(0.45), u).data
+    g = disarm(logits, toy_objective(0.45), u)
     np.testing.assert_allclose(g, 0.25 * (1 - 2 * 0.45), rtol=1e-12)
-    assert arm(logits, toy_objective(0.45), u).data.std() > 0.01
+    assert arm(logits, toy_objective(0.45), u).std() > 0.01
 
 
 def test_toy_problem_reinforce_loo_two_samples():
@@ -153,7 +153,7 @@ def sbn_logit_estimates(model, estimator, layer: int, rows: int, seed: int):
     u = model.noise(np.random.default_rng(seed), rows)
     logits, samples = model.sample_encoder(xs, u)
     f = model.learning_signal(xs, samples, layer, u, logits)
-    return estimator(logits[layer].detach(), f, u[layer]).data
+    return estimator(logits[layer].detach(), f, u[layer])
 
 
 @pytest.mark.parametrize("n_layers", [1, 2])
@@ -178,7 +178,7 @@ def test_estimators_are_repeatable_and_check_their_noise():
 
     u = np.random.default_rng(0).random((2, 2))
     for fn in (arm, disarm):
-        np.testing.assert_array_equal(fn(logits, f, u).data, fn(logits, f, u).data)
+        np.testing.assert_array_equal(fn(logits, f, u), fn(logits, f, u))
         assert fn(logits, f, u).shape == logits.shape
         with pytest.raises(ValueError, match="shape"):
             fn(logits, f, u[:, :1])
@@ -210,6 +210,6 @@ def test_disarm_is_zero_where_the_pair_agrees_and_exact_for_one_unit():
 
     b, b_tilde = antithetic_samples(logits, u)
     np.testing.assert_array_equal((b != b_tilde).ravel(), [True, False, True])
-    g = disarm(logits, f, u).data.ravel()
+    g = disarm(logits, f, u).ravel()
     expected = 0.5 * 3.0 / (1 + np.exp(-np.abs(logits.data.ravel())))
     np.testing.assert_allclose(g, np.where([True, False, True], expected, 0.0))

@@ -300,7 +300,7 @@ def test_temperature_accepts_any_real_scalar(tau):
     logits = Tensor(np.array([[0.1, 0.7, -0.3]], np.float32))
     noise = np.array([[0.2, -0.1, 0.4]])
     assert OneHotNeuron(3, temperature=tau).temperature == float(tau)
-    assert GumbelSoftmaxNeuron(3, tau=tau).tau == float(tau)
+    assert GumbelSoftmaxNeuron(3, temperature=tau).temperature == float(tau)
     assert type(OneHotNeuron(3, temperature=tau).temperature) is float
     np.testing.assert_array_equal(gumbel_softmax(logits, tau, noise).data,
                                   gumbel_softmax(logits, float(tau), noise).data)

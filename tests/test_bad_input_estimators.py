@@ -82,7 +82,7 @@ def test_any_real_scalar_is_accepted_where_a_number_is_expected(value):
     assert StraightThroughNeuron("sigmoid_adjusted", slope=value, anneal_rate=value).slope == 2
     assert NaryNeuron("staircase", slope=value).slope == 2
     assert OneHotNeuron(3, temperature=value, anneal_rate=value).temperature == 2
-    assert GumbelSoftmaxNeuron(3, tau=value).tau == 2
+    assert GumbelSoftmaxNeuron(3, temperature=value).temperature == 2
 
 
 @pytest.mark.parametrize("value, error, message", [

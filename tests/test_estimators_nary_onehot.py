@@ -314,7 +314,7 @@ def test_gumbel_from_uniform_is_finite_at_the_ends():
 
 def test_gumbel_neuron_relaxed_output_and_evaluation():
     pre = Tensor(np.random.default_rng(11).standard_normal((4, 12)).astype(np.float32))
-    neuron = GumbelSoftmaxNeuron(3, tau=2.0, anneal_rate=2.0)
+    neuron = GumbelSoftmaxNeuron(3, temperature=2.0, anneal_rate=2.0)
     soft = neuron(pre, rng=np.random.default_rng(12)).data
     assert soft.dtype == np.float32
     np.testing.assert_allclose(soft.reshape(4, 4, 3).sum(axis=-1), 1.0, rtol=1e-6)
@@ -323,7 +323,7 @@ def test_gumbel_neuron_relaxed_output_and_evaluation():
     np.testing.assert_array_equal(evaluation, argmax_one_hot(pre.data.reshape(4, 4, 3))
                                   .reshape(4, 12))
     neuron.end_epoch()
-    assert neuron.tau == pytest.approx(1.0)
+    assert neuron.temperature == pytest.approx(1.0)
 
 
 def test_temperature_annealing_divides_the_temperature():

@@ -187,7 +187,7 @@ def test_second_order_gradients_of_a_pruned_custom_function():
 
 
 def test_muprop_mean_field_slope_forms_no_decoder_weight_gradient(monkeypatch):
-    from minigrad.estimators import sbn_estimators as E
+    from minigrad.estimators import score_function as E
     from minigrad.models.sbn import SigmoidBeliefNet
 
     rng = np.random.default_rng(8)

@@ -70,11 +70,12 @@ def final_state(folder: Path) -> tuple[dict, dict, dict]:
 def assert_same_run(a: Path, b: Path) -> None:
     arrays_a, tree_a, history_a = final_state(a)
     arrays_b, tree_b, history_b = final_state(b)
-    # model, Adam moments and step counts, NVIL's network, its Adam and running moments,
-    # the variance tracker, every Generator, the batch stream, the history
-    assert set(tree_a) == {"model", "optimizer", "estimator", "tracker", "batch_rng",
-                           "noise_rng", "eval_rng", "stream", "history", "window",
-                           "steps_done"}
+    # model, Adam moments and step counts, NVIL's control (its network and running
+    # moments) and the Adam that steps it, the variance tracker, every Generator, the batch
+    # stream, the history (and the racers of a variance race: none here)
+    assert set(tree_a) == {"model", "optimizer", "control", "control_optimizer", "tracker",
+                           "batch_rng", "noise_rng", "eval_rng", "stream", "history",
+                           "window", "steps_done", "racers"}
     assert tree_a == tree_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
@@ -180,6 +181,21 @@ def test_checkpoint_of_another_run_or_family_is_refused(finished, tmp_path):
     write_checkpoint(tmp_path / CHECKPOINT, family="lenet", spec=SPEC.as_dict(), step=1,
                      state={"x": np.zeros(2)})
     _refused(tmp_path, SPEC, "a checkpoint of a 'lenet' run")
+
+
+def test_checkpoint_of_the_previous_format_version_names_both_versions(finished, tmp_path):
+    """Version 1 kept an estimator adapter where version 2 keeps its control: an old
+    checkpoint is refused with both version numbers, not restored into the wrong slots."""
+    from minigrad.experiments.checkpoint import MANIFEST_KEY, VERSION
+
+    with np.load(finished / CHECKPOINT, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    manifest = json.loads(arrays[MANIFEST_KEY].tobytes())
+    manifest["version"] = VERSION - 1
+    arrays[MANIFEST_KEY] = np.frombuffer(json.dumps(manifest).encode("utf8"), dtype=np.uint8)
+    with open(tmp_path / CHECKPOINT, "wb") as f:
+        np.savez(f, **arrays)
+    _refused(tmp_path, SPEC, f"format version {VERSION - 1}.*reads version {VERSION}")
 
 
 def test_checkpoint_whose_state_does_not_fit_is_refused(finished, tmp_path):

@@ -20,7 +20,7 @@ DisARM is ARM averaged over ``u`` given the pair ``(b, b~)``, a Rao-Blackwellisa
 two evaluations of ``f``, the same mean, never a larger variance in any component. A unit
 whose two samples agree gets exactly zero from DisARM, and a nonzero (but zero-mean) share of
 the noise from ARM. The equal-cost baseline is REINFORCE with leave-one-out centring over two
-independent samples, :func:`~minigrad.estimators.sbn_estimators.reinforce_loo` with K = 2.
+independent samples, :func:`~minigrad.estimators.score_function.reinforce_loo` with K = 2.
 
 Both functions take the logits, the objective and the noise, and change nothing.
 """
@@ -29,8 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Objective
-from minigrad.estimators.score_function import bernoulli_sample
+from minigrad.estimators.base import Objective, bernoulli_sample
 from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor, no_grad
 
@@ -74,7 +73,7 @@ def _difference(f: Objective, b_tilde: np.ndarray, b: np.ndarray, who: str) -> n
     return (values[0] - values[1]).reshape(-1, 1)
 
 
-def arm(logits: Tensor, f: Objective, u) -> Tensor:
+def arm(logits: Tensor, f: Objective, u) -> np.ndarray:
     """ARM, augment-REINFORCE-merge (Yin & Zhou 2019, Theorem 1), for logits ``a``::
 
         g = (f(b~) - f(b)) (u - 1/2),   b = 1[u < sigmoid(a)],  b~ = 1[u > sigmoid(-a)]
@@ -84,10 +83,10 @@ def arm(logits: Tensor, f: Objective, u) -> Tensor:
     u = _uniform(u, logits.shape, "arm")
     b, b_tilde = antithetic_samples(logits, u, "arm")
     g = _difference(f, b_tilde, b, "arm") * (u - 0.5)
-    return Tensor(g.astype(logits.dtype))
+    return g.astype(logits.dtype)
 
 
-def disarm(logits: Tensor, f: Objective, u) -> Tensor:
+def disarm(logits: Tensor, f: Objective, u) -> np.ndarray:
     """DisARM (Dong, Mnih & Tucker 2020, eq. 7), ARM with ``u`` integrated out given the pair::
 
         g_i = 1/2 (f(b~) - f(b)) (-1)^{b_i} 1[b_i != b~_i] sigmoid(|a_i|)
@@ -101,4 +100,4 @@ def disarm(logits: Tensor, f: Objective, u) -> Tensor:
     sign = 1.0 - 2.0 * b
     weight = sigmoid(Tensor(np.abs(a))).data
     g = 0.5 * _difference(f, b_tilde, b, "disarm") * sign * differs * weight
-    return Tensor(g.astype(a.dtype))
+    return g.astype(a.dtype)

@@ -1,13 +1,17 @@
 """What every estimator and every hidden "neuron" of the book's classifiers looks like.
 
-**Estimators** are functions of explicit inputs. For units with logits and an objective
-``f`` that maps a batch of samples to one value per example, an estimator returns its
-estimate of ``d E[f(b)] / d logits``, a Tensor of the logits' shape, from noise it is given::
+**Estimators** are functions of explicit inputs (the contract is spelled out at the top of
+:mod:`minigrad.estimators.catalogue`). For units with logits and an objective ``f`` that
+maps a batch of samples to one value per example, an estimator returns its estimate of
+``d E[f(b)] / d logits``, a *detached* NumPy array of the logits' shape, from noise it is
+given, with any state it needs (a baseline, a control variate) passed in as ``control``::
 
     g = reinforce(logits, f, u, baseline=c)
     loss = surrogate(logits, g)       # backward() sends g on to the parameters
 
-They change nothing: calling one twice on the same inputs gives the same estimate.
+They change nothing: calling one twice on the same inputs gives the same estimate. The
+helpers every estimator shares are here: :func:`bernoulli_sample`, :func:`logistic_noise`
+and :func:`value_at` (``f`` at a hard sample).
 
 **Neurons** are Modules that turn a layer's pre-activations into its outputs, possibly by a
 discrete random choice. They are called as::
@@ -23,7 +27,8 @@ discrete random choice. They are called as::
 
 State (an annealed slope or temperature, a baseline's moving averages) lives in Buffers, so
 it saves and loads with the model, and changes only through explicit calls: ``end_epoch()``
-and ``baseline.update(...)``.
+and ``baseline.update(...)`` (the baselines and control variates are in
+:mod:`minigrad.estimators.controls`).
 """
 from __future__ import annotations
 
@@ -32,11 +37,16 @@ from typing import Callable
 
 import numpy as np
 
+from minigrad.estimators import checks
 from minigrad.estimators.checks import optional_positive_number, positive_number
+from minigrad.functions import sigmoid
 from minigrad.nn import Buffer, Module
-from minigrad.tensor import Tensor, grad
+from minigrad.tensor import Tensor, grad, no_grad
 
 Objective = Callable[[Tensor], Tensor]
+
+_FIX_LOGITS = ("a NaN logit has no distribution to sample from: look upstream for a "
+               "diverging learning rate or a NaN in the input")
 
 
 class Neuron(Module):
@@ -92,7 +102,7 @@ class Annealing(Module):
     """A value changed by a constant factor after every epoch: slope and temperature annealing.
 
     ``end_epoch()`` multiplies the value by ``rate`` (a slope, Chung, Ahn & Bengio 2016) or,
-    with ``divide=True``, divides it (a temperature: R2RT multiplies ``1 / tau`` by the
+    with ``divide=True``, divides it (a temperature: R2RT multiplies ``1 / temperature`` by the
     rate). After ``k`` epochs the value is ``value_0 * rate^k`` (or ``value_0 / rate^k``),
     computed one epoch at a time. ``rate=None`` keeps the value fixed. The value and the
     epoch count are Buffers: they save and load with the model.
@@ -193,3 +203,77 @@ def gradient_through_sample(logits: Tensor, f: Objective,
     values = f(sample(x))
     (g,) = grad(values.sum(), x, create_graph=create_graph, allow_unused=True)
     return Tensor(np.zeros_like(x.data)) if g is None else g
+
+
+def estimate_array(g, logits) -> np.ndarray:
+    """An estimate as the contract returns it: a detached array in the logits' dtype."""
+    data = g.data if isinstance(g, Tensor) else np.asarray(g)
+    dtype = logits.dtype if isinstance(logits, Tensor) else np.asarray(logits).dtype
+    return np.asarray(data, dtype=dtype)
+
+
+def bernoulli_sample(logits: Tensor, u: np.ndarray, who: str = "bernoulli_sample"
+                     ) -> np.ndarray:
+    """``b = 1[u < sigmoid(a)]``, so ``b ~ Bernoulli(sigmoid(a))``, in the logits' dtype.
+
+    The library's one noise convention: the same ``u`` gives the same ``b`` in every
+    estimator, and ``b = 1[logits + logistic_noise(u) > 0]`` (:func:`logistic_noise`).
+    """
+    checks.finite_values(logits.data, "pre-activation (logits)", who, _FIX_LOGITS)
+    u = checks.noise_of_shape(u, logits.shape, who)
+    return (u < sigmoid(Tensor(logits.data)).data).astype(logits.dtype)
+
+
+def logistic_noise(u: np.ndarray, dtype) -> np.ndarray:
+    """``logit(1 - u) = log(1 - u) - log(u)``: logistic noise whose sign test against the
+    logits is :func:`bernoulli_sample`, ``b = 1[logits + logit(1 - u) > 0] = 1[u < p]``.
+
+    Every relaxation of the library (Concrete, REBAR, RELAX) builds its relaxed unit from
+    this ``z = logits + logit(1 - u)``, so that it relaxes the very ``b`` the other
+    estimators draw from the same ``u``.
+    """
+    u = np.asarray(u)
+    with np.errstate(divide="ignore"):
+        return -(np.log(u) - np.log1p(-u)).astype(dtype)
+
+
+def value_at(f: Objective, b: np.ndarray, who: str = "the estimator") -> np.ndarray:
+    """``f(b)`` at a hard sample ``b``, one value per example, as an array; no graph recorded.
+
+    Only the values of ``f`` at ``b`` are used by a score-function estimator, so nothing
+    is recorded for a backward pass.
+    """
+    with no_grad():
+        out = f(Tensor(b))
+    out = out.data if isinstance(out, Tensor) else np.asarray(out)
+    if out.shape != b.shape[:1]:
+        raise ValueError(f"{who}: the objective must return one value per example (shape "
+                         f"{b.shape[:1]}), got shape {out.shape}")
+    return out
+
+
+class RelaxableObjective:
+    """An objective that knows its relaxed form: what a relaxed control variate needs.
+
+    A multi-layer model's learning signal for one layer resamples the layers after it from
+    hard samples, a step function of the layer's unit; evaluated at a relaxed unit ``s``
+    it would make the reparameterised gradient of REBAR's and RELAX's control variate
+    biased. Such an objective subclasses this and gives, in :meth:`relaxed`, the objective
+    with those later layers relaxed too (see ``SigmoidBeliefNet.learning_signal``).
+    """
+
+    def __call__(self, b: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def relaxed(self, temperature, relaxation) -> Objective:
+        raise NotImplementedError
+
+
+def relaxed_objective(f: Objective, temperature, relaxation) -> Objective:
+    """The objective a relaxed control variate evaluates at the relaxed unit ``s``:
+    ``f.relaxed(temperature, relaxation)`` for a :class:`RelaxableObjective`, else ``f``
+    itself (smooth in ``s`` already). REBAR and RELAX always go through here, so their
+    control variate is never silently a step function of ``s``."""
+    if isinstance(f, RelaxableObjective):
+        return f.relaxed(temperature, relaxation)
+    return f

@@ -43,7 +43,7 @@ import numpy as np
 
 from minigrad.estimators import checks
 from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
-                                      gradient_through_sample, scheduled)
+                                      gradient_through_sample, scheduled, estimate_array)
 from minigrad.functions import sigmoid
 from minigrad.tensor import Function, Tensor
 
@@ -175,7 +175,7 @@ def straight_through_detach(hard, soft: Tensor) -> Tensor:
 
 
 def straight_through(logits: Tensor, f: Objective, u: np.ndarray, probability=sigmoid,
-                     create_graph: bool = False) -> Tensor:
+                     create_graph: bool = False) -> np.ndarray:
     """The straight-through estimate of ``d E[f(b)] / d logits``, ``b ~ Bernoulli(p)``.
 
     ``p = probability(logits)``, ``b = 1[u < p]`` by :class:`BernoulliStraightThrough`,
@@ -193,7 +193,9 @@ def straight_through(logits: Tensor, f: Objective, u: np.ndarray, probability=si
     def sample(x: Tensor) -> Tensor:
         return bernoulli_straight_through(probability(x), u)
 
-    return gradient_through_sample(logits, f, sample, create_graph)
+    g = gradient_through_sample(logits, f, sample, create_graph)
+    # the contract's detached array; with create_graph the Tensor, to differentiate again
+    return g if create_graph else estimate_array(g, logits)
 
 
 # ---------------------------------------------------------------------- neurons

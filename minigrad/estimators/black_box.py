@@ -83,7 +83,7 @@ def centered_ranks(f: np.ndarray) -> np.ndarray:
 
 def es_gradient(logits, fitness: Callable[[np.ndarray], np.ndarray], noise, *,
                 sigma=4.0, n=200, antithetic: bool = False, shaping: str = "none",
-                baseline=None) -> Tensor:
+                baseline=None) -> np.ndarray:
     """ES estimate of the gradient of E[fitness(z + sigma eps)] with respect to the logits z.
 
     Args:
@@ -99,7 +99,7 @@ def es_gradient(logits, fitness: Callable[[np.ndarray], np.ndarray], noise, *,
         baseline: None, ``"mean"`` (leave-one-out mean fitness) or a number.
 
     Returns:
-        g, a Tensor of the logits' shape and dtype (no graph): the estimate
+        g, an array of the logits' shape and dtype (the estimators' contract): the estimate
         1 / (n sigma) sum_i w_i eps_i with weights w_i as described in the module docstring.
     """
     z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
@@ -118,12 +118,12 @@ def es_gradient(logits, fitness: Callable[[np.ndarray], np.ndarray], noise, *,
     elif baseline is not None:
         w = w - float(baseline)
     g = scale * np.einsum("bn,bnk->bk", w, eps)
-    return Tensor(g.astype(z.dtype, copy=False))
+    return g.astype(z.dtype, copy=False)
 
 
 def es_zero_one_gradient(logits, labels, noise, *, sigma=4.0, n=200,
                          antithetic: bool = False, shaping: str = "none",
-                         baseline=None) -> Tensor:
+                         baseline=None) -> np.ndarray:
     """ES estimate of the gradient of the smoothed 0-1 loss at the logits (the seed's loss).
 
     For each example: eps_1..eps_n ~ N(0, I) in R^K, F_i = 1[argmax(z + sigma eps_i) != y],

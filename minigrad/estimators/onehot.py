@@ -4,7 +4,7 @@ A layer of ``n`` one-hot neurons of dimension ``d`` has width ``n d``. Its pre-a
 reshaped to ``(batch, n, d)``: one row of logits ``z`` per neuron. Following R2RT's "Beyond
 binary: ternary and one-hot neurons" (2017), each neuron computes::
 
-    y_hat = softmax(z / tau),   y_hat_i = exp(z_i / tau) / sum_k exp(z_k / tau)
+    y_hat = softmax(z / t),   y_hat_i = exp(z_i / t) / sum_k exp(z_k / t)    (t: the temperature)
     y     = one_hot(i),   i ~ Categorical(y_hat)    (training: STSampledSoftmax)
     y     = one_hot(argmax_i y_hat_i)               (evaluation: STHardmax)
 
@@ -13,9 +13,9 @@ and the ``(batch, n, d)`` outputs are flattened back to ``(batch, n d)``.
 Straight-through (ST) gradient (Bengio, Léonard & Courville 2013, arXiv:1308.3432): sampling
 and argmax have zero derivative, so the backward pass treats them as the identity on the
 probabilities, ``d y / d y_hat := I``. The gradient reaching the logits is then the softmax's
-vector-Jacobian product, with the factor ``1 / tau`` of the temperature::
+vector-Jacobian product, with the factor ``1 / temperature`` of the temperature::
 
-    dz = y_hat * (g - sum_k g_k y_hat_k) / tau.
+    dz = y_hat * (g - sum_k g_k y_hat_k) / temperature.
 
 Temperature annealing. R2RT's ``train_classifier`` multiplies a slope by the annealing rate
 (1.2 or 1.5) after every epoch and uses ``temperature = 1 / slope``: the temperature is
@@ -23,8 +23,8 @@ Temperature annealing. R2RT's ``train_classifier`` multiplies a slope by the ann
 
 Gumbel-softmax / Concrete (Jang, Gu & Poole 2016, arXiv:1611.01144; Maddison, Mnih & Teh 2016,
 arXiv:1611.00712): with Gumbel noise ``G_i = -log(-log(u_i))``, ``argmax_i (z_i + G_i)`` is a
-sample from ``softmax(z)`` (the Gumbel-max trick), and ``softmax((z + G) / tau)`` is a
-continuous relaxation of that one-hot sample which tends to it as ``tau -> 0``. Its
+sample from ``softmax(z)`` (the Gumbel-max trick), and ``softmax((z + G) / temperature)`` is a
+continuous relaxation of that one-hot sample which tends to it as ``temperature -> 0``. Its
 straight-through variant (:class:`STGumbelSoftmax`) outputs the hard sample and
 back-propagates through the relaxed one.
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective,
+from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective, estimate_array,
                                       gradient_through_sample, scheduled)
 from minigrad.functions import softmax
 from minigrad.tensor import Function, Tensor
@@ -57,14 +57,14 @@ _ROW_SUM_TOLERANCE = 1e-4
 
 
 # ---------------------------------------------------------------------- input checks
-def _check_temperature(tau, who: str) -> float:
-    return checks.positive_number(tau, "the temperature", who)
+def _check_temperature(temperature, who: str) -> float:
+    return checks.positive_number(temperature, "the temperature", who)
 
 
 def _check_probability_rows(p: np.ndarray, who: str) -> None:
     if p.size == 0:
         return
-    checks.probabilities(p, who, "pass softmax(logits / tau), not the logits")
+    checks.probabilities(p, who, "pass softmax(logits / temperature), not the logits")
     sums = p.sum(axis=-1)
     worst = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
     if abs(sums[worst] - 1) > _ROW_SUM_TOLERANCE:
@@ -154,21 +154,21 @@ class STHardmax(Function):
         return g
 
 
-def softmax_with_temperature(logits: Tensor, tau: float = 1.0) -> Tensor:
-    """``softmax(z / tau)`` over the last axis."""
-    tau = _check_temperature(tau, "softmax_with_temperature")
-    return softmax(logits / tau if tau != 1.0 else logits, axis=-1)
+def softmax_with_temperature(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``softmax(z / temperature)`` over the last axis."""
+    temperature = _check_temperature(temperature, "softmax_with_temperature")
+    return softmax(logits / temperature if temperature != 1.0 else logits, axis=-1)
 
 
-def st_sampled_softmax(logits: Tensor, tau: float, u: np.ndarray) -> Tensor:
-    """A one-hot sample from ``softmax(z / tau)`` with the ST gradient: the gradient at the
+def st_sampled_softmax(logits: Tensor, temperature: float, u: np.ndarray) -> Tensor:
+    """A one-hot sample from ``softmax(z / temperature)`` with the ST gradient: the gradient at the
     logits is the softmax's vector-Jacobian product. See :class:`STSampledSoftmax`."""
-    return STSampledSoftmax.apply(softmax_with_temperature(logits, tau), u=u)
+    return STSampledSoftmax.apply(softmax_with_temperature(logits, temperature), u=u)
 
 
-def st_hardmax_softmax(logits: Tensor, tau: float = 1.0) -> Tensor:
-    """``one_hot(argmax softmax(z / tau))`` with the ST gradient. See :class:`STHardmax`."""
-    return STHardmax.apply(softmax_with_temperature(logits, tau))
+def st_hardmax_softmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """``one_hot(argmax softmax(z / temperature))`` with the ST gradient (:class:`STHardmax`)."""
+    return STHardmax.apply(softmax_with_temperature(logits, temperature))
 
 
 # ---------------------------------------------------------------------- Gumbel-softmax
@@ -193,82 +193,91 @@ def _check_gumbel(gumbel_noise, logits: Tensor, who: str) -> np.ndarray:
     return gumbel_noise.astype(logits.dtype, copy=False)
 
 
-def gumbel_softmax(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
-    """The Gumbel-softmax (Concrete) relaxed sample ``softmax((z + G) / tau)``.
+def gumbel_softmax(logits: Tensor, temperature: float, gumbel_noise: np.ndarray) -> Tensor:
+    """The Gumbel-softmax (Concrete) relaxed sample ``softmax((z + G) / temperature)``.
 
-    ``G`` is pre-drawn Gumbel noise (see :func:`gumbel_from_uniform`). As ``tau -> 0`` the
+    ``G`` is pre-drawn Gumbel noise (see :func:`gumbel_from_uniform`). As ``temperature -> 0`` the
     result tends to ``one_hot(argmax (z + G))``, a sample from ``softmax(z)`` (Jang, Gu & Poole
     2016, eq. 2; Maddison, Mnih & Teh 2016, the Concrete distribution).
     """
-    tau = _check_temperature(tau, "gumbel_softmax")
+    temperature = _check_temperature(temperature, "gumbel_softmax")
     g = Tensor(_check_gumbel(gumbel_noise, logits, "gumbel_softmax"))
-    return softmax((logits + g) / tau, axis=-1)
+    return softmax((logits + g) / temperature, axis=-1)
 
 
 class STGumbelSoftmax(Function):
     """Straight-through Gumbel-softmax: the hard sample forward, the relaxed one backward.
 
     Forward: ``y = one_hot(argmax_i (z_i + G_i))`` (ties to the lowest index), a sample from
-    ``softmax(z)`` whatever ``tau``.
+    ``softmax(z)`` whatever ``temperature``.
 
-    Backward: the gradient of the relaxed sample ``s = softmax((z + G) / tau)``::
+    Backward: the gradient of the relaxed sample ``s = softmax((z + G) / temperature)``::
 
-        dz = s * (g - sum_k g_k s_k) / tau.
+        dz = s * (g - sum_k g_k s_k) / temperature.
 
     ``s`` is recomputed from the logits with Tensor operations, so this backward can itself
     be differentiated. Its one-line detach-trick form is :func:`st_gumbel_softmax_detach`,
     ``hard + (soft - soft.detach())``. Jang, Gu & Poole (2016), section 2.2.
     """
 
-    def forward(self, logits, gumbel, tau):
-        self.gumbel, self.tau = gumbel, tau
+    def forward(self, logits, gumbel, temperature):
+        self.gumbel, self.temperature = gumbel, temperature
         return argmax_one_hot(logits + gumbel)
 
     def backward(self, g):
-        s = gumbel_softmax(self.inputs[0], self.tau, self.gumbel)
-        return s * (g - (g * s).sum(axis=-1, keepdims=True)) * (1.0 / self.tau)
+        s = gumbel_softmax(self.inputs[0], self.temperature, self.gumbel)
+        return s * (g - (g * s).sum(axis=-1, keepdims=True)) * (1.0 / self.temperature)
 
 
-def st_gumbel_softmax(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
+def st_gumbel_softmax(logits: Tensor, temperature: float, gumbel_noise: np.ndarray) -> Tensor:
     """Straight-through Gumbel-softmax as an explicit Function; see :class:`STGumbelSoftmax`."""
-    tau = _check_temperature(tau, "st_gumbel_softmax")
+    temperature = _check_temperature(temperature, "st_gumbel_softmax")
     gumbel = _check_gumbel(gumbel_noise, logits, "st_gumbel_softmax")
-    return STGumbelSoftmax.apply(logits, gumbel=gumbel, tau=tau)
+    return STGumbelSoftmax.apply(logits, gumbel=gumbel, temperature=temperature)
 
 
-def st_gumbel_softmax_detach(logits: Tensor, tau: float, gumbel_noise: np.ndarray) -> Tensor:
+def st_gumbel_softmax_detach(logits: Tensor, temperature: float, gumbel_noise: np.ndarray
+                             ) -> Tensor:
     """Straight-through Gumbel-softmax by the detach trick: ``hard + (soft - soft.detach())``.
 
     The value is ``hard`` (``soft - soft`` is exactly 0); the gradient is that of ``soft``.
     Gives the same values and gradients as :func:`st_gumbel_softmax`.
     """
-    soft = gumbel_softmax(logits, tau, gumbel_noise)
+    soft = gumbel_softmax(logits, temperature, gumbel_noise)
     gumbel = _check_gumbel(gumbel_noise, logits, "st_gumbel_softmax_detach")
     hard = Tensor(argmax_one_hot(logits.data + gumbel))
     return hard + (soft - soft.detach())
 
 
 # ---------------------------------------------------------------------- as estimators
+def _estimate(g: Tensor, logits, create_graph: bool):
+    """The contract's detached array; with ``create_graph=True`` the Tensor, which can be
+    differentiated again (in a temperature, say)."""
+    return g if create_graph else estimate_array(g, logits)
+
+
 def straight_through_categorical(logits: Tensor, f: Objective, u: np.ndarray,
-                                 tau: float = 1.0, create_graph: bool = False) -> Tensor:
-    """ST sampled softmax as an estimate of ``d E[f(b)] / d z``, ``b ~ softmax(z / tau)``.
+                                 temperature: float = 1.0, create_graph: bool = False) -> Tensor:
+    """ST sampled softmax as an estimate of ``d E[f(b)] / d z``, ``b ~ softmax(z / temperature)``.
 
     Logits (batch, units, classes), ``u`` (batch, units). Biased: the gradient of ``f`` at
     the one-hot sample, sent through the softmax (:class:`STSampledSoftmax`).
     """
-    return gradient_through_sample(
-        logits, f, lambda z: st_sampled_softmax(z, tau, u), create_graph)
+    return _estimate(gradient_through_sample(
+        logits, f, lambda z: st_sampled_softmax(z, temperature, u), create_graph), logits,
+        create_graph)
 
 
-def st_hardmax_estimate(logits: Tensor, f: Objective, u=None, tau: float = 1.0,
+def st_hardmax_estimate(logits: Tensor, f: Objective, u=None, temperature: float = 1.0,
                         create_graph: bool = False) -> Tensor:
     """ST hardmax as an estimate for ``b ~ softmax(z)``: no noise, so it ignores ``u``."""
-    return gradient_through_sample(
-        logits, f, lambda z: st_hardmax_softmax(z, tau), create_graph)
+    return _estimate(gradient_through_sample(
+        logits, f, lambda z: st_hardmax_softmax(z, temperature), create_graph), logits,
+        create_graph)
 
 
 def st_gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray,
-                               tau: float = 1.0, create_graph: bool = False) -> Tensor:
+                               temperature: float = 1.0, create_graph: bool = False) -> Tensor:
     """ST Gumbel-softmax as an estimate of ``d E[f(b)] / d z``, ``b ~ softmax(z)``.
 
     ``u`` is uniform noise of the logits' shape, made Gumbel by :func:`gumbel_from_uniform`.
@@ -276,20 +285,23 @@ def st_gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray,
     2016, section 2.2).
     """
     noise = gumbel_from_uniform(u)
-    return gradient_through_sample(
-        logits, f, lambda z: st_gumbel_softmax(z, tau, noise), create_graph)
+    return _estimate(gradient_through_sample(
+        logits, f, lambda z: st_gumbel_softmax(z, temperature, noise), create_graph), logits,
+        create_graph)
 
 
-def gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray, tau: float = 1.0,
+def gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray, temperature: float = 1.0,
                             create_graph: bool = False) -> Tensor:
-    """The relaxed Gumbel-softmax estimate: the gradient of ``f`` at ``softmax((z + G) / tau)``.
+    """The relaxed Gumbel-softmax estimate: the gradient of ``f`` at
+    ``softmax((z + G) / temperature)``.
 
     ``f`` is evaluated at a point inside the simplex, not at a one-hot sample, so the
     estimate is of ``d E[f(relaxed)] / d z``: biased for ``E[f(b)]`` unless ``f`` is linear.
     """
     noise = gumbel_from_uniform(u)
-    return gradient_through_sample(
-        logits, f, lambda z: gumbel_softmax(z, tau, noise), create_graph)
+    return _estimate(gradient_through_sample(
+        logits, f, lambda z: gumbel_softmax(z, temperature, noise), create_graph), logits,
+        create_graph)
 
 
 # ---------------------------------------------------------------------- neurons
@@ -298,7 +310,8 @@ def _check_d(d: int, who: str) -> int:
 
 
 class OneHotNeuron(AnnealedNeuron):
-    """R2RT's one-hot neuron: ``softmax(z / tau)``, then a sampled or argmax one-hot with ST.
+    """R2RT's one-hot neuron: ``softmax(z / temperature)``, then a sampled or argmax one-hot
+    with ST.
 
     Training (``stochastic=True``): ``mode="sample"`` samples (:class:`STSampledSoftmax`),
     ``mode="hardmax"`` takes the argmax (:class:`STHardmax`; it needs no ``rng``). Evaluation
@@ -307,9 +320,9 @@ class OneHotNeuron(AnnealedNeuron):
     Args:
         d: categories per neuron; the layer width must be a multiple of ``d``.
         mode: ``"sample"`` or ``"hardmax"``.
-        temperature: the initial ``tau``.
+        temperature: the initial ``temperature``.
         anneal_rate: if given, :meth:`end_epoch` divides the temperature by it (R2RT
-            multiplies a slope ``1 / tau`` by 1.2 or 1.5 per epoch).
+            multiplies a slope ``1 / temperature`` by 1.2 or 1.5 per epoch).
     """
 
     def __init__(self, d: int, mode: str = "sample", temperature: float = 1.0,
@@ -344,40 +357,41 @@ class GumbelSoftmaxNeuron(AnnealedNeuron):
     """A Gumbel-softmax neuron: relaxed (``hard=False``) or straight-through (``hard=True``).
 
     Training (``stochastic=True``) draws ``G = -log(-log(u))`` from ``rng`` and outputs
-    ``softmax((z + G) / tau)`` (not one-hot: a point inside the simplex) or, with
+    ``softmax((z + G) / temperature)`` (not one-hot: a point inside the simplex) or, with
     ``hard=True``, ``one_hot(argmax (z + G))`` with the relaxed sample's gradient.
     Evaluation (``stochastic=False``): the argmax one-hot of the logits, as in
     :class:`OneHotNeuron`.
 
     Args:
         d: categories per neuron; the layer width must be a multiple of ``d``.
-        tau: the initial temperature.
+        temperature: the initial temperature.
         hard: output the hard sample (straight-through) instead of the relaxed one.
-        anneal_rate: if given, :meth:`end_epoch` divides ``tau`` by it.
+        anneal_rate: if given, :meth:`end_epoch` divides ``temperature`` by it.
     """
 
-    def __init__(self, d: int, tau: float = 1.0, hard: bool = False,
+    def __init__(self, d: int, temperature: float = 1.0, hard: bool = False,
                  anneal_rate: float | None = None):
         super().__init__()
         self.d = _check_d(d, "GumbelSoftmaxNeuron")
         self.hard = bool(hard)
-        self.schedule = Annealing(tau, anneal_rate, divide=True, name="the temperature",
+        self.schedule = Annealing(temperature, anneal_rate, divide=True, name="the temperature",
                                   who="GumbelSoftmaxNeuron")
 
-    tau = scheduled("the current temperature")
+    temperature = scheduled("the current temperature")
 
     def forward(self, pre: Tensor, *, rng: np.random.Generator | None = None,
                 stochastic: bool = True, sampled: list | None = None) -> Tensor:
         logits = split_neurons(pre, self.d, "GumbelSoftmaxNeuron")
         if not stochastic:
-            y = STHardmax.apply(softmax_with_temperature(logits, self.tau))
+            y = STHardmax.apply(softmax_with_temperature(logits, self.temperature))
         else:
             rng = checks.require_rng(rng, "GumbelSoftmaxNeuron")
             noise = gumbel_from_uniform(rng.random(logits.shape))
             relax = st_gumbel_softmax if self.hard else gumbel_softmax
-            y = relax(logits, self.tau, noise)
+            y = relax(logits, self.temperature, noise)
         return y.reshape(pre.shape)
 
     def __repr__(self) -> str:
-        return (f"GumbelSoftmaxNeuron(d={self.d}, tau={self.tau:g}, hard={self.hard}, "
+        return (f"GumbelSoftmaxNeuron(d={self.d}, temperature={self.temperature:g}, "
+                f"hard={self.hard}, "
                 f"anneal_rate={self.anneal_rate})")

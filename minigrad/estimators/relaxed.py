@@ -1,8 +1,9 @@
-"""Relaxed control variates: REBAR (Tucker et al. 2017) and RELAX (Grathwohl et al. 2018).
+"""Relaxations and relaxed control variates: Concrete (Maddison et al. 2017), REBAR
+(Tucker et al. 2017) and RELAX (Grathwohl et al. 2018).
 
-Both estimate ``d E[f(b)] / d a`` for ``b ~ Bernoulli(theta)``, ``theta = sigmoid(a)``, by
-writing the unit as the sign of a logistic variable and using a smooth function ``c`` of
-that variable as a control variate::
+REBAR and RELAX estimate ``d E[f(b)] / d a`` for ``b ~ Bernoulli(theta)``,
+``theta = sigmoid(a)`` (``a``: the logits), by writing the unit as the sign of a logistic
+variable and using a smooth function ``c`` of that variable as a control variate::
 
     z  = a + logit(1 - u)         u ~ U(0, 1), so b = H(z) = 1[u < theta]
     z~ ~ p(z | b)                 the same variable, redrawn given the sample b
@@ -29,85 +30,104 @@ Holding ``z~`` fixed instead leaves ``g`` unbiased but throws away the variance 
 estimator      control variate ``c(z)``                                   tuned
 =============  =========================================================  ==================
 rebar          ``eta f(sigma_lambda(z))``                                 fixed eta, lambda
-rebar, dynamic the same, ``eta`` and ``log lambda`` Tensors               on ``mean(g^2)``
+rebar, dynamic the same, ``eta`` and ``log lambda`` Parameters            on ``mean(g^2)``
 relax          ``f(sigma_lambda(z)) + r_rho(z)``, ``r_rho`` a small MLP    on ``mean(g^2)``
 =============  =========================================================  ==================
 
-Two relaxations ``sigma_lambda``: :func:`concrete_relaxation`, ``sigmoid(z / lambda)``, and
+The control variate's values (eta, ``log lambda``, ``r_rho``, the relaxation) are a
+:class:`~minigrad.estimators.controls.RelaxedControl`, passed as ``control``. Two
+relaxations ``sigma_lambda``: :func:`concrete_relaxation`, ``sigmoid(z / lambda)``, and
 :func:`muprop_relaxation`, the REBAR code's default (its ``muprop_relaxation=True``, the
 REBAR paper's appendix), ``sigmoid(z / lambda + a lambda / (lambda + 1))``, which adds a
 shift by the logit so that the relaxed unit moves with ``a`` like the mean field does.
+:func:`concrete` is the relaxation used as an estimator on its own (biased).
 
-Every function takes its noise from outside, changes nothing, and returns a Tensor that is
-differentiable in ``eta``, ``log_lam``, a baseline and the control variate's parameters
-when they are Tensors that require gradients: ``grad((g ** 2).mean(), [eta, log_lam])`` is
-the variance gradient that dynamic REBAR and RELAX descend.
+In relax-autograd's shape, the training step of dynamic REBAR and RELAX is a few plain
+functions: :func:`relaxed_parts` (the REINFORCE part and the zero-mean correction, Tensors
+differentiable in the control's parameters), :func:`parameter_estimates` (their
+vector-Jacobian products into each parameter tensor, weighed by eta per tensor) and
+:func:`variance_gradient` (``d mean(g^2) / d control``, which the caller's optimizer
+descends). :func:`rebar` and :func:`relax` are the estimators of the catalogue's contract:
+a detached array of the logits' shape.
 """
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Callable
 
 import numpy as np
 
 from minigrad import functions as F
 from minigrad.estimators import checks
-from minigrad.estimators.base import Objective
+from minigrad.estimators.base import (Objective, estimate_array, gradient_through_sample,
+                                      logistic_noise, relaxed_objective, value_at)
+from minigrad.estimators.controls import RelaxedControl, RelaxSurrogate
 from minigrad.estimators.score_function import reinforce_from_sample
-from minigrad.nn import Linear, Module, ReLU, Sequential
-from minigrad.tensor import Tensor, enable_grad, grad, no_grad
+from minigrad.tensor import Tensor, enable_grad, grad
 
 __all__ = [
-    "LOG_HALF", "concrete_relaxation", "muprop_relaxation", "hard_sample", "logistic_sample",
-    "conditional_logistic_sample", "coupled_noise", "relaxed_correction", "rebar",
-    "rebar_parts", "relax", "relax_parts", "RelaxSurrogate", "grad_keeping_graph",
+    "LOG_HALF", "concrete_relaxation", "muprop_relaxation", "concrete", "hard_sample",
+    "logistic_sample", "conditional_logistic_sample", "coupled_noise", "relaxed_correction",
+    "relaxed_parts", "relaxed_estimate", "rebar", "relax", "parameter_estimates",
+    "variance_gradient", "grad_keeping_graph", "RelaxSurrogate",
 ]
 
 #: ``log 0.5``: the papers' temperature ``lambda = 0.5``.
-LOG_HALF = math.log(0.5)
+LOG_HALF = float(np.log(0.5))
 
-Relaxation = Callable[[Tensor, Tensor, Tensor], Tensor]     # (z, a, lambda) -> soft b
-ControlVariate = Callable[[Tensor, Tensor], Tensor]         # (z, a) -> one value per row
+Relaxation = Callable[[Tensor, Tensor, Tensor], Tensor]   # (z, logits, temperature) -> soft b
+ControlVariate = Callable[[Tensor, Tensor], Tensor]       # (z, logits) -> one value per row
 
 
-def concrete_relaxation(z: Tensor, a: Tensor, lam) -> Tensor:
+def concrete_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
     """The binary Concrete relaxation ``sigma_lambda(z) = sigmoid(z / lambda)``."""
-    return F.sigmoid(z / lam)
+    return F.sigmoid(z / temperature)
 
 
-def muprop_relaxation(z: Tensor, a: Tensor, lam) -> Tensor:
+def muprop_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
     """The REBAR code's relaxation: ``sigmoid(z / lambda + a lambda / (lambda + 1))``."""
-    return F.sigmoid(z / lam + a * (lam / (lam + 1.0)))
+    return F.sigmoid(z / temperature + logits * (temperature / (temperature + 1.0)))
 
 
-def _logit_of_complement(u: np.ndarray, dtype) -> np.ndarray:
-    """``logit(1 - u) = log(1 - u) - log(u)``; computed as in the SBN's sampler."""
-    with np.errstate(divide="ignore"):
-        return -(np.log(u) - np.log1p(-u)).astype(dtype)
+def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float
+             ) -> np.ndarray:
+    """The binary Concrete (Gumbel-softmax) relaxation (Maddison et al. 2017;
+    Jang et al. 2017) as an estimator: replace ``b`` by ``sigmoid(z / t)`` with
+    ``z = logits + logit(1 - u)`` (the library's noise: the same ``u`` relaxes the
+    ``b`` every other estimator draws) and differentiate through it. Biased: it is
+    the gradient of ``E[f(soft b)]``, not of ``E[f(b)]``; the bias shrinks as
+    ``t -> 0`` while the variance grows. A unit that ``f`` reaches only through a
+    hard resample gets a zero gradient.
+    """
+    temperature = checks.positive_number(temperature, "temperature", "concrete")
+    noise = Tensor(logistic_noise(checks.noise_of_shape(u, logits.shape, "concrete"),
+                                  logits.dtype))
+    leaf = Tensor(logits.data, requires_grad=True)
+    g = gradient_through_sample(
+        leaf, f, lambda x: concrete_relaxation(x + noise, x, temperature))
+    return estimate_array(g, logits)
 
 
-def hard_sample(a: Tensor, u: np.ndarray, who: str = "hard_sample") -> np.ndarray:
+def hard_sample(logits: Tensor, u: np.ndarray, who: str = "hard_sample") -> np.ndarray:
     """``b = H(a + logit(1 - u)) = 1[u < sigmoid(a)]`` as an array in the logits' dtype."""
     # u = 1 can come from rounding uniforms to float32: then z = -inf and b = 0, as in the
     # SBN's sampler, so only the shape is checked
-    u = checks.noise_of_shape(u, a.shape, who)
-    return (a.data + _logit_of_complement(u, a.dtype) > 0).astype(a.dtype)
+    u = checks.noise_of_shape(u, logits.shape, who)
+    return (logits.data + logistic_noise(u, logits.dtype) > 0).astype(logits.dtype)
 
 
-def logistic_sample(a: Tensor, u: np.ndarray) -> Tensor:
+def logistic_sample(logits: Tensor, u: np.ndarray) -> Tensor:
     """``z = a + logit(1 - u)``: a logistic variable whose sign is the Bernoulli sample.
 
     ``u`` is kept one machine epsilon inside (0, 1), so that ``z`` is finite: a uniform
     rounded to 0 or 1 would give an infinite ``z``, whose derivatives in the temperature
     are NaN. (:func:`hard_sample` still uses ``u`` itself, as the SBN's sampler does.)
     """
-    eps = float(np.finfo(a.dtype).eps)
+    eps = float(np.finfo(logits.dtype).eps)
     inside = np.clip(np.asarray(u, dtype=np.float64), eps, 1 - eps)
-    return a + Tensor(_logit_of_complement(inside, a.dtype))
-
-
-def conditional_logistic_sample(a: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
+    return logits + Tensor(logistic_noise(inside, logits.dtype))
+def conditional_logistic_sample(logits: Tensor, b: np.ndarray, v: np.ndarray
+                                ) -> Tensor:
     """``z~ ~ p(z | b)`` from fresh uniforms ``v``, differentiable in ``a`` (see above).
 
     ``v'`` and ``1 - v'`` are formed separately so that neither loses digits when theta is
@@ -115,6 +135,7 @@ def conditional_logistic_sample(a: Tensor, b: np.ndarray, v: np.ndarray) -> Tens
     ``1 - v' = theta (1 - v)``; for ``b = 0``, ``v' = (1 - theta) v`` and
     ``1 - v' = theta + (1 - theta)(1 - v)``.
     """
+    a = logits
     theta, one_minus = F.sigmoid(a), F.sigmoid(-a)
     b, v = Tensor(b.astype(a.dtype)), Tensor(np.asarray(v, dtype=a.dtype))
     upper = one_minus + theta * v
@@ -128,7 +149,7 @@ def conditional_logistic_sample(a: Tensor, b: np.ndarray, v: np.ndarray) -> Tens
     return a + F.log(F.clip(v_prime, tiny)) - F.log(F.clip(rest, tiny))
 
 
-def coupled_noise(a: Tensor, u: np.ndarray) -> np.ndarray:
+def coupled_noise(logits: Tensor, u: np.ndarray) -> np.ndarray:
     """The ``v`` for which ``z~`` equals ``z`` in value (the REBAR code's choice).
 
     Given ``b``, ``z`` itself is a draw from ``p(z | b)``: solving ``v' = 1 - u`` for ``v``
@@ -137,15 +158,15 @@ def coupled_noise(a: Tensor, u: np.ndarray) -> np.ndarray:
     holds ``u`` fixed while ``z~`` holds ``v`` fixed. Computed in float64, clipped to [0, 1].
     """
     u = np.asarray(u, dtype=np.float64)
-    theta = F._sigmoid_array(np.asarray(a.data, dtype=np.float64))
-    b = hard_sample(a, u.astype(a.dtype))
+    theta = F._sigmoid_array(np.asarray(logits.data, dtype=np.float64))
+    b = hard_sample(logits, u.astype(logits.dtype))
     with np.errstate(divide="ignore", invalid="ignore"):
         v = np.where(b == 1, (theta - u) / theta, (1 - u) / (1 - theta))
     return np.clip(np.nan_to_num(v, nan=0.5), 0.0, 1.0)
 
 
-def relaxed_correction(a: Tensor, control: ControlVariate, u: np.ndarray, v: np.ndarray,
-                       create_graph: bool = True) -> Tensor:
+def relaxed_correction(logits: Tensor, control: ControlVariate, u: np.ndarray,
+                       v: np.ndarray, create_graph: bool = True) -> Tensor:
     """The zero-mean part of REBAR and RELAX for a smooth control variate ``c``::
 
         h = -c(z~) (b - theta) + d c(z) / d a - d c(z~) / d a,     E[h] = 0
@@ -153,7 +174,8 @@ def relaxed_correction(a: Tensor, control: ControlVariate, u: np.ndarray, v: np.
     so ``g = (f(b) - baseline) (b - theta) + h`` is the estimator. ``create_graph=True``
     keeps ``h`` differentiable in whatever ``c`` depends on (eta, lambda, phi).
     """
-    x = Tensor(a.data, requires_grad=True)   # a leaf: the estimate is a function of values
+    # a leaf: the estimate is a function of the logits' values
+    x = Tensor(logits.data, requires_grad=True)
     b = hard_sample(x, u, "relaxed_correction")
     score = Tensor(b - F._sigmoid_array(x.data))
     v = checks.noise_of_shape(v, x.shape, "relaxed_correction", what="uniform noise v")
@@ -183,104 +205,103 @@ def _needs_graph(*values) -> bool:
     return any(isinstance(t, Tensor) and t.requires_grad for t in values)
 
 
-def _value_at(f: Objective, b: np.ndarray) -> Tensor:
-    """``f(b)`` at the hard sample: only its values are used, so no graph is recorded."""
-    with no_grad():
-        return f(Tensor(b))
-
-
-def rebar_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam=LOG_HALF,
-                *, relaxation: Relaxation = muprop_relaxation, baseline=None,
-                f_relaxed: Objective | None = None, create_graph: bool | None = None
-                ) -> tuple[Tensor, Tensor]:
-    """REBAR as two parts, ``g = reinforce_part + eta * correction``.
+def relaxed_parts(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
+                  control: RelaxedControl, *, baseline=None) -> tuple[Tensor, Tensor]:
+    """REBAR and RELAX as two parts, ``g = reinforce_part + eta * correction``.
 
     ``reinforce_part = (f(b) - baseline) (b - theta)``; ``correction`` is
-    :func:`relaxed_correction` with ``c(z) = f_relaxed(sigma_lambda(z))``. Dynamic REBAR
-    weighs the correction by a different ``eta`` for each parameter tensor, after both
-    parts have been sent to the parameters; :func:`rebar` adds them for one ``eta``.
-    ``f_relaxed`` is ``f`` unless the relaxed objective differs (a multi-layer model
-    relaxes the layers below too).
+    :func:`relaxed_correction` with ``c(z) = f~(sigma_lambda(z)) (+ r_rho(z))``,
+    where ``f~`` is ``f`` relaxed all the way down (``relaxed_objective``: a model's
+    learning signal relaxes its later layers too). Both are Tensors, differentiable
+    in the control's Parameters and in a Tensor ``baseline``.
     """
-    f_relaxed = f if f_relaxed is None else f_relaxed
-    b = hard_sample(a, u, "rebar")
-    reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)
-    create_graph = _needs_graph(log_lam) if create_graph is None else create_graph
+    f_relaxed = relaxed_objective(f, control.temperature(), control.relaxation)
+    b = hard_sample(logits, u, "rebar")
+    f_b = value_at(f, b, "rebar")
+    reinforce_part = reinforce_from_sample(Tensor(logits.data), b, f_b, baseline)
+    surrogate = control.surrogate
 
-    def control(z: Tensor, x: Tensor) -> Tensor:
-        return f_relaxed(relaxation(z, x, F.exp(log_lam) if isinstance(log_lam, Tensor)
-                                    else math.exp(log_lam)))
+    def c(z: Tensor, x: Tensor) -> Tensor:
+        value = f_relaxed(control.relaxation(z, x, control.temperature()))
+        return value if surrogate is None else value + surrogate(z)
 
-    return reinforce_part, relaxed_correction(a, control, u, v, create_graph)
+    create_graph = _needs_graph(control.log_temperature) or surrogate is not None
+    return reinforce_part, relaxed_correction(logits, c, u, v, create_graph)
 
 
-def rebar(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, eta=1.0, log_lam=LOG_HALF,
-          *, relaxation: Relaxation = muprop_relaxation, baseline=None,
-          f_relaxed: Objective | None = None) -> Tensor:
+def relaxed_estimate(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
+                     control: RelaxedControl, *, baseline=None) -> Tensor:
+    """``reinforce_part + eta * correction`` as a Tensor: the estimate whose second moment
+    :func:`variance_gradient` differentiates (dynamic REBAR and RELAX on one set of
+    logits, as in the toy problem)."""
+    with enable_grad():
+        reinforce_part, correction = relaxed_parts(logits, f, u, v, control,
+                                                   baseline=baseline)
+        return reinforce_part + control.eta * correction
+
+
+def rebar(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
+          control: RelaxedControl | None = None, *, baseline=None) -> np.ndarray:
     """REBAR (Tucker et al. 2017, eq. 4) for Bernoulli(sigmoid(a)) units::
 
-        g = [f(b) - baseline - eta f(s(z~))] (b - theta) + eta d f(s(z)) - eta d f(s(z~))
+        g = [f(b) - baseline - eta f~(s(z~))] (b - theta) + eta d f~(s(z)) - eta d f~(s(z~))
 
-    with ``s = sigma_lambda`` the relaxation, ``lambda = exp(log_lam)``. Fixed ``eta = 1``
-    and ``lambda = 0.5`` is REBAR; ``eta`` and ``log_lam`` as Tensors that require
-    gradients (trained on ``mean(g^2)``) is dynamic REBAR. Unbiased for every value.
+    with ``s = sigma_lambda`` the control's relaxation, ``lambda = exp(log_temperature)``
+    and ``f~`` the objective relaxed all the way down (``f`` itself unless ``f`` is a
+    :class:`~minigrad.estimators.base.RelaxableObjective`, such as a model's learning
+    signal). The default control is REBAR's: ``eta = 1``, ``lambda = 0.5``, the MuProp
+    relaxation. Unbiased for every value. Returns a detached array.
     """
-    create_graph = _needs_graph(eta, log_lam, baseline)
-    reinforce_part, correction = rebar_parts(
-        a, f, u, v, log_lam, relaxation=relaxation, baseline=baseline, f_relaxed=f_relaxed,
-        create_graph=create_graph)
-    return reinforce_part + eta * correction
+    control = RelaxedControl() if control is None else control
+    return estimate_array(relaxed_estimate(logits, f, u, v, control, baseline=baseline),
+                          logits)
 
 
-def relax_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam,
-                surrogate_net, *, relaxation: Relaxation = concrete_relaxation,
-                baseline=None, f_relaxed: Objective | None = None) -> tuple[Tensor, Tensor]:
-    """RELAX as two parts, ``g = reinforce_part + correction`` (see :func:`rebar_parts`),
-    with ``c_phi(z) = f_relaxed(sigma_lambda(z)) + surrogate_net(z)``."""
-    f_relaxed = f if f_relaxed is None else f_relaxed
-    b = hard_sample(a, u, "relax")
-    reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)
-
-    def control(z: Tensor, x: Tensor) -> Tensor:
-        lam = F.exp(log_lam) if isinstance(log_lam, Tensor) else math.exp(log_lam)
-        return f_relaxed(relaxation(z, x, lam)) + surrogate_net(z)
-
-    return reinforce_part, relaxed_correction(a, control, u, v, create_graph=True)
-
-
-def relax(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam, surrogate_net,
-          *, relaxation: Relaxation = concrete_relaxation, baseline=None,
-          f_relaxed: Objective | None = None) -> Tensor:
-    """RELAX (Grathwohl et al. 2018, eq. 5) with ``c_phi(z) = f(s(z)) + r_rho(z)``::
+def relax(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
+          control: RelaxedControl, *, baseline=None) -> np.ndarray:
+    """RELAX (Grathwohl et al. 2018, eq. 5) with ``c_phi(z) = f~(s(z)) + r_rho(z)``::
 
         g = [f(b) - baseline - c_phi(z~)] (b - theta) + d c_phi(z) - d c_phi(z~)
 
-    ``surrogate_net`` is ``r_rho`` (maps ``z`` to one value per row, e.g.
-    :class:`RelaxSurrogate`); ``phi = (log_lam, rho)`` is trained on ``mean(g^2)``.
+    ``control.surrogate`` is ``r_rho`` (a :class:`~minigrad.estimators.controls.
+    RelaxSurrogate`); ``phi = (log_temperature, rho)`` is trained on ``mean(g^2)``.
     """
-    reinforce_part, correction = relax_parts(
-        a, f, u, v, log_lam, surrogate_net, relaxation=relaxation, baseline=baseline,
-        f_relaxed=f_relaxed)
-    return reinforce_part + correction
+    if control.surrogate is None:
+        raise ValueError("relax: the control has no surrogate r_rho; give "
+                         "RelaxedControl(surrogate=RelaxSurrogate(...)), or use rebar")
+    return estimate_array(relaxed_estimate(logits, f, u, v, control, baseline=baseline),
+                          logits)
 
 
-class RelaxSurrogate(Module):
-    """``r_rho(z)``: an MLP from the units' logistic variables to one value per row.
+def parameter_estimates(logits: list[Tensor], parts: list[tuple[Tensor, Tensor]], params,
+                        etas, create_graph: bool) -> list[Tensor]:
+    """Each layer's two parts sent into the parameters that made the logits, weighed there
+    by one eta per parameter tensor: ``g_P = A_P + eta_P B_P`` with ``A_P``, ``B_P`` the
+    vector-Jacobian products of the logits with the parts (dynamic REBAR, Tucker et al.
+    2017, section 3.3).
 
-    ``hidden=(200, 200)`` (ReLU) as in the RELAX paper's SBN experiments; the last layer
-    starts at zero, so training starts from ``c = f(sigma_lambda(z))``, plain REBAR with
-    ``eta = 1``.
+    The parts reach the parameters only through the logits, never through their own
+    dependence on the encoder (a relaxed layer below runs through its weights).
+    ``create_graph`` keeps ``B_P`` differentiable (needed when the correction depends on
+    tuned values, the temperature or ``r_rho``; eta only weighs it). The last pass frees
+    the graph of the logits, so that an optimizer may change the weights in place.
     """
+    a_p = grad_keeping_graph(logits, params, True, allow_unused=True,
+                             grad_outputs=[a for a, _ in parts])
+    b_p = grad(logits, params, [h for _, h in parts], create_graph=create_graph,
+               allow_unused=True, retain_graph=False)
+    return [a + eta * b for a, eta, b in zip(a_p, etas, b_p)]
 
-    def __init__(self, n_units: int, hidden=(200, 200), rng=0, dtype=np.float32):
-        super().__init__()
-        sizes = [n_units, *hidden]
-        layers = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            layers += [Linear(n_in, n_out, rng, dtype=dtype), ReLU()]
-        last = Linear(sizes[-1], 1, rng, dtype=dtype)
-        last.weight.data = np.zeros_like(last.weight.data)
-        self.net = Sequential(*layers, last)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).reshape(-1)
+def variance_gradient(estimates: list[Tensor], params, scale: float = 1.0
+                      ) -> tuple[float, list[np.ndarray]]:
+    """``V = scale * sum_P sum(g_P^2)`` and ``dV / d params`` (zeros where ``V``
+    does not depend on one): the second moment that dynamic REBAR and RELAX tune
+    their control on. Its mean ``E[g]`` does not depend on the control, so this is
+    the gradient of the variance.
+    """
+    with enable_grad():
+        variance = sum((g * g).sum() for g in estimates) * scale
+        found = grad_keeping_graph(variance, params, allow_unused=True)
+    return float(variance.data), [np.zeros_like(p.data) if d is None else d.data
+                                  for p, d in zip(params, found)]

@@ -11,11 +11,28 @@ one-hot ``b`` it is ``b - softmax(a)``. One sample gives the estimate::
 
     g = (b - p) (f(b) - c)                                 (one row per example)
 
-The baseline ``c`` is a number, an array of one value per unit, or a Tensor (then ``g`` is
-differentiable with respect to it). Two baselines that learn from the losses they see are
-small Modules whose state changes only through an explicit ``update(loss, score)``:
-:class:`MovingAverageBaseline` (one number) and :class:`VarianceAdjustingBaseline` (Bengio,
-Léonard & Courville 2013: one number per unit).
+The baseline ``c`` is a number or an array of one value per unit. The baselines that learn
+from the losses they see are controls (:mod:`minigrad.estimators.controls`):
+:class:`~minigrad.estimators.controls.MovingAverageBaseline` (one number),
+:class:`~minigrad.estimators.controls.VarianceAdjustingBaseline` (Bengio, Léonard &
+Courville 2013: one number per unit) and NVIL's
+:class:`~minigrad.estimators.controls.NVILControl`.
+
+The rest of the family chooses ``c`` more cleverly, for layers of Bernoulli units:
+
+=============  ===================================================  =====================
+estimator      learning signal times ``(b - p)`` (plus)             source
+=============  ===================================================  =====================
+reinforce      ``f(b) - c``, c a moving average                     Williams 1992
+reinforce_loo  ``f(b_k) - mean_{j != k} f(b_j)``, K samples         Mnih & Rezende 2016
+nvil           ``(f(b) - C(x) - c) / max(1, sqrt(v))``              Mnih & Gregor 2014
+muprop         ``f(b) - f(p) - f'(p).(b - p)`` (+ ``f'(p) p(1-p)``)  Gu et al. 2016
+simple_muprop  ``f(b) - f(p)``                                      Gu et al. 2016
+=============  ===================================================  =====================
+
+Every estimator here returns a detached array (the contract of
+:mod:`minigrad.estimators.catalogue`); :func:`reinforce_from_sample` is the building block
+that returns a Tensor (differentiable in a Tensor baseline).
 
 :class:`ReinforceNeuron` is the layer of binary neurons the MNIST chapters train with this
 estimator; the training step gives it the loss (see
@@ -26,31 +43,21 @@ from __future__ import annotations
 import numpy as np
 
 from minigrad.estimators import checks
-from minigrad.estimators.base import Neuron, Objective, SampledUnits
+from minigrad.estimators.base import (_FIX_LOGITS, Neuron, Objective, SampledUnits,
+                                      bernoulli_sample, estimate_array, value_at)
 from minigrad.estimators.binary import pass_through_sigmoid, straight_through_round
+from minigrad.estimators.controls import (_FIX_LOSS, MovingAverageBaseline,
+                                          VarianceAdjustingBaseline)
 from minigrad.estimators.onehot import sample_categorical
-from minigrad.functions import cast, log_sigmoid, sigmoid, softmax
-from minigrad.nn import Buffer, Module
-from minigrad.tensor import Tensor, is_grad_enabled
+from minigrad.functions import _sigmoid_array, cast, log_sigmoid, sigmoid, softmax
+from minigrad.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad
 
 __all__ = [
-    "bernoulli_sample", "reinforce_from_sample", "reinforce", "reinforce_categorical",
-    "reinforce_surrogate", "MovingAverageBaseline", "VarianceAdjustingBaseline",
-    "ReinforceNeuron",
+    "reinforce_from_sample", "reinforce", "reinforce_categorical", "reinforce_surrogate",
+    "reinforce_loo", "nvil", "muprop", "simple_muprop", "ReinforceNeuron",
+    # the sampler and the baselines, from base and controls, for the neuron's readers
+    "bernoulli_sample", "MovingAverageBaseline", "VarianceAdjustingBaseline",
 ]
-
-_FIX_LOGITS = ("a NaN logit has no distribution to sample from: look upstream for a "
-               "diverging learning rate or a NaN in the input")
-_FIX_LOSS = ("REINFORCE multiplies every score by the loss, so one NaN would make every "
-             "gradient NaN: find where the loss became NaN (a log of 0, an overflow)")
-
-
-def bernoulli_sample(logits: Tensor, u: np.ndarray, who: str = "bernoulli_sample"
-                     ) -> np.ndarray:
-    """``b = 1[u < sigmoid(a)]``, so ``b ~ Bernoulli(sigmoid(a))``, in the logits' dtype."""
-    checks.finite_values(logits.data, "pre-activation (logits)", who, _FIX_LOGITS)
-    u = checks.noise_of_shape(u, logits.shape, who)
-    return (u < sigmoid(Tensor(logits.data)).data).astype(logits.dtype)
 
 
 def _advantage(f_values, baseline, logits: Tensor) -> Tensor:
@@ -81,30 +88,35 @@ def reinforce_from_sample(logits: Tensor, b: np.ndarray, f_values,
     return score * _advantage(f_values, baseline, logits)
 
 
-def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=None) -> Tensor:
+def reinforce(logits: Tensor, f: Objective, u: np.ndarray, baseline=None
+              ) -> np.ndarray:
     """REINFORCE for Bernoulli(sigmoid(a)) units; unbiased: E[g] = d E[f(b)] / d a.
 
     ``b = 1[u < sigmoid(a)]``, then ``g = (b - sigmoid(a)) (f(b) - c)``; ``f`` sees
     ``b`` as a constant and only its values are used (Williams 1992).
     """
     b = bernoulli_sample(logits, u, "reinforce")
-    return reinforce_from_sample(logits, b, f(Tensor(b)), baseline)
+    with no_grad():
+        g = reinforce_from_sample(logits, b, f(Tensor(b)), baseline)
+    return estimate_array(g, logits)
 
 
 def reinforce_categorical(logits: Tensor, f: Objective, u: np.ndarray, baseline=None
-                          ) -> Tensor:
+                          ) -> np.ndarray:
     """REINFORCE for categorical units, logits of shape (batch, units, classes).
 
     ``b = one_hot(i)`` with ``i ~ softmax(a)`` drawn by the inverse CDF from ``u`` (one per
     unit, shape (batch, units)), then ``g = (b - softmax(a)) (f(b) - c)``.
     """
     checks.finite_values(logits.data, "logits", "reinforce_categorical", _FIX_LOGITS)
-    probs = softmax(logits, axis=-1)
-    b = sample_categorical(probs.data, u, "reinforce_categorical")
-    return (Tensor(b) - probs) * _advantage(f(Tensor(b)), baseline, logits)
+    with no_grad():
+        probs = softmax(logits, axis=-1)
+        b = sample_categorical(probs.data, u, "reinforce_categorical")
+        g = (Tensor(b) - probs) * _advantage(f(Tensor(b)), baseline, logits)
+    return estimate_array(g, logits)
 
 
-def reinforce_surrogate(a: Tensor, b, loss, baseline=None) -> Tensor:
+def reinforce_surrogate(logits: Tensor, b, loss, baseline=None) -> Tensor:
     """The REINFORCE surrogate: a scalar whose gradient is the REINFORCE estimate.
 
     ``S = sum_{n,i} log P(b_ni | a_ni) (L_n - c_i)`` with ``b`` and ``L`` held constant,
@@ -112,101 +124,101 @@ def reinforce_surrogate(a: Tensor, b, loss, baseline=None) -> Tensor:
     ``d S / d a_ni = (b_ni - sigmoid(a_ni)) (L_n - c_i)``: :func:`reinforce_from_sample`.
     Only its gradient means anything, not its value.
     """
+    a = logits
     b = Tensor(b.data if isinstance(b, Tensor) else np.asarray(b)).astype(a.dtype)
     log_prob = b * log_sigmoid(a) + (1 - b) * log_sigmoid(-a)
     return (log_prob * _advantage(loss, baseline, a)).sum()
 
 
-# ---------------------------------------------------------------------- baselines
-def _checked_loss(loss, who: str) -> np.ndarray:
-    loss = np.asarray(loss.data if isinstance(loss, Tensor) else loss)
-    if loss.ndim != 1:
-        raise ValueError(f"{who}.update: expects one loss per example, got shape {loss.shape}")
-    return checks.finite_values(loss, "per-example loss", f"{who}.update", _FIX_LOSS)
+# ---------------------------------------------------------------------- layers of units
+def _probabilities(logits) -> np.ndarray:
+    data = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
+    if not np.issubdtype(data.dtype, np.floating):
+        raise TypeError(f"logits must be floating point, got {data.dtype}")
+    return _sigmoid_array(data)
 
 
-class MovingAverageBaseline(Module):
-    """A constant baseline that follows the mean loss: ``c <- decay c + (1 - decay) mean(L)``.
+def _per_example(c, batch: int, dtype) -> np.ndarray:
+    c = c.data if isinstance(c, Tensor) else np.asarray(c, dtype=dtype)
+    return np.broadcast_to(c, (batch,)).astype(dtype)
 
-    Starts at ``c = 0``. Its state (``c`` and the number of updates) is in Buffers; it
-    changes only through :meth:`update`.
+
+def reinforce_loo(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
+    """REINFORCE with leave-one-out centring over K samples per example.
+
+    ``u`` has shape (K, batch, units), K >= 2. Sample k's baseline is the mean of the other
+    K - 1 values, independent of ``b_k``::
+
+        g = (1/K) sum_k (f(b_k) - mean_{j != k} f(b_j)) (b_k - p)
     """
-
-    def __init__(self, decay: float = 0.9):
-        super().__init__()
-        self.decay = checks.decay_rate(decay, "MovingAverageBaseline")
-        self.mean = Buffer(np.float64(0.0))
-
-    def update(self, loss, score=None) -> None:
-        """One step from a batch of per-example losses (``score`` is not used)."""
-        batch_mean = _checked_loss(loss, "MovingAverageBaseline").mean()
-        self.mean.data = self.decay * self.mean.data + (1 - self.decay) * batch_mean
-
-    def value(self) -> np.ndarray:
-        return self.mean.data.copy()
-
-    def __repr__(self) -> str:
-        return f"MovingAverageBaseline(decay={self.decay}, value={float(self.mean.data):.4g})"
+    u = np.asarray(u)
+    if u.ndim != 3 or u.shape[0] < 2:
+        raise ValueError(f"reinforce_loo needs noise of shape (K >= 2, batch, units), "
+                         f"got {u.shape}")
+    p = _probabilities(logits)
+    bs = [bernoulli_sample(logits, uk) for uk in u]
+    values = np.stack([value_at(f, b, "reinforce_loo") for b in bs])   # (K, batch)
+    k = len(bs)
+    others = (values.sum(axis=0, keepdims=True) - values) / (k - 1)
+    signal = values - others
+    g = sum(s[:, None] * (b - p) for s, b in zip(signal, bs)) / k
+    return estimate_array(g, logits)
 
 
-class VarianceAdjustingBaseline(Module):
-    """Bengio et al.'s per-unit variance-adjusting baseline, as moving averages.
+def nvil(logits: Tensor, f: Objective, u: np.ndarray, baseline, scale=1.0
+         ) -> np.ndarray:
+    """NVIL (Mnih & Gregor 2014, section 3): ``g = (f(b) - C(x) - c) / s * (b - p)``.
 
-    For unit ``i`` with score ``b_i - p_i`` and per-example loss ``L``::
-
-        L_bar_i = EMA[(b_i - p_i)^2 L] / (EMA[(b_i - p_i)^2] + eps)
-
-    which estimates the baseline that minimises the variance of ``(b_i - p_i)(L - L_bar_i)``
-    (Bengio et al. 2013). Each EMA is updated from the batch means,
-    ``m <- decay m + (1 - decay) batch_mean``, starting from numerator 0 and denominator 1 as
-    in R2RT's code. The state is one number per unit, made by :meth:`build` (or by the
-    first update), in Buffers; it changes only through :meth:`update`.
+    ``baseline`` holds ``C(x) + c`` per example (the input-dependent baseline and
+    the running mean, as ``NVILControl.values`` gives them) and ``scale`` the
+    variance normalisation ``s = max(1, sqrt(v))``. Unbiased for ``d E[f] / d
+    logits`` up to the positive factor ``1 / s``, which only rescales the step.
     """
+    b = bernoulli_sample(logits, u, "nvil")
+    p = _probabilities(logits)
+    centred = value_at(f, b, "nvil") - _per_example(baseline, len(b), p.dtype)
+    return estimate_array(centred[:, None] * (b - p) / float(scale), logits)
 
-    def __init__(self, decay: float = 0.95, eps: float = 1e-4, units: int | None = None):
-        super().__init__()
-        self.decay = checks.decay_rate(decay, "VarianceAdjustingBaseline")
-        self.eps = checks.positive_number(eps, "eps", "VarianceAdjustingBaseline")
-        self.numerator = Buffer(np.zeros(0))
-        self.denominator = Buffer(np.ones(0))
-        self.built = False
-        if units is not None:
-            self.build((units,))
 
-    def build(self, units: tuple[int, ...]) -> None:
-        self.numerator = Buffer(np.zeros(units))
-        self.denominator = Buffer(np.ones(units))
-        self.built = True
+def _mean_field(f: Objective, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f(p)`` and ``f'(p)``: the objective and its gradient at the mean of the units.
 
-    def update(self, loss, score) -> None:
-        """One EMA step from a batch: loss (batch,), score = b - p (batch, units)."""
-        loss = _checked_loss(loss, "VarianceAdjustingBaseline")
-        score = np.asarray(score)
-        if not self.built:
-            self.build(score.shape[1:])
-        if self.numerator.shape != score.shape[1:]:
-            raise ValueError(
-                f"VarianceAdjustingBaseline holds {self.numerator.shape} units but got "
-                f"a batch of shape {score.shape}; use one baseline per layer"
-            )
-        score_sq = np.square(score, dtype=np.float64)
-        weighted = score_sq * loss.reshape((-1,) + (1,) * (score.ndim - 1))
-        keep, numerator, denominator = self.decay, self.numerator, self.denominator
-        numerator.data = keep * numerator.data + (1 - keep) * weighted.mean(axis=0)
-        denominator.data = keep * denominator.data + (1 - keep) * score_sq.mean(axis=0)
+    Where ``f`` reaches its input only through a hard resample (a lower layer's learning
+    signal in structured prediction), ``f'(p)`` is zero: no path, no gradient.
+    """
+    mean = Tensor(p, requires_grad=True)
+    with enable_grad():
+        value = f(mean)
+        (slope,) = grad(value.sum(), mean, allow_unused=True)
+    return value.data, np.zeros_like(p) if slope is None else slope.data
 
-    def value(self) -> np.ndarray:
-        """``L_bar``, one number per unit."""
-        if not self.built:
-            raise RuntimeError(
-                "VarianceAdjustingBaseline.value(): no state yet; it is made by "
-                "build(units) or by the first update(loss, score)"
-            )
-        return self.numerator.data / (self.denominator.data + self.eps)
 
-    def __repr__(self) -> str:
-        units = self.numerator.shape if self.built else None
-        return f"VarianceAdjustingBaseline(decay={self.decay}, eps={self.eps}, units={units})"
+def muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
+    """MuProp (Gu et al. 2016, eq. 5): a first-order Taylor expansion of f around the mean
+    field ``p`` as the control variate, its expectation's gradient added back exactly::
+
+        h(b) = f(p) + f'(p) . (b - p)          (f'(p) and p held fixed)
+        g = (f(b) - h(b)) (b - p) + f'(p) * p (1 - p)
+
+    The second term is ``d E[h(b)] / d logits``; ``f`` must accept relaxed ``b``.
+    """
+    b = bernoulli_sample(logits, u, "muprop")
+    p = _probabilities(logits)
+    f_mean, slope = _mean_field(f, p)
+    taylor = f_mean + ((b - p) * slope).sum(axis=1)
+    signal = value_at(f, b, "muprop") - taylor
+    return estimate_array(signal[:, None] * (b - p) + slope * p * (1 - p), logits)
+
+
+def simple_muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
+    """SimpleMuProp (Gu et al. 2016): the mean-field value alone as the baseline,
+    ``g = (f(b) - f(p)) (b - p)``; ``f(p)`` does not depend on ``b``, so it is unbiased."""
+    b = bernoulli_sample(logits, u, "simple_muprop")
+    p = _probabilities(logits)
+    with no_grad():
+        f_mean = f(Tensor(p)).data
+    signal = value_at(f, b, "simple_muprop") - f_mean
+    return estimate_array(signal[:, None] * (b - p), logits)
 
 
 # ---------------------------------------------------------------------- the neuron

@@ -17,7 +17,8 @@ The walk knows a few kinds of things and treats every other object as a bag of a
 - lists, tuples, dicts with string keys: element by element;
 - functions, classes and modules: configuration, not state; skipped.
 
-So an estimator adapter needs no code of its own to be saved: whatever it holds is found.
+So a control (a baseline, a control variate) needs no code of its own to be saved: whatever
+it holds is found.
 
 On disk a checkpoint is one ``.npz`` file, written atomically: the arrays, plus a JSON
 manifest (format name and version, the model family, the run specification, the step and
@@ -42,7 +43,9 @@ from minigrad.nn import Buffer
 from minigrad.tensor import Tensor
 
 FORMAT = "minigrad-checkpoint"
-VERSION = 1
+#: 2: a run keeps its estimator's control and the control's optimizer (``control``,
+#: ``control_optimizer``, ``racers``) instead of an estimator adapter (version 1).
+VERSION = 2
 MANIFEST_KEY = "manifest"
 
 __all__ = ["CheckpointError", "Resumable", "FORMAT", "VERSION", "capture", "restore",
@@ -339,8 +342,11 @@ def read_checkpoint(path: str | Path, *, family: str | None = None, spec: dict |
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} file (no manifest of that format)")
     if manifest.get("version") != VERSION:
-        raise CheckpointError(f"{path} has format version {manifest.get('version')!r}; this "
-                              f"minigrad reads version {VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format version {manifest.get('version')!r}, but this "
+            f"minigrad reads version {VERSION} only (version 2 keeps an estimator's "
+            "control instead of its adapter): resume it with the minigrad that wrote it, "
+            "or start the run again")
     if family is not None and manifest.get("family") != family:
         raise CheckpointError(f"{path} is a checkpoint of a {manifest.get('family')!r} run, "
                               f"not of a {family!r} run")

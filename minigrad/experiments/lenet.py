@@ -266,7 +266,7 @@ def es_spread(logits, labels, *, repeats: int, seed: int, **options) -> dict[str
     cosine between single estimates and the mean of all of them (``cosine``).
     """
     rng = np.random.default_rng(seed)
-    gs = np.stack([es_zero_one_gradient(logits, labels, rng, **options).data
+    gs = np.stack([es_zero_one_gradient(logits, labels, rng, **options)
                    for _ in range(repeats)]).astype(np.float64)      # (repeats, batch, K)
     mean = gs.mean(axis=0)
     norms = np.linalg.norm(gs, axis=2) * np.linalg.norm(mean, axis=1)

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -57,7 +57,7 @@ STEPS = {
 
 def default_steps(family: str, budget: str) -> int:
     """The steps of one run of ``family`` at ``budget`` (smoke, full or paper)."""
-    return STEPS[family][budget]
+    return FAMILY_RECORDS[family].steps[budget]
 
 
 def _classifier_neurons():
@@ -100,7 +100,7 @@ class RunSpec:
 
     ``model``: SBN ``linear1``/``linear2``/``nonlinear``; classifier: a hidden neuron
     (:data:`CLASSIFIER_MODELS`); LeNet-5: ``lenet5``. ``estimator``: SBN: a key of
-    :data:`minigrad.experiments.sbn.ESTIMATORS`; LeNet-5: ``es`` or ``cross_entropy``;
+    :data:`minigrad.estimators.catalogue.SBN_ESTIMATORS`; LeNet-5: ``es`` or ``cross_entropy``;
     classifier: the neuron is the estimator, leave it empty. Fields left ``None`` take the
     book's values for the family. ``train_examples`` trains on the first so many examples
     only (for quick checks).
@@ -147,8 +147,6 @@ def _positive(spec, name, allow_none=True):
 
 def check_spec(spec: RunSpec) -> None:
     """Raise ValueError with what is wrong and what is allowed."""
-    from .sbn import ESTIMATORS
-
     if spec.family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {spec.family!r}")
     for name in ("steps", "batch_size", "record_every", "eval_k", "eval_examples",
@@ -162,41 +160,49 @@ def check_spec(spec: RunSpec) -> None:
         if value is not None and not (isinstance(value, (int, float)) and value > 0
                                       and np.isfinite(value)):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if spec.family == "sbn":
-        if spec.model not in SBN_MODELS:
-            raise ValueError(f"SBN model must be one of {', '.join(SBN_MODELS)}; "
-                             f"got {spec.model!r}")
-        if spec.estimator not in ESTIMATORS:
-            raise ValueError(f"SBN estimator must be one of {', '.join(ESTIMATORS)}; "
-                             f"got {spec.estimator!r}")
-        if spec.dataset not in (None, *SBN_DATASETS):
-            raise ValueError(f"SBN dataset must be one of {', '.join(SBN_DATASETS)}; "
-                             f"got {spec.dataset!r}")
-        from minigrad.models.sbn import INITS
+    FAMILY_RECORDS[spec.family].check(spec)
 
-        if spec.init not in INITS:
-            raise ValueError(f"SBN init must be one of {', '.join(INITS)}; got {spec.init!r}")
-    elif spec.family == "classifier":
-        if spec.model not in CLASSIFIER_MODELS:
-            raise ValueError(f"classifier model (hidden neuron) must be one of "
-                             f"{', '.join(CLASSIFIER_MODELS)}; got {spec.model!r}")
-        if spec.estimator:
-            raise ValueError("a classifier's estimator is its neuron (--model); "
-                             f"leave the estimator out, got {spec.estimator!r}")
-        if spec.dataset not in (None, "mnist"):
-            raise ValueError(f"the classifier trains on mnist; got dataset {spec.dataset!r}")
-        spe = spec.steps_per_epoch or min(1000, spec.steps)
-        if spec.steps % spe:
-            raise ValueError(f"classifier steps ({spec.steps}) must be a multiple of the "
-                             f"steps per epoch ({spe})")
-    else:
-        if spec.model != "lenet5":
-            raise ValueError(f"the lenet family has one model, lenet5; got {spec.model!r}")
-        if spec.estimator not in LENET_LOSSES:
-            raise ValueError(f"LeNet-5 estimator must be one of {', '.join(LENET_LOSSES)}; "
-                             f"got {spec.estimator!r}")
-        if spec.dataset not in (None, "mnist"):
-            raise ValueError(f"LeNet-5 trains on mnist; got dataset {spec.dataset!r}")
+
+def _check_sbn(spec: RunSpec) -> None:
+    from minigrad.estimators.catalogue import SBN_ESTIMATORS
+    from minigrad.models.sbn import INITS
+
+    if spec.model not in SBN_MODELS:
+        raise ValueError(f"SBN model must be one of {', '.join(SBN_MODELS)}; "
+                         f"got {spec.model!r}")
+    if spec.estimator not in SBN_ESTIMATORS:
+        raise ValueError(f"SBN estimator must be one of {', '.join(SBN_ESTIMATORS)}; "
+                         f"got {spec.estimator!r}")
+    if spec.dataset not in (None, *SBN_DATASETS):
+        raise ValueError(f"SBN dataset must be one of {', '.join(SBN_DATASETS)}; "
+                         f"got {spec.dataset!r}")
+    if spec.init not in INITS:
+        raise ValueError(f"SBN init must be one of {', '.join(INITS)}; got {spec.init!r}")
+
+
+def _check_classifier(spec: RunSpec) -> None:
+    if spec.model not in CLASSIFIER_MODELS:
+        raise ValueError(f"classifier model (hidden neuron) must be one of "
+                         f"{', '.join(CLASSIFIER_MODELS)}; got {spec.model!r}")
+    if spec.estimator:
+        raise ValueError("a classifier's estimator is its neuron (--model); "
+                         f"leave the estimator out, got {spec.estimator!r}")
+    if spec.dataset not in (None, "mnist"):
+        raise ValueError(f"the classifier trains on mnist; got dataset {spec.dataset!r}")
+    spe = spec.steps_per_epoch or min(1000, spec.steps)
+    if spec.steps % spe:
+        raise ValueError(f"classifier steps ({spec.steps}) must be a multiple of the "
+                         f"steps per epoch ({spe})")
+
+
+def _check_lenet(spec: RunSpec) -> None:
+    if spec.model != "lenet5":
+        raise ValueError(f"the lenet family has one model, lenet5; got {spec.model!r}")
+    if spec.estimator not in LENET_LOSSES:
+        raise ValueError(f"LeNet-5 estimator must be one of {', '.join(LENET_LOSSES)}; "
+                         f"got {spec.estimator!r}")
+    if spec.dataset not in (None, "mnist"):
+        raise ValueError(f"LeNet-5 trains on mnist; got dataset {spec.dataset!r}")
 
 
 class RunInterrupted(Exception):
@@ -216,64 +222,71 @@ def _slice(x, k):
 
 def build_run(spec: RunSpec) -> tuple[Resumable, dict]:
     """The family's run object for ``spec`` (its data loaded here) and the config it used."""
-    if spec.family == "sbn":
-        from .sbn import SBNConfig, SBNRun
+    return FAMILY_RECORDS[spec.family].build(spec)
 
-        if spec.dataset == "omniglot":
-            from minigrad.data.omniglot import load_omniglot
 
-            data = load_omniglot()
-        else:
-            from minigrad.data import load_binarized_mnist
+def _build_sbn(spec: RunSpec):
+    from .sbn import SBNConfig, SBNRun
 
-            data = load_binarized_mnist()
-        n_layers, nonlinear = SBN_MODELS[spec.model]
-        config = SBNConfig(
-            spec.estimator, spec.estimator, steps=spec.steps, temperature=spec.temperature,
-            n_layers=n_layers, nonlinear=nonlinear,
-            batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
-            record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
-            eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init)
-        run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
-    elif spec.family == "classifier":
-        from minigrad.data import Split, load_mnist
+    if spec.dataset == "omniglot":
+        from minigrad.data.omniglot import load_omniglot
 
-        from .classifier import ClassifierConfig, ClassifierRun
-
-        make, lr = _classifier_neurons()[spec.model]
-        mnist = load_mnist()
-        spe = spec.steps_per_epoch or min(1000, spec.steps)
-        config = ClassifierConfig(spec.model, make, lr=spec.lr or lr,
-                                  epochs=spec.steps // spe, steps_per_epoch=spe,
-                                  batch_size=spec.batch_size or 50)
-        train = Split(_slice(mnist.train.x, spec.train_examples),
-                      _slice(mnist.train.y, spec.train_examples))
-        validation = Split(_slice(mnist.validation.x, spec.eval_examples),
-                           _slice(mnist.validation.y, spec.eval_examples))
-        run = ClassifierRun(config, train, validation, spec.seed)
+        data = load_omniglot()
     else:
-        from minigrad.data import Split, load_mnist
+        from minigrad.data import load_binarized_mnist
 
-        from .lenet import LeNetConfig, LeNetRun
-
-        mnist = load_mnist(pad_to_32=True)
-        k = spec.train_examples
-        train = Split(_slice(mnist.train.x, k), _slice(mnist.train.y, k))
-        batch = spec.batch_size or 128
-        per_epoch = -(-len(train.x) // batch)
-        if spec.steps < per_epoch:
-            epochs, cap = 1, spec.steps
-        elif spec.steps % per_epoch == 0:
-            epochs, cap = spec.steps // per_epoch, None
-        else:
-            raise ValueError(f"LeNet-5 steps ({spec.steps}) must be under one epoch or a "
-                             f"multiple of it ({per_epoch} steps of {batch})")
-        config = LeNetConfig(f"{spec.estimator}", loss=spec.estimator, sigma=spec.es_sigma,
-                             n=spec.es_samples, lr=spec.lr or 5.0 / 55_000, batch_size=batch,
-                             epochs=epochs, max_steps_per_epoch=cap,
-                             max_eval=spec.eval_examples)
-        run = LeNetRun(config, train, mnist.validation, mnist.test, spec.seed)
+        data = load_binarized_mnist()
+    n_layers, nonlinear = SBN_MODELS[spec.model]
+    config = SBNConfig(
+        spec.estimator, spec.estimator, steps=spec.steps, temperature=spec.temperature,
+        n_layers=n_layers, nonlinear=nonlinear,
+        batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
+        record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
+        eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init)
+    run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
     return run, config
+
+
+def _build_classifier(spec: RunSpec):
+    from minigrad.data import Split, load_mnist
+
+    from .classifier import ClassifierConfig, ClassifierRun
+
+    make, lr = _classifier_neurons()[spec.model]
+    mnist = load_mnist()
+    spe = spec.steps_per_epoch or min(1000, spec.steps)
+    config = ClassifierConfig(spec.model, make, lr=spec.lr or lr,
+                              epochs=spec.steps // spe, steps_per_epoch=spe,
+                              batch_size=spec.batch_size or 50)
+    train = Split(_slice(mnist.train.x, spec.train_examples),
+                  _slice(mnist.train.y, spec.train_examples))
+    validation = Split(_slice(mnist.validation.x, spec.eval_examples),
+                       _slice(mnist.validation.y, spec.eval_examples))
+    return ClassifierRun(config, train, validation, spec.seed), config
+
+
+def _build_lenet(spec: RunSpec):
+    from minigrad.data import Split, load_mnist
+
+    from .lenet import LeNetConfig, LeNetRun
+
+    mnist = load_mnist(pad_to_32=True)
+    k = spec.train_examples
+    train = Split(_slice(mnist.train.x, k), _slice(mnist.train.y, k))
+    batch = spec.batch_size or 128
+    per_epoch = -(-len(train.x) // batch)
+    if spec.steps < per_epoch:
+        epochs, cap = 1, spec.steps
+    elif spec.steps % per_epoch == 0:
+        epochs, cap = spec.steps // per_epoch, None
+    else:
+        raise ValueError(f"LeNet-5 steps ({spec.steps}) must be under one epoch or a "
+                         f"multiple of it ({per_epoch} steps of {batch})")
+    config = LeNetConfig(f"{spec.estimator}", loss=spec.estimator, sigma=spec.es_sigma,
+                         n=spec.es_samples, lr=spec.lr or 5.0 / 55_000, batch_size=batch,
+                         epochs=epochs, max_steps_per_epoch=cap,
+                         max_eval=spec.eval_examples)
+    return LeNetRun(config, train, mnist.validation, mnist.test, spec.seed), config
 
 
 # ---------------------------------------------------------------------- running
@@ -311,15 +324,43 @@ def _rows(spec: RunSpec, history, budget: str | None) -> list[dict]:
     config = spec.estimator or spec.model
     base = {"experiment": experiment, "config": config, "seed": spec.seed,
             "steps": spec.steps, "budget": budget}
-    if spec.family == "sbn":
-        metrics = {"final training ELBO": history.final_train_elbo,
-                   f"validation IWAE bound (k={spec.eval_k})": history.val_iwae}
-    elif spec.family == "classifier":
-        metrics = {"final validation accuracy": history.final_val}
-    else:
-        metrics = {"final validation accuracy": history.final_val,
-                   "test accuracy": history.test_accuracy}
+    metrics = FAMILY_RECORDS[spec.family].rows(spec, history)
     return [{**base, "metric": m, "value": float(v)} for m, v in metrics.items()]
+
+
+def _sbn_metrics(spec: RunSpec, history) -> dict:
+    return {"final training ELBO": history.final_train_elbo,
+            f"validation IWAE bound (k={spec.eval_k})": history.val_iwae}
+
+
+def _classifier_metrics(spec: RunSpec, history) -> dict:
+    return {"final validation accuracy": history.final_val}
+
+
+def _lenet_metrics(spec: RunSpec, history) -> dict:
+    return {"final validation accuracy": history.final_val,
+            "test accuracy": history.test_accuracy}
+
+
+@dataclass(frozen=True)
+class FamilyRecord:
+    """What :mod:`runs` needs to know of one family of runs: how to check a
+    specification, build its run, turn its history into result rows, and its steps per
+    budget."""
+
+    check: Callable[[RunSpec], None]
+    build: Callable[[RunSpec], tuple]
+    rows: Callable[[RunSpec, Any], dict]
+    steps: dict
+
+
+#: One record per family (the keys are :data:`FAMILIES`).
+FAMILY_RECORDS = {
+    "classifier": FamilyRecord(_check_classifier, _build_classifier, _classifier_metrics,
+                               STEPS["classifier"]),
+    "sbn": FamilyRecord(_check_sbn, _build_sbn, _sbn_metrics, STEPS["sbn"]),
+    "lenet": FamilyRecord(_check_lenet, _build_lenet, _lenet_metrics, STEPS["lenet"]),
+}
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -449,12 +490,19 @@ def runs_dir() -> Path:
 def read_history(folder: str | Path) -> tuple[dict, bool]:
     """The history of the run in ``folder`` and whether the run is finished.
 
+    ``folder`` may also be a recorded history file (``book/recorded/*.json``): it is read
+    as it is, with its ``complete`` flag.
+
     A finished run has its ``history.json``; a run still going (or stopped) has the history
     up to its last checkpoint, read from the checkpoint without building the model.
     """
     from .checkpoint import read_checkpoint, saved_value
 
     folder = Path(folder)
+    if folder.is_file():   # a recorded history (book/recorded): the run's JSON itself
+        with open(folder) as f:
+            record = json.load(f)
+        return record, bool(record.get("complete", True))
     if (folder / HISTORY).exists():
         with open(folder / HISTORY) as f:
             return json.load(f), True

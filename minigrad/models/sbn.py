@@ -34,11 +34,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad import functions as F
+from minigrad.estimators.base import RelaxableObjective
+from minigrad.estimators.relaxed import logistic_sample
 from minigrad.init import as_generator, variance_scaling_normal
 from minigrad.nn import Linear, Module, Parameter, Sequential, Tanh
 from minigrad.tensor import Tensor, no_grad
 
-__all__ = ["SigmoidBeliefNet", "bernoulli_log_likelihood", "log_mean_exp", "TASKS", "INITS"]
+__all__ = ["SigmoidBeliefNet", "LearningSignal", "bernoulli_log_likelihood", "log_mean_exp",
+           "TASKS", "INITS"]
 
 TASKS = ("generative", "structured")
 #: Weight initialisations: Glorot uniform (every layer's default), or the REBAR reference
@@ -147,6 +150,10 @@ class SigmoidBeliefNet(Module):
             self.prior_logits = Parameter(np.zeros(n_hidden, dtype=dtype))
 
     # ------------------------------------------------------------------ pieces
+    def encoder_parameters(self) -> list[Parameter]:
+        """The encoder's parameter tensors (``q0``, ``q1``, ...), in a fixed order."""
+        return [p for name, p in self.named_parameters() if name.startswith("q")]
+
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(encoder input, observed target): (x, x), or (top half, bottom half)."""
         x = np.asarray(x)
@@ -242,33 +249,22 @@ class SigmoidBeliefNet(Module):
 
     def learning_signal(self, x: np.ndarray, samples: Sequence, layer: int,
                         u: Sequence[np.ndarray], logits: Sequence = ()
-                        ) -> Callable[[Tensor], Tensor]:
+                        ) -> "LearningSignal":
         """``f(b_layer)``: the objective as a function of one layer's sample.
 
-        The layers above ``layer`` in the encoder keep ``samples``; the layers after it are
-        resampled from the noise ``u`` given the new ``b_layer``, so the signal includes
-        everything downstream (as in the reference code, the whole objective is used).
-        ``b_layer`` may be relaxed or require gradients (MuProp, Concrete). ``logits``, the
-        encoder's logits for ``samples`` (as from :meth:`sample_encoder`), saves recomputing
-        those of layers up to ``layer``, which do not depend on ``b_layer``; they are used
-        as constants.
+        The layers above ``layer`` in the encoder keep ``samples``; the layers after
+        it are resampled from the noise ``u`` given the new ``b_layer``, so the signal
+        includes everything downstream (as in the reference code, the whole objective
+        is used). ``b_layer`` may be relaxed or require gradients (MuProp, Concrete).
+        ``logits``, the encoder's logits for ``samples`` (as from
+        :meth:`sample_encoder`), saves recomputing those of layers up to ``layer``,
+        which do not depend on ``b_layer``; they are used as constants. The signal's
+        :meth:`LearningSignal.relaxed` relaxes the later layers too, for REBAR's and
+        RELAX's control variate.
         """
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
-        given = list(samples[:layer])
-        known = [lg.detach() for lg in logits[:layer + 1]]
-
-        def f(b: Tensor) -> Tensor:
-            b = _as_tensor(b, self.dtype)
-            if layer + 1 < self.n_layers:
-                with no_grad():  # the downstream samples are step functions of b
-                    _, rest = self.sample_encoder(x, u, start=layer + 1, given=given + [b])
-                bs = rest
-            else:
-                bs = given + [b]
-            return self.objective(x, bs, known)
-
-        return f
+        return LearningSignal(self, x, samples, layer, u, logits)
 
     # ------------------------------------------------------------------ bounds
     def elbo(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -309,3 +305,47 @@ class SigmoidBeliefNet(Module):
         kind = "nonlinear" if self.nonlinear else "linear"
         return (f"SigmoidBeliefNet({kind}, layers={self.n_layers}, hidden={self.n_hidden}, "
                 f"task={self.task})")
+
+
+class LearningSignal(RelaxableObjective):
+    """``f(b_layer)``, the objective as a function of one stochastic layer's sample (see
+    :meth:`SigmoidBeliefNet.learning_signal`); :meth:`relaxed` is the same objective with
+    the later layers relaxed, which REBAR and RELAX use for their control variate."""
+
+    def __init__(self, model: SigmoidBeliefNet, x, samples, layer: int, u, logits=()):
+        self.model, self.x, self.layer, self.u = model, x, layer, u
+        self.given = list(samples[:layer])
+        self.known = [lg.detach() for lg in logits[:layer + 1]]
+
+    def __call__(self, b: Tensor) -> Tensor:
+        model, layer = self.model, self.layer
+        b = _as_tensor(b, model.dtype)
+        if layer + 1 < model.n_layers:
+            with no_grad():  # the downstream samples are step functions of b
+                _, bs = model.sample_encoder(self.x, self.u, start=layer + 1,
+                                             given=self.given + [b])
+        else:
+            bs = self.given + [b]
+        return model.objective(self.x, bs, self.known)
+
+    def relaxed(self, temperature, relaxation) -> Callable[[Tensor], Tensor]:
+        """``f~(s)``: the objective with this layer's sample relaxed to ``s``.
+
+        The layers after it are relaxed too, each from its own noise,
+        ``s_k = relaxation(logits_k + logit(1 - u_k))`` with ``logits_k`` computed from the
+        relaxed ``s_{k-1}`` (the REBAR code's ``quadratic`` control variate: layer ``l``'s
+        relaxation switches to continuous from layer ``l`` on). A hard sample below would
+        make ``f~`` a step function of ``s``, and the reparameterised gradient of a step
+        function is biased. The logits up to this layer are constants.
+        """
+        model, layer = self.model, self.layer
+
+        def f(s: Tensor) -> Tensor:
+            bs = self.given + [s]
+            for k in range(layer + 1, model.n_layers):
+                lg = model.encoder_logits(k, bs[k - 1])
+                bs.append(relaxation(logistic_sample(lg, self.u[k]), lg, temperature))
+            return model.objective(self.x, bs, self.known)
+
+        return f
+
