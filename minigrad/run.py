@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
                                            SBN_MODELS, STEPS)
     from minigrad.estimators.catalogue import SBN_ESTIMATORS
+    from minigrad.experiments.sbn import BASELINES
     from minigrad.models.sbn import INITS
 
     steps_help = "; ".join(f"{fam}: " + ", ".join(f"{b} {n:,}" for b, n in by.items())
@@ -96,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--es-samples", type=int, default=200, help="lenet es: samples per step")
     how.add_argument("--init", default="glorot", choices=INITS,
                      help="sbn weights: glorot, or the REBAR reference code's variance scaling")
+    how.add_argument("--baseline", default="trained", choices=BASELINES,
+                     help="sbn REBAR, dynamic REBAR, RELAX: C(x) trained on the estimator's "
+                          "variance, or frozen at its initial weights")
     out = p.add_argument_group("output, checkpoints and where to run")
     out.add_argument("--out", required=True,
                      help="output folder: one run writes into it; a sweep writes one "
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                   record_every=args.record_every, temperature=args.temperature,
                   eval_k=args.eval_k, eval_examples=args.eval_examples,
                   train_examples=args.train_examples, steps_per_epoch=args.steps_per_epoch,
-                  es_sigma=args.es_sigma, es_samples=args.es_samples, init=args.init)
+                  es_sigma=args.es_sigma, es_samples=args.es_samples, init=args.init,
+                  baseline=args.baseline)
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     try:

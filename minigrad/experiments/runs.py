@@ -123,14 +123,16 @@ class RunSpec:
     es_sigma: float = 4.0
     es_samples: int = 200
     init: str = "glorot"
+    baseline: str = "trained"
 
     def __post_init__(self):
         check_spec(self)
 
     @property
     def name(self) -> str:
-        """A folder name: family, model, estimator and seed."""
-        parts = [self.family, self.model, self.estimator, f"seed{self.seed}"]
+        """A folder name: family, model, estimator (and a frozen baseline) and seed."""
+        frozen = "frozen-baseline" if self.baseline == "frozen" else ""
+        parts = [self.family, self.model, self.estimator, frozen, f"seed{self.seed}"]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(p for p in parts if p))
 
     def as_dict(self) -> dict:
@@ -160,11 +162,15 @@ def check_spec(spec: RunSpec) -> None:
         if value is not None and not (isinstance(value, (int, float)) and value > 0
                                       and np.isfinite(value)):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if spec.family != "sbn" and spec.baseline != "trained":
+        raise ValueError(f"baseline={spec.baseline!r} is an SBN option (REBAR's C(x)); "
+                         f"the {spec.family} family has no such baseline")
     FAMILY_RECORDS[spec.family].check(spec)
 
 
 def _check_sbn(spec: RunSpec) -> None:
-    from minigrad.estimators.catalogue import SBN_ESTIMATORS
+    from minigrad.estimators.catalogue import ESTIMATORS, SBN_ESTIMATORS
+    from minigrad.experiments.sbn import BASELINES, RELAXED_FAMILY
     from minigrad.models.sbn import INITS
 
     if spec.model not in SBN_MODELS:
@@ -178,6 +184,12 @@ def _check_sbn(spec: RunSpec) -> None:
                          f"got {spec.dataset!r}")
     if spec.init not in INITS:
         raise ValueError(f"SBN init must be one of {', '.join(INITS)}; got {spec.init!r}")
+    if spec.baseline not in BASELINES:
+        raise ValueError(f"SBN baseline must be one of {', '.join(BASELINES)}; "
+                         f"got {spec.baseline!r}")
+    if spec.baseline == "frozen" and ESTIMATORS[spec.estimator].family != RELAXED_FAMILY:
+        raise ValueError(f"a frozen baseline is for REBAR, dynamic REBAR and RELAX; "
+                         f"{spec.estimator} trains its own")
 
 
 def _check_classifier(spec: RunSpec) -> None:
@@ -242,7 +254,8 @@ def _build_sbn(spec: RunSpec):
         n_layers=n_layers, nonlinear=nonlinear,
         batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
         record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
-        eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init)
+        eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init,
+        baseline=spec.baseline)
     run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
     return run, config
 

@@ -40,10 +40,17 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 from .checkpoint import Resumable
 from .executor import map_runs
 
-__all__ = ["SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
+__all__ = ["BASELINES", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
            "control_and_optimizer",
            "time_sbn_steps", "backward_pass", "relaxed_training_step", "train_control",
            "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race"]
+
+
+#: How the relaxed control variates treat their input-dependent baseline ``C(x)``: tuned on
+#: the estimator's variance (the REBAR code), or kept at its initial weights ("frozen", the
+#: likeliest state of a third-party recording of that code with eta and the temperature fixed).
+BASELINES = ("trained", "frozen")
+RELAXED_FAMILY = "relaxed control variate"
 
 
 # ---------------------------------------------------------------------- runs
@@ -69,11 +76,21 @@ class SBNConfig:
     eval_examples: int | None = None  # None: the whole validation set
     seed: int = 0
     init: str = "glorot"  # or "reference": the REBAR code's weights (models.sbn.INITS)
+    # "trained": REBAR's C(x) is tuned on the estimator's variance with eta and the
+    # temperature; "frozen": C(x) keeps its initial weights (BASELINES)
+    baseline: str = "trained"
 
     def __post_init__(self):
         if self.estimator not in SBN_ESTIMATORS:
             raise ValueError(f"unknown SBN estimator {self.estimator!r}; one of "
                              f"{list(SBN_ESTIMATORS)}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        if self.baseline == "frozen" and ESTIMATORS[self.estimator].family \
+                != RELAXED_FAMILY:
+            raise ValueError(f"baseline='frozen' is for the relaxed control variates "
+                             f"(REBAR, dynamic REBAR, RELAX); {self.estimator} trains "
+                             "its baseline otherwise")
 
 
 @dataclass
@@ -224,6 +241,10 @@ def control_and_optimizer(spec, model, config):
     10x the model's learning rate, as in the REBAR code), or None when it has none."""
     control = make_control(spec, model, config)
     params = control.parameters() if isinstance(control, Module) else []
+    if getattr(config, "baseline", "trained") == "frozen":
+        # C(x) keeps its initial weights: its gradients are computed but never applied
+        fixed = {id(p) for p in control.baseline.parameters()}
+        params = [p for p in params if id(p) not in fixed]
     if not params:
         return control, None
     return control, Adam(params, lr=10 * config.lr, betas=(0.9, config.beta2))
