@@ -26,13 +26,14 @@ CLI_BUDGETS = ("full", "smoke", "paper")
 BOOK_CACHE = "_build/.jupyter_cache-{budget}"
 
 
-def check(value: str | None, known: tuple[str, ...] = BUDGETS) -> str:
-    """The budget named by ``value`` (case and spaces ignored; empty or None means full).
+def check(value: str | None, known: tuple[str, ...] = BUDGETS, default: str = "full") -> str:
+    """The budget named by ``value`` (case and spaces ignored; empty or None means
+    ``default``: full for the book, paper for the command line).
 
     ``known`` is the set it must belong to: :data:`BUDGETS` for the book (the default),
     :data:`CLI_BUDGETS` for the command line.
     """
-    name = (value or "").strip().lower() or "full"
+    name = (value or "").strip().lower() or default
     if name not in known:
         extra = ""
         if name in CLI_BUDGETS:
@@ -40,7 +41,7 @@ def check(value: str | None, known: tuple[str, ...] = BUDGETS) -> str:
                      f"--budget {name}), the book does not build at it")
         raise ValueError(
             f"MINIGRAD_BUDGET={value!r} is not a budget; valid values are "
-            f"{', '.join(known)} (unset means full){extra}"
+            f"{', '.join(known)} (unset means {default}){extra}"
         )
     return name
 

@@ -200,7 +200,7 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
     (["--family", "sbn", "--model", "linear3", "--estimator", "NVIL"], "linear1"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "REINFORS"], "MuProp"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--steps", "0"],
-     "steps must be"),
+     "steps (--steps) must be"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
       "--checkpoint-every", "0"], "--checkpoint-every"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--dataset", "cifar"],
