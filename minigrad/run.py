@@ -158,8 +158,20 @@ def _check_scheduler(parser, address: str) -> None:
                      "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
 
 
+async def _identity(address: str) -> dict:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=SCHEDULER_TIMEOUT)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+
+
 def _connect(address: str):
     """A Dask client of the scheduler at ``address``, or None with the error printed."""
+    import asyncio
     import logging
 
     from dask.distributed import Client
@@ -169,9 +181,12 @@ def _connect(address: str):
     for q in quiet:
         q.setLevel(logging.CRITICAL)
     try:
+        # a port that accepts but never answers (a dashboard's, say) would keep Client
+        # waiting for ever: ask the scheduler who it is first, with a deadline
+        asyncio.run(asyncio.wait_for(_identity(address), SCHEDULER_TIMEOUT))
         return Client(address, timeout=SCHEDULER_TIMEOUT)
-    except (OSError, TimeoutError) as e:
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
+    except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+        reason = " ".join(str(e).split())[:160] or "no answer"
         print(f"error: --scheduler {address}: no Dask scheduler answered within "
               f"{SCHEDULER_TIMEOUT:g} s ({reason}); is `dask scheduler` running there, "
               "and is this its address (not the dashboard's)?", file=sys.stderr)
