@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from minigrad import budget
-from minigrad.experiments.checkpoint import CheckpointError, write_checkpoint
+from minigrad.experiments.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, read_history,
                                       run_specs)
 from minigrad.run import main as run_main
@@ -309,3 +309,177 @@ def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
         for key in a.files:
             if key != "manifest":
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# ---------------------------------------------------------------------- a sweep and signals
+# Three runs on two workers: when the signal comes, two are running and the third waits.
+SWEEP_STEPS = 300
+SWEEP_ARGS = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
+              "--seed", "0", "1", "2", "--steps", str(SWEEP_STEPS), "--train-examples", "200",
+              "--eval-examples", "20", "--eval-k", "2", "--record-every", "10",
+              "--checkpoint-every", "10", "--no-progress"]
+SWEEP_NAMES = [f"sbn_linear1_NVIL_seed{s}" for s in (0, 1, 2)]
+
+
+def sweep_cli(*args) -> subprocess.Popen:
+    """The command line in a process group of its own (the group a terminal's Ctrl-C hits)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MINIGRAD_WORKERS", None)
+    return subprocess.Popen([sys.executable, "-m", "minigrad.run", *SWEEP_ARGS, *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def same_runs(a: Path, b: Path) -> None:
+    for name in SWEEP_NAMES:
+        arrays_a, tree_a, history_a = final_state(a / name)
+        arrays_b, tree_b, history_b = final_state(b / name)
+        assert tree_a == tree_b, name
+        assert arrays_a.keys() == arrays_b.keys()
+        for key in arrays_a:
+            np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+        assert history_a == history_b
+        rows_a = json.loads((a / name / RESULTS).read_text())["rows"]
+        assert rows_a == json.loads((b / name / RESULTS).read_text())["rows"]
+
+
+@pytest.fixture(scope="module")
+def sweep_in_one_go(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep_one_go")
+    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(out)), timeout=300)
+    assert code == 0, err
+    return out
+
+
+def wait_until_two_run(out: Path, proc) -> None:
+    """Until the first two runs have written a checkpoint (and are still running)."""
+    for name in SWEEP_NAMES[:2]:
+        wait_for_checkpoint(out / name / CHECKPOINT, proc, timeout=120)
+
+
+def assert_all_gone(processes, timeout=10.0) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, f"still running: {alive}"
+
+
+def assert_stopped_mid_run(out: Path) -> None:
+    for name in SWEEP_NAMES[:2]:
+        manifest, _ = read_checkpoint(out / name / CHECKPOINT)   # intact
+        assert 0 < manifest["step"] < SWEEP_STEPS
+        assert not (out / name / RESULTS).exists()
+    # no run was started after the signal
+    assert not (out / SWEEP_NAMES[2] / CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("target", ["parent", "group"])
+def test_a_signal_stops_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
+        signum, target, sweep_in_one_go, tmp_path):
+    import psutil
+
+    proc = sweep_cli("--workers", "2", "--out", str(tmp_path))
+    wait_until_two_run(tmp_path, proc)
+    processes = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert len(processes) == 3                      # the command and its two workers
+    if target == "parent":
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)
+    code, _, err = finish(proc, timeout=60)
+    assert code == 128 + signum, err
+    assert_all_gone(processes)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    name = signal.Signals(signum).name
+    assert lines[0].startswith(f"stopped by {name}: 2 run(s) stopped at a checkpoint, "
+                               "0 finished, 1 not started; continue with: python -m "
+                               "minigrad.run --family sbn"), err
+    assert lines[0].endswith(f"--out {tmp_path} --resume")
+    assert_stopped_mid_run(tmp_path)
+    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(tmp_path), "--resume"),
+                          timeout=300)
+    assert code == 0, err
+    same_runs(sweep_in_one_go, tmp_path)
+    assert not list(tmp_path.glob(".*"))            # no sweep file, no temporary file left
+
+
+def test_sigkill_of_a_local_sweep_leaves_no_worker_running(sweep_in_one_go, tmp_path):
+    import psutil
+
+    proc = sweep_cli("--workers", "2", "--out", str(tmp_path))
+    wait_until_two_run(tmp_path, proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert_all_gone(workers)          # each noticed its parent was gone, checkpointed, exited
+    assert_stopped_mid_run(tmp_path)
+    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(tmp_path), "--resume"),
+                          timeout=300)
+    assert code == 0, err
+    same_runs(sweep_in_one_go, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield cluster.scheduler_address, client
+
+
+def running_tasks(client) -> int:
+    return sum(client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+
+def wait_for_no_task(client, timeout: float) -> float:
+    started = time.monotonic()
+    while running_tasks(client):
+        assert time.monotonic() - started < timeout, "tasks still running on the cluster"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the group", "SIGKILL"])
+def test_a_sweep_on_a_dask_cluster_stops_as_one_unit(how, dask_cluster, sweep_in_one_go,
+                                                     tmp_path):
+    address, client = dask_cluster
+    dask = ("--scheduler", address, "--parent-timeout", "2", "--out", str(tmp_path))
+    proc = sweep_cli(*dask)
+    wait_until_two_run(tmp_path, proc)
+    if how == "SIGKILL":
+        proc.send_signal(signal.SIGKILL)
+        finish(proc)
+        # the runs stop at a checkpoint when the command's heartbeat stops (2 s here)
+        assert wait_for_no_task(client, timeout=20) > 1.0
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        code, _, err = finish(proc, timeout=60)
+        assert code == 128 + signal.SIGTERM, err
+        assert "stopped by SIGTERM: 2 run(s) stopped at a checkpoint" in err
+        assert wait_for_no_task(client, timeout=5) < 5
+    assert_stopped_mid_run(tmp_path)
+    code, _, err = finish(sweep_cli(*dask), timeout=300)   # on a scheduler runs resume
+    assert code == 0, err
+    same_runs(sweep_in_one_go, tmp_path)
+
+
+def test_a_signal_during_the_final_evaluation_exits_cleanly(tmp_path):
+    # a long final evaluation: the whole validation set, 100 importance samples
+    args = [*TINY[:TINY.index("--eval-examples")], "--eval-k", "100", "--record-every", "10",
+            "--checkpoint-every", "40", "--no-progress", "--out", str(tmp_path)]
+    proc = cli(*args)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / CHECKPOINT).exists() or manifest_step(tmp_path / CHECKPOINT) < STEPS:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert f"stopped by SIGINT during the final evaluation; the checkpoint of step {STEPS}" \
+        in err
+    assert not (tmp_path / RESULTS).exists()

@@ -30,9 +30,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad.fileio import atomic_write
+from minigrad.fileio import (UnreadableFile, atomic_write, read_json,
+                             remove_temp_files)
 
-from .checkpoint import Resumable
+from .checkpoint import CheckpointError, Resumable
 from .executor import RunNotStarted, Stopped, map_runs, stop_requested
 
 __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
@@ -500,11 +501,15 @@ def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, results = out / CHECKPOINT, out / RESULTS
+    remove_temp_files(out, (CHECKPOINT, HISTORY, RESULTS))   # left by a killed write
     spec_dict = spec.as_dict()
     if results.exists() and resume:
-        with open(results) as f:
-            done = json.load(f)
-        if done.get("spec") == spec_dict:
+        try:
+            done = read_json(results, "results file", "delete it and resume: the run "
+                             "finishes again from its checkpoint")
+        except UnreadableFile as e:
+            raise CheckpointError(str(e)) from None
+        if isinstance(done, dict) and done.get("spec") == spec_dict:
             return done
     if checkpoint.exists() and not resume:
         raise FileExistsError(f"{checkpoint} exists: pass resume=True (--resume) to continue "
@@ -608,6 +613,7 @@ def run_specs(specs: list[RunSpec], out: str | Path, *, executor=None,
                          f"got {parent_timeout!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out, (SWEEP_FILE,))
     heartbeat = _Heartbeat(out, parent_timeout)
     jobs = [(s, str(out), checkpoint_every, resume, budget, str(heartbeat.path))
             for s in specs]
@@ -644,8 +650,7 @@ def read_history(folder: str | Path) -> tuple[dict, bool]:
 
     folder = Path(folder)
     if (folder / HISTORY).exists():
-        with open(folder / HISTORY) as f:
-            return json.load(f), True
+        return read_json(folder / HISTORY, "run history"), True
     path = folder / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"{folder} has neither {HISTORY} nor {CHECKPOINT}: "
@@ -660,8 +665,8 @@ def load_run_results(folder: str | Path | None = None) -> list[dict]:
     folder = Path(folder) if folder is not None else runs_dir()
     payloads = []
     for path in sorted(folder.rglob(RESULTS)) if folder.is_dir() else []:
-        with open(path) as f:
-            payload = json.load(f)
+        payload = read_json(path, "results file", "delete it, or run that run again with "
+                            "--resume")
         if isinstance(payload, dict) and "spec" in payload and "rows" in payload:
             payloads.append(payload)
     return payloads
