@@ -254,14 +254,20 @@ def _comparable(payloads):
     return out
 
 
-def test_sweep_on_dask_localcluster_equals_the_process_pool(tmp_path):
+@pytest.fixture(scope="module")
+def dask_cluster():
     from dask.distributed import Client, LocalCluster
 
-    pool = run_specs(SWEEP, tmp_path / "pool", workers=2, checkpoint_every=4)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        on_dask = run_specs(SWEEP, tmp_path / "dask", executor=client.get_executor(),
-                            checkpoint_every=4)
+        yield cluster.scheduler_address, client
+
+
+def test_sweep_on_dask_localcluster_equals_the_process_pool(dask_cluster, tmp_path):
+    pool = run_specs(SWEEP, tmp_path / "pool", workers=2, checkpoint_every=4)
+    _, client = dask_cluster
+    on_dask = run_specs(SWEEP, tmp_path / "dask", executor=client.get_executor(),
+                        checkpoint_every=4)
     assert _comparable(on_dask) == _comparable(pool)
     assert len({json.dumps(r["rows"]) for r in pool}) == len(SWEEP)  # the runs differ
     for spec in SWEEP:
@@ -314,11 +320,11 @@ def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
 # ---------------------------------------------------------------------- a sweep and signals
 # Three runs on two workers: when the signal comes, two are running and the third waits.
 SWEEP_STEPS = 300
-SWEEP_ARGS = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
-              "--seed", "0", "1", "2", "--steps", str(SWEEP_STEPS), "--train-examples", "200",
-              "--eval-examples", "20", "--eval-k", "2", "--record-every", "10",
-              "--checkpoint-every", "10", "--no-progress"]
-SWEEP_NAMES = [f"sbn_linear1_NVIL_seed{s}" for s in (0, 1, 2)]
+SWEEP_ARGS = ["--family", "sbn", "--model", "linear1", "--estimator", "REINFORCE",
+              "--seed", "0", "1", "2", "--steps", str(SWEEP_STEPS), "--batch-size", "8",
+              "--train-examples", "200", "--eval-examples", "20", "--eval-k", "2",
+              "--record-every", "15", "--checkpoint-every", "15", "--no-progress"]
+SWEEP_NAMES = [f"sbn_linear1_REINFORCE_seed{s}" for s in (0, 1, 2)]
 
 
 def sweep_cli(*args) -> subprocess.Popen:
@@ -351,10 +357,15 @@ def sweep_in_one_go(tmp_path_factory) -> Path:
     return out
 
 
-def wait_until_two_run(out: Path, proc) -> None:
-    """Until the first two runs have written a checkpoint (and are still running)."""
+def wait_until_two_run(out: Path, proc, after: int = 0) -> None:
+    """Until the first two runs have written a checkpoint past step ``after``."""
+    deadline = time.monotonic() + 120
     for name in SWEEP_NAMES[:2]:
-        wait_for_checkpoint(out / name / CHECKPOINT, proc, timeout=120)
+        path = out / name / CHECKPOINT
+        while not path.exists() or manifest_step(path) <= after:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no new checkpoint"
+            time.sleep(0.02)
 
 
 def assert_all_gone(processes, timeout=10.0) -> None:
@@ -364,71 +375,60 @@ def assert_all_gone(processes, timeout=10.0) -> None:
     assert not alive, f"still running: {alive}"
 
 
-def assert_stopped_mid_run(out: Path) -> None:
+def assert_stopped_mid_run(out: Path) -> int:
+    """Every running run stopped at an intact checkpoint; the third never started."""
+    steps = []
     for name in SWEEP_NAMES[:2]:
-        manifest, _ = read_checkpoint(out / name / CHECKPOINT)   # intact
+        manifest, _ = read_checkpoint(out / name / CHECKPOINT)
         assert 0 < manifest["step"] < SWEEP_STEPS
         assert not (out / name / RESULTS).exists()
-    # no run was started after the signal
-    assert not (out / SWEEP_NAMES[2] / CHECKPOINT).exists()
+        steps.append(manifest["step"])
+    assert not (out / SWEEP_NAMES[2]).exists()
+    return min(steps)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("target", ["parent", "group"])
-def test_a_signal_stops_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
-        signum, target, sweep_in_one_go, tmp_path):
+def test_signals_stop_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
+        sweep_in_one_go, tmp_path):
+    """SIGINT and SIGTERM to the command, then to its process group, then SIGKILL: each time
+    every process is gone within seconds, the two running runs are stopped at intact
+    checkpoints and the third is not started; resumed after each stop, the sweep ends bit
+    for bit as the sweep made in one go."""
     import psutil
 
-    proc = sweep_cli("--workers", "2", "--out", str(tmp_path))
-    wait_until_two_run(tmp_path, proc)
-    processes = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    assert len(processes) == 3                      # the command and its two workers
-    if target == "parent":
-        proc.send_signal(signum)
-    else:
-        os.killpg(proc.pid, signum)
-    code, _, err = finish(proc, timeout=60)
-    assert code == 128 + signum, err
-    assert_all_gone(processes)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    name = signal.Signals(signum).name
-    assert lines[0].startswith(f"stopped by {name}: 2 run(s) stopped at a checkpoint, "
-                               "0 finished, 1 not started; continue with: python -m "
-                               "minigrad.run --family sbn"), err
-    assert lines[0].endswith(f"--out {tmp_path} --resume")
-    assert_stopped_mid_run(tmp_path)
+    stopped_at = 0
+    for signum, target in [(signal.SIGINT, "parent"), (signal.SIGTERM, "group"),
+                           (signal.SIGINT, "group"), (signal.SIGTERM, "parent"),
+                           (signal.SIGKILL, "parent")]:
+        resume = ("--resume",) if stopped_at else ()
+        proc = sweep_cli("--workers", "2", "--out", str(tmp_path), *resume)
+        wait_until_two_run(tmp_path, proc, after=stopped_at)
+        command = psutil.Process(proc.pid)
+        processes = [command, *command.children(recursive=True)]
+        assert len(processes) == 3                  # the command and its two workers
+        if target == "parent":
+            proc.send_signal(signum)
+        else:
+            os.killpg(proc.pid, signum)
+        code, _, err = finish(proc, timeout=60)
+        # the workers of a killed command notice it, write their checkpoints and exit
+        assert_all_gone(processes)
+        stopped_at = assert_stopped_mid_run(tmp_path)
+        if signum == signal.SIGKILL:
+            assert code == -signal.SIGKILL
+            continue
+        assert code == 128 + signum, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(
+            f"stopped by {signal.Signals(signum).name}: 2 run(s) stopped at a checkpoint, "
+            "0 finished, 1 not started; continue with: python -m minigrad.run --family sbn"
+        ), err
+        assert lines[0].endswith(f"--out {tmp_path} --resume")
     code, _, err = finish(sweep_cli("--workers", "2", "--out", str(tmp_path), "--resume"),
                           timeout=300)
     assert code == 0, err
     same_runs(sweep_in_one_go, tmp_path)
     assert not list(tmp_path.glob(".*"))            # no sweep file, no temporary file left
-
-
-def test_sigkill_of_a_local_sweep_leaves_no_worker_running(sweep_in_one_go, tmp_path):
-    import psutil
-
-    proc = sweep_cli("--workers", "2", "--out", str(tmp_path))
-    wait_until_two_run(tmp_path, proc)
-    workers = psutil.Process(proc.pid).children(recursive=True)
-    assert len(workers) == 2
-    proc.send_signal(signal.SIGKILL)
-    finish(proc)
-    assert_all_gone(workers)          # each noticed its parent was gone, checkpointed, exited
-    assert_stopped_mid_run(tmp_path)
-    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(tmp_path), "--resume"),
-                          timeout=300)
-    assert code == 0, err
-    same_runs(sweep_in_one_go, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def dask_cluster():
-    from dask.distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield cluster.scheduler_address, client
 
 
 def running_tasks(client) -> int:
@@ -443,26 +443,31 @@ def wait_for_no_task(client, timeout: float) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to the group", "SIGKILL"])
-def test_a_sweep_on_a_dask_cluster_stops_as_one_unit(how, dask_cluster, sweep_in_one_go,
+def test_a_sweep_on_a_dask_cluster_stops_as_one_unit(dask_cluster, sweep_in_one_go,
                                                      tmp_path):
+    """SIGTERM to the command's group, then SIGKILL to the command: the runs on the cluster
+    stop at their checkpoints (after SIGKILL, when the command's heartbeat stops: 2 s here),
+    and the sweep submitted again ends as the sweep made in one go."""
     address, client = dask_cluster
     dask = ("--scheduler", address, "--parent-timeout", "2", "--out", str(tmp_path))
     proc = sweep_cli(*dask)
     wait_until_two_run(tmp_path, proc)
-    if how == "SIGKILL":
-        proc.send_signal(signal.SIGKILL)
-        finish(proc)
-        # the runs stop at a checkpoint when the command's heartbeat stops (2 s here)
-        assert wait_for_no_task(client, timeout=20) > 1.0
-    else:
-        os.killpg(proc.pid, signal.SIGTERM)
-        code, _, err = finish(proc, timeout=60)
-        assert code == 128 + signal.SIGTERM, err
-        assert "stopped by SIGTERM: 2 run(s) stopped at a checkpoint" in err
-        assert wait_for_no_task(client, timeout=5) < 5
+    os.killpg(proc.pid, signal.SIGTERM)
+    code, _, err = finish(proc, timeout=60)
+    assert code == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM: 2 run(s) stopped at a checkpoint, 0 finished, 1 not " \
+        "started" in err
+    assert wait_for_no_task(client, timeout=5) < 5
+    stopped_at = assert_stopped_mid_run(tmp_path)
+
+    proc = sweep_cli(*dask)                         # on a scheduler, runs always resume
+    wait_until_two_run(tmp_path, proc, after=stopped_at)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert wait_for_no_task(client, timeout=20) > 1.0
     assert_stopped_mid_run(tmp_path)
-    code, _, err = finish(sweep_cli(*dask), timeout=300)   # on a scheduler runs resume
+
+    code, _, err = finish(sweep_cli(*dask), timeout=300)
     assert code == 0, err
     same_runs(sweep_in_one_go, tmp_path)
 

@@ -499,6 +499,11 @@ def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
         raise ValueError(f"checkpoint_every must be a whole number >= 1, "
                          f"got {checkpoint_every!r}")
     out = Path(out)
+    early = stop_requested()
+    if early is None and sweep_file is not None:
+        early = _SweepFile(sweep_file).check()
+    if early is not None:   # the sweep is stopping: this run does not start
+        raise RunNotStarted(early)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, results = out / CHECKPOINT, out / RESULTS
     remove_temp_files(out, (CHECKPOINT, HISTORY, RESULTS))   # left by a killed write
