@@ -173,6 +173,51 @@ def test_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
     _refused(tmp_path, SPEC, "not a minigrad-checkpoint file")
 
 
+def test_checkpoint_with_pickled_data_is_refused_without_numpys_advice(tmp_path):
+    with open(tmp_path / CHECKPOINT, "wb") as f:
+        np.savez(f, manifest=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(CheckpointError) as error:
+        execute(SPEC, tmp_path, resume=True)
+    message = str(error.value)
+    assert str(tmp_path / CHECKPOINT) in message and "pickled Python objects" in message
+    assert "allow_pickle" not in message and "unsafely" not in message
+
+
+def test_truncated_results_file_is_named_and_exits_2(finished, tmp_path, capsys):
+    folder = tmp_path / "run"
+    execute(SPEC, folder, checkpoint_every=3)
+    text = (folder / RESULTS).read_text()
+    (folder / RESULTS).write_text(text[:len(text) // 2])
+    args = ["--family", "sbn", "--model", "linear1", "--estimator", "MuProp", "--seed", "1",
+            "--steps", "6", "--train-examples", "100", "--eval-examples", "5", "--eval-k",
+            "2", "--record-every", "3", "--no-progress", "--out", str(folder), "--resume"]
+    assert run_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / RESULTS} is not a readable results file (truncated or corrupt?)" in err
+    from minigrad.fileio import UnreadableFile
+    from minigrad.experiments.runs import load_run_results
+
+    with pytest.raises(UnreadableFile, match=str(folder / RESULTS)):
+        load_run_results(tmp_path)
+    (folder / RESULTS).unlink()                     # as the message says: the run finishes
+    assert run_main(args) == 0
+
+
+def test_temporary_files_of_a_killed_write_are_removed_by_the_next_run(finished, tmp_path):
+    (tmp_path / CHECKPOINT).write_bytes((finished / CHECKPOINT).read_bytes())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [tmp_path / f".{CHECKPOINT}.{dead}.0badc0de.tmp",
+             tmp_path / f".{RESULTS}.{dead}.12345678.tmp"]
+    live = tmp_path / f".{CHECKPOINT}.1.deadbeef.tmp"      # pid 1 is running: not touched
+    other = tmp_path / ".notes.txt"                          # not a temporary file of ours
+    for path in (*stale, live, other):
+        path.write_bytes(b"half a file")
+    execute(SPEC, tmp_path, resume=True)
+    assert not any(p.exists() for p in stale)
+    assert live.exists() and other.exists()
+
+
 def test_checkpoint_of_another_run_or_family_is_refused(finished, tmp_path):
     (tmp_path / CHECKPOINT).write_bytes((finished / CHECKPOINT).read_bytes())
     other_seed = RunSpec(**{**SPEC.as_dict(), "seed": 2})
@@ -209,6 +254,28 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--budget", "huge"],
      "invalid choice"),
     (["--family", "lenet", "--model", "lenet5", "--estimator", "es", "es"], "twice"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--workers", "0"],
+     "--workers must be"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--workers", "-1"],
+     "--workers must be"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--train-examples",
+      "10"], "--batch-size) is larger than the 10 training examples (--train-examples)"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--batch-size",
+      "60000"], "larger than the 50,000 training examples"),
+    (["--family", "classifier", "--model", "sigmoid", "--train-examples", "20"],
+     "--batch-size"),
+    (["--family", "lenet", "--model", "lenet5", "--estimator", "es", "--steps", "500"],
+     "LeNet-5 steps (500; --steps) must be under one epoch or a multiple of it (430"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--scheduler",
+      "notanaddress"], "--scheduler 'notanaddress' is not a scheduler address"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--scheduler",
+      "tcp://host:99999"], "tcp://HOST:PORT"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--parent-timeout",
+      "0"], "--parent-timeout"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--lr", "nan"],
+     "lr (--lr) must be a positive number"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--seed", "-1"],
+     "seed (--seed)"),
 ])
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -216,6 +283,65 @@ def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("MINIGRAD_WORKERS", "0", "MINIGRAD_WORKERS='0' must be a whole number >= 1"),
+    ("MINIGRAD_BUDGET", "bogus", "valid values are full, smoke, paper (unset means paper)"),
+])
+def test_bad_environment_is_a_clear_error(variable, value, message, monkeypatch, tmp_path,
+                                          capsys):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stop:
+        run_main([*TINY, "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(SystemExit) as stop:
+        run_main([*TINY, "--out", str(tmp_path / "file" / "runs")])
+    assert stop.value.code == 2
+    assert f"--out {tmp_path / 'file' / 'runs'}: cannot write there" in capsys.readouterr().err
+    if os.geteuid() != 0:                           # permissions do not hold back root
+        (tmp_path / "locked").mkdir(mode=0o500)
+        with pytest.raises(SystemExit) as stop:
+            run_main([*TINY, "--out", str(tmp_path / "locked")])
+        assert stop.value.code == 2
+        assert "cannot write there (Permission denied)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers (as a dashboard's does to Dask)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        yield server.getsockname()[1]
+
+
+def test_a_scheduler_that_does_not_answer_fails_in_seconds_with_one_line(
+        silent_port, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:                      # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    for port in (silent_port, refused):
+        started = time.monotonic()
+        code = run_main(["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
+                         "--seed", "0", "1", "--scheduler", f"tcp://127.0.0.1:{port}",
+                         "--out", str(tmp_path)])
+        assert code == 2
+        assert time.monotonic() - started < 15
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --scheduler tcp://127.0.0.1:{port}: no Dask scheduler "
+                              "answered within 5 s")
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_help_documents_every_option(capsys):
