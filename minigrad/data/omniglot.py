@@ -5,7 +5,7 @@ The 28x28 character images of the IWAE authors (Burda, Grosse & Salakhutdinov 20
 the validation set, as in the REBAR experiments. There is no offline copy and no published
 checksum, so :func:`load_omniglot`:
 
-1. reads ``$MINIGRAD_DATA/omniglot/minigrad-omniglot-v1.npz`` if an earlier load wrote it;
+1. reads ``$MINIGRAD_DATA/omniglot/minigrad-omniglot-v2.npz`` if an earlier load wrote it;
 2. else reads ``$MINIGRAD_DATA/omniglot/chardata.mat`` (placed there by hand, or downloaded
    from :data:`OMNIGLOT_URL` when it is missing and a network is there);
 3. checks what can be checked: the arrays' names, shapes and value range, and the file's
