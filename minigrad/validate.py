@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["finite", "open_unit_noise", "whole_number"]
+__all__ = ["finite", "unit_interval_noise", "whole_number"]
 
 
 def _array(values) -> np.ndarray:
@@ -40,21 +40,21 @@ def finite(values, name: str, who: str, fix: str = "") -> np.ndarray:
     return array
 
 
-def open_unit_noise(u, name: str, who: str) -> np.ndarray:
-    """Uniform noise with every value strictly between 0 and 1 (finite).
+def unit_interval_noise(u, name: str, who: str) -> np.ndarray:
+    """Uniform noise: finite, every value in [0, 1].
 
-    Estimators take logarithms of ``u`` and ``1 - u`` (logistic and Gumbel noise) or compare
-    it with probabilities; a value of 0, 1 or beyond gives infinite noise or a sample that
-    no probability could produce, and so a biased or non-finite estimate.
+    Outside [0, 1] (``u + 1``, a negative value) a sampler gives samples no probability could
+    produce, and the estimate is silently biased. Exactly 0 or 1 are accepted: float32 noise
+    rounds draws just below 1 up to 1.0, and each sampler handles both ends (an indicator
+    ``u < p``, or logarithms kept finite by clipping).
     """
     array = finite(u, name, who, "draw it with rng.random(shape)")
-    if array.size and not (array.min() > 0 and array.max() < 1):
-        outside = int(np.sum((array <= 0) | (array >= 1)))
+    if array.size and not (array.min() >= 0 and array.max() <= 1):
+        outside = int(np.sum((array < 0) | (array > 1)))
         raise ValueError(
-            f"{who}: {name} must lie strictly between 0 and 1, but {outside} of {array.size} "
-            f"values do not (from {array.min():.6g} to {array.max():.6g}); draw it with "
-            "rng.random(shape), which never gives 1, and keep it from 0 (e.g. "
-            "np.clip(u, 1e-7, 1 - 1e-7)) where a logarithm is taken")
+            f"{who}: {name} must be uniform noise in [0, 1], but {outside} of {array.size} "
+            f"values are outside it (from {array.min():.6g} to {array.max():.6g}); draw it "
+            "with rng.random(shape)")
     return array
 
 
