@@ -52,6 +52,7 @@ from typing import Callable
 import numpy as np
 
 from minigrad import functions as F
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.base import Objective
 from minigrad.estimators.score_function import reinforce_from_sample
@@ -202,6 +203,10 @@ def rebar_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam=L
     ``f_relaxed`` is ``f`` unless the relaxed objective differs (a multi-layer model
     relaxes the layers below too).
     """
+    validate.finite(a, "logits", "rebar")
+    validate.unit_interval_noise(u, "the uniform noise u", "rebar")
+    validate.unit_interval_noise(v, "the uniform noise v", "rebar")
+    validate.finite(log_lam, "the log temperature", "rebar")
     f_relaxed = f if f_relaxed is None else f_relaxed
     b = hard_sample(a, u, "rebar")
     reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)
@@ -225,6 +230,7 @@ def rebar(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, eta=1.0, log_la
     and ``lambda = 0.5`` is REBAR; ``eta`` and ``log_lam`` as Tensors that require
     gradients (trained on ``mean(g^2)``) is dynamic REBAR. Unbiased for every value.
     """
+    validate.finite(eta, "eta", "rebar")
     create_graph = _needs_graph(eta, log_lam, baseline)
     reinforce_part, correction = rebar_parts(
         a, f, u, v, log_lam, relaxation=relaxation, baseline=baseline, f_relaxed=f_relaxed,
@@ -237,6 +243,10 @@ def relax_parts(a: Tensor, f: Objective, u: np.ndarray, v: np.ndarray, log_lam,
                 baseline=None, f_relaxed: Objective | None = None) -> tuple[Tensor, Tensor]:
     """RELAX as two parts, ``g = reinforce_part + correction`` (see :func:`rebar_parts`),
     with ``c_phi(z) = f_relaxed(sigma_lambda(z)) + surrogate_net(z)``."""
+    validate.finite(a, "logits", "relax")
+    validate.unit_interval_noise(u, "the uniform noise u", "relax")
+    validate.unit_interval_noise(v, "the uniform noise v", "relax")
+    validate.finite(log_lam, "the log temperature", "relax")
     f_relaxed = f if f_relaxed is None else f_relaxed
     b = hard_sample(a, u, "relax")
     reinforce_part = reinforce_from_sample(Tensor(a.data), b, _value_at(f, b), baseline)

@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from minigrad import functions as F
+from minigrad import validate
 from minigrad.estimators.score_function import (MovingAverageBaseline, bernoulli_sample,
                                                 reinforce)
 from minigrad.nn import Linear, Module, Sequential, Tanh
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 Objective = Callable[[Tensor], Tensor]
+
+
+_FIX_F = "f must give a finite value at every sample"
 
 
 def _probabilities(logits) -> np.ndarray:
@@ -63,7 +67,7 @@ def _values(f: Objective, b: np.ndarray) -> np.ndarray:
     if out.shape != b.shape[:1]:
         raise ValueError(f"the objective must return one value per example (shape "
                          f"{b.shape[:1]}), got shape {out.shape}")
-    return out
+    return validate.finite(out, "the objective's values f(b)", "estimator", _FIX_F)
 
 
 def _per_example(c, batch: int, dtype) -> np.ndarray:
@@ -79,7 +83,7 @@ def reinforce_loo(logits: Tensor, f: Objective, u: np.ndarray) -> Tensor:
 
         g = (1/K) sum_k (f(b_k) - mean_{j != k} f(b_j)) (b_k - p)
     """
-    u = np.asarray(u)
+    u = validate.unit_interval_noise(u, "the uniform noise u", "reinforce_loo")
     if u.ndim != 3 or u.shape[0] < 2:
         raise ValueError(f"reinforce_loo needs noise of shape (K >= 2, batch, units), "
                          f"got {u.shape}")
@@ -101,6 +105,7 @@ def nvil(logits: Tensor, f: Objective, u: np.ndarray, baseline, scale=1.0) -> Te
     ``s = max(1, sqrt(v))``. Unbiased for ``d E[f] / d logits`` up to the positive factor
     ``1 / s``, which only rescales the step.
     """
+    validate.finite(baseline, "the baseline", "nvil")
     b = bernoulli_sample(logits, u)
     p = _probabilities(logits)
     centred = _values(f, b) - _per_example(baseline, len(b), p.dtype)
@@ -113,6 +118,7 @@ def _mean_field(f: Objective, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with enable_grad():
         value = f(mean)
         (slope,) = grad(value.sum(), mean)
+    validate.finite(value, "the objective's value f(p) at the mean field", "muprop", _FIX_F)
     return value.data, slope.data
 
 
@@ -140,6 +146,7 @@ def simple_muprop(logits: Tensor, f: Objective, u: np.ndarray) -> Tensor:
     p = _probabilities(logits)
     with no_grad():
         f_mean = f(Tensor(p)).data
+    validate.finite(f_mean, "the objective's value f(p) at the mean field", "simple_muprop")
     return Tensor((_values(f, b) - f_mean)[:, None] * (b - p))
 
 
@@ -150,7 +157,9 @@ def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float) ->
     ``E[f(b)]``; the bias shrinks as ``t -> 0`` while the variance grows."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    u = np.asarray(u)
+    validate.finite(temperature, "the temperature", "concrete")
+    validate.finite(logits, "logits", "concrete")
+    u = validate.unit_interval_noise(u, "the uniform noise u", "concrete")
     p = _probabilities(logits)
     if u.shape != p.shape:
         raise ValueError(f"uniform noise u has shape {u.shape} but the logits have shape "
@@ -161,6 +170,7 @@ def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float) ->
     with enable_grad():
         soft = F.sigmoid((at + Tensor(logistic.astype(p.dtype))) * (1.0 / temperature))
         (g,) = grad(f(soft).sum(), at)
+    validate.finite(g, "the estimate", "concrete", "f is not finite at the relaxed sample")
     return g.detach()
 
 
@@ -199,6 +209,7 @@ class NVILBaseline(Module):
         """One step on ``mean((f - c - C(x))^2)`` for C, then the running moments of
         ``r = f - C(x)``: ``c <- a c + (1 - a) mean(r)`` and
         ``v <- a v + (1 - a) mean((r - c)^2)``."""
+        validate.finite(f_values, "f_values", "NVILBaseline.update", _FIX_F)
         f_values = np.asarray(f_values, dtype=self.input_mean.dtype)
         with enable_grad():
             predicted = self.input_dependent(x)

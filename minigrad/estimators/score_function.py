@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.base import Neuron, Objective, SampledUnits
 from minigrad.estimators.binary import pass_through_sigmoid, straight_through_round
@@ -49,6 +50,7 @@ def bernoulli_sample(logits: Tensor, u: np.ndarray, who: str = "bernoulli_sample
                      ) -> np.ndarray:
     """``b = 1[u < sigmoid(a)]``, so ``b ~ Bernoulli(sigmoid(a))``, in the logits' dtype."""
     checks.finite_values(logits.data, "pre-activation (logits)", who, _FIX_LOGITS)
+    validate.unit_interval_noise(u, "the uniform noise u", who)
     u = checks.noise_of_shape(u, logits.shape, who)
     return (u < sigmoid(Tensor(logits.data)).data).astype(logits.dtype)
 
@@ -62,6 +64,7 @@ def _advantage(f_values, baseline, logits: Tensor) -> Tensor:
             f"example, shape {logits.shape[:1]}"
         )
     checks.finite_values(values, "per-example loss", "REINFORCE", _FIX_LOSS)
+    validate.finite(baseline if baseline is not None else 0.0, "the baseline", "REINFORCE")
     column = values.reshape((-1,) + (1,) * (logits.ndim - 1))
     if baseline is None:
         return Tensor(column.astype(logits.dtype))
