@@ -31,7 +31,8 @@ def test_nan_pre_activation_into_a_reinforce_neuron_is_an_error_not_a_zero():
 
 
 def test_nan_logits_into_reinforce_is_an_error():
-    with pytest.raises(ValueError, match=r"reinforce: the pre-activation \(logits\) must be finite"):
+    with pytest.raises(ValueError,
+                       match=r"reinforce: the pre-activation \(logits\) must be finite"):
         reinforce(pre_with_nan(), lambda b: b.sum(axis=1), np.zeros((4, 3)))
 
 
