@@ -24,10 +24,18 @@ $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	touch $(STAMP)
 
 # check-budget comes first, before anything is installed; "+" runs it under `make -n` too.
+# The execution cache keys on code only: refresh-cache drops the chapters whose other inputs
+# (book/recorded/, the runs folder, the chapters' results) changed since they were executed;
+# after the build, once more, since chapters executed in it may have recorded new results.
+BUILD_BOOK = MINIGRAD_BUDGET="$(MINIGRAD_BUDGET)" $(VENV)/bin/jupyter-book build . \
+	--keep-going --config $(BOOK_CONFIG)
+
 book: check-budget $(STAMP)
 	$(PY) minigrad/budget.py book-config "$(MINIGRAD_BUDGET)" _config.yml $(BOOK_CONFIG)
-	MINIGRAD_BUDGET="$(MINIGRAD_BUDGET)" $(VENV)/bin/jupyter-book build . --keep-going \
-		--config $(BOOK_CONFIG)
+	$(PY) minigrad/budget.py refresh-cache "$(MINIGRAD_BUDGET)" || test $$? = 3
+	$(BUILD_BOOK)
+	$(PY) minigrad/budget.py refresh-cache "$(MINIGRAD_BUDGET)" || { test $$? = 3 && \
+		$(BUILD_BOOK); }
 
 # The student edition: the book just built, without solutions (in _build/student/_build/html).
 student: book

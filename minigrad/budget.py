@@ -26,13 +26,14 @@ CLI_BUDGETS = ("full", "smoke", "paper")
 BOOK_CACHE = "_build/.jupyter_cache-{budget}"
 
 
-def check(value: str | None, known: tuple[str, ...] = BUDGETS) -> str:
-    """The budget named by ``value`` (case and spaces ignored; empty or None means full).
+def check(value: str | None, known: tuple[str, ...] = BUDGETS, default: str = "full") -> str:
+    """The budget named by ``value`` (case and spaces ignored; empty or None means
+    ``default``: full for the book, paper for the command line).
 
     ``known`` is the set it must belong to: :data:`BUDGETS` for the book (the default),
     :data:`CLI_BUDGETS` for the command line.
     """
-    name = (value or "").strip().lower() or "full"
+    name = (value or "").strip().lower() or default
     if name not in known:
         extra = ""
         if name in CLI_BUDGETS:
@@ -40,7 +41,7 @@ def check(value: str | None, known: tuple[str, ...] = BUDGETS) -> str:
                      f"--budget {name}), the book does not build at it")
         raise ValueError(
             f"MINIGRAD_BUDGET={value!r} is not a budget; valid values are "
-            f"{', '.join(known)} (unset means full){extra}"
+            f"{', '.join(known)} (unset means {default}){extra}"
         )
     return name
 
@@ -112,14 +113,78 @@ def write_book_config(value: str | None, source: str, dest: str) -> str:
     return cache
 
 
+#: What chapters read besides their code, relative to the book's root: ``{runs}`` is the
+#: folder of command-line runs (``$MINIGRAD_RUNS``, else ``runs``), ``{results}`` the
+#: chapters' results of the budget (``$MINIGRAD_RESULTS``, else ``_build/results/<budget>``).
+#: The execution cache keys on code only, so :func:`drop_stale_executions` throws away a
+#: cached execution that is older than any of these.
+CACHE_INPUTS = {
+    "07_rebar_relax.ipynb": ("book/recorded",),
+    "99_reproduction.ipynb": ("book/recorded", "{runs}", "{results}"),
+}
+#: Exit status of ``budget.py refresh-cache`` when it dropped an execution (build again).
+DROPPED = 3
+
+
+def _newest_change(path: str) -> float | None:
+    """The latest modification time of ``path`` and everything under it (a folder's own
+    time changes when an entry is added, removed or renamed), or None when it is absent."""
+    if not os.path.exists(path):
+        return None
+    newest = os.path.getmtime(path)
+    for folder, subfolders, files in os.walk(path):
+        for name in subfolders + files:
+            try:
+                newest = max(newest, os.path.getmtime(os.path.join(folder, name)))
+            except OSError:   # removed while we looked
+                pass
+    return newest
+
+
+def drop_stale_executions(value: str | None, root: str = ".") -> list[str]:
+    """Remove from the budget's execution cache every notebook executed before one of its
+    :data:`CACHE_INPUTS` last changed; returns the names of the notebooks dropped."""
+    import datetime
+
+    name = check(value)
+    cache_path = os.path.join(root, BOOK_CACHE.format(budget=name))
+    if not os.path.isdir(cache_path):
+        return []
+    from jupyter_cache import get_cache
+
+    places = {
+        "runs": os.environ.get("MINIGRAD_RUNS") or os.path.join(root, "runs"),
+        "results": os.environ.get("MINIGRAD_RESULTS")
+        or os.path.join(root, "_build", "results", name),
+    }
+    cache = get_cache(cache_path)
+    dropped = []
+    for record in cache.list_cache_records():
+        notebook = os.path.basename(record.uri)
+        inputs = [os.path.join(root, p.format(**places)) for p in CACHE_INPUTS.get(notebook, ())]
+        changes = [t for t in map(_newest_change, inputs) if t is not None]
+        executed = record.created.replace(tzinfo=datetime.timezone.utc).timestamp()
+        if changes and max(changes) >= executed:
+            cache.remove_cache(record.pk)
+            dropped.append(notebook)
+    return dropped
+
+
 def main(argv: list[str]) -> int:
-    """``check BUDGET`` or ``book-config BUDGET SOURCE DEST``; errors go to stderr."""
-    usage = "usage: budget.py check BUDGET | budget.py book-config BUDGET SOURCE DEST"
+    """``check BUDGET``, ``book-config BUDGET SOURCE DEST`` or ``refresh-cache BUDGET``;
+    errors go to stderr."""
+    usage = ("usage: budget.py check BUDGET | budget.py book-config BUDGET SOURCE DEST | "
+             "budget.py refresh-cache BUDGET")
     try:
         if len(argv) == 2 and argv[0] == "check":
             check(argv[1])
         elif len(argv) == 4 and argv[0] == "book-config":
             write_book_config(argv[1], argv[2], argv[3])
+        elif len(argv) == 2 and argv[0] == "refresh-cache":
+            dropped = drop_stale_executions(argv[1])
+            for notebook in dropped:
+                print(f"{notebook}: its inputs changed since it was executed; it runs again")
+            return DROPPED if dropped else 0
         else:
             print(usage, file=sys.stderr)
             return 2

@@ -123,6 +123,12 @@ def prepare_student_sources(root: Path, executed: Path, dest: Path) -> list[Path
     for bib in config.get("bibtex_bibfiles", []):
         (dest / bib).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / bib, dest / bib)
+    # the book's own static files (its stylesheet and scripts), at the same place
+    for static in config.get("sphinx", {}).get("config", {}).get("html_static_path", []):
+        if not (root / static).is_dir():
+            raise FileNotFoundError(f"html_static_path entry {static!r} of _config.yml is "
+                                    f"not a folder under {root}")
+        shutil.copytree(root / static, dest / static)
     written = []
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
     for name in _toc_files(toc):

@@ -8,7 +8,9 @@ survives a failed write. Used by checkpoints (:mod:`minigrad.nn`), the MNIST cac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import IO, Iterator
@@ -48,3 +50,58 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class UnreadableFile(ValueError):
+    """A file of the library's own (results, history) that is truncated or corrupt."""
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", fix: str = "") -> object:
+    """The JSON value in ``path``; a truncated or corrupt file raises :class:`UnreadableFile`
+    naming the file (and ``fix``, how to get past it) instead of a bare JSONDecodeError."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UnreadableFile(f"{path} is not a readable {what} (truncated or corrupt?): "
+                             f"{e}{'; ' + fix if fix else ''}") from None
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_temp_files(directory: str | os.PathLike, names: tuple[str, ...] = ()) -> list[Path]:
+    """Remove the temporary files that interrupted atomic writes left in ``directory``.
+
+    Only files named as :func:`new_temp_file` names them, for one of ``names`` (all when
+    empty), whose writer is no longer running on this machine (or is this process: a
+    folder's writes happen one at a time). Returns the files removed.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMP.match(path.name)
+        if not match or names and match["name"] not in names:
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and _alive(pid):
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import sys
+from pathlib import Path
 
 from minigrad import budget as _budget
 
 EXIT_INTERRUPTED = 128  # plus the signal's number, as a shell reports a signal
+EXIT_BAD_ARGUMENTS = 2
+#: Seconds to wait for a Dask scheduler to answer before giving up (``--scheduler``).
+SCHEDULER_TIMEOUT = 5.0
+_ADDRESS = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -50,9 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the book's models at any scale, with checkpoints that resume "
                     "exactly; several models, estimators or seeds make a sweep, run on the "
                     "local cores or on a Dask cluster.",
-        epilog="Exit status: 0 when every run finished; 128 + the signal's number when "
-               "SIGINT or SIGTERM stopped a run after writing its checkpoint; 2 on bad "
-               "arguments or an unusable checkpoint.",
+        epilog="Exit status: 0 when every run finished; 128 + the signal's number (130 "
+               "SIGINT, 143 SIGTERM) when a signal to this process or its process group "
+               "stopped the run or the sweep: every running run writes its checkpoint, no "
+               "other run starts, and the same command with --resume continues; 2 on bad "
+               "arguments, an unusable checkpoint or results file, an --out that cannot "
+               "be written or a scheduler that does not answer.",
         formatter_class=_Formatter)
     what = p.add_argument_group("what to train")
     what.add_argument("--family", required=True, choices=["classifier", "sbn", "lenet"],
@@ -115,22 +125,100 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--scheduler", default=None, metavar="ADDRESS",
                      help="run the sweep on a Dask scheduler, e.g. tcp://host:8786 "
                           "(needs dask[distributed]; --out must be a folder every worker "
-                          "sees; runs always resume from their checkpoints there)")
+                          "sees; runs always resume from their checkpoints there); a "
+                          f"scheduler that does not answer within {SCHEDULER_TIMEOUT:g} s "
+                          "is an error")
+    out.add_argument("--parent-timeout", type=float, default=None, metavar="SECONDS",
+                     help="sweeps: a run stops at a checkpoint when this command has not "
+                          "been heard from for so many seconds (it was killed); default "
+                          "30")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_ARGUMENTS
+
+
+def _check_out(parser, out: str) -> None:
+    """``--out`` must be a folder this process can write into: checked before any training."""
+    from minigrad.fileio import new_temp_file
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = new_temp_file(folder, "write-test")
+        os.close(fd)
+        tmp.unlink()
+    except OSError as e:
+        parser.error(f"--out {out}: cannot write there ({e.strerror or e}); choose a folder "
+                     "you can write into")
+
+
+def _check_scheduler(parser, address: str) -> None:
+    if not _ADDRESS.match(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+        parser.error(f"--scheduler {address!r} is not a scheduler address; expected "
+                     "tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786")
+
+
+async def _identity(address: str) -> dict:
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=SCHEDULER_TIMEOUT)
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+
+
+def _connect(address: str):
+    """A Dask client of the scheduler at ``address``, or None with the error printed."""
+    import asyncio
+    import logging
+
+    from dask.distributed import Client
+
+    quiet = [logging.getLogger(n) for n in ("distributed", "tornado")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
+    try:
+        # a port that accepts but never answers (a dashboard's, say) would keep Client
+        # waiting for ever: ask the scheduler who it is first, with a deadline
+        asyncio.run(asyncio.wait_for(_identity(address), SCHEDULER_TIMEOUT))
+        return Client(address, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+        reason = " ".join(str(e).split())[:160] or "no answer"
+        print(f"error: --scheduler {address}: no Dask scheduler answered within "
+              f"{SCHEDULER_TIMEOUT:g} s ({reason}); is `dask scheduler` running there, "
+              "and is this its address (not the dashboard's)?", file=sys.stderr)
+        return None
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+
+
+def _resume_command(argv: list[str]) -> str:
+    words = [w for w in argv if w != "--resume"]
+    return " ".join(shlex.quote(w) for w in ["python", "-m", "minigrad.run", *words,
+                                             "--resume"])
 
 
 def main(argv: list[str] | None = None) -> int:
     from minigrad.data.files import DataError
     from minigrad.experiments.checkpoint import CheckpointError
-    from minigrad.experiments.runs import (RunInterrupted, default_steps, execute, run_specs,
-                                           sweep)
+    from minigrad.experiments.executor import SweepInterrupted, default_workers
+    from minigrad.experiments.runs import (PARENT_TIMEOUT, RunInterrupted, SpecError,
+                                           default_steps, execute, run_specs, sweep)
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        budget = _budget.check(args.budget or os.environ.get("MINIGRAD_BUDGET") or "paper",
-                               _budget.CLI_BUDGETS)
+        budget = _budget.check(args.budget or os.environ.get("MINIGRAD_BUDGET"),
+                               _budget.CLI_BUDGETS, default="paper")
     except ValueError as e:
         parser.error(str(e))
     steps = args.steps if args.steps is not None else default_steps(args.family, budget)
@@ -142,12 +230,26 @@ def main(argv: list[str] | None = None) -> int:
                   baseline=args.baseline)
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be a whole number >= 1, got {args.workers}")
+    if args.workers is None:
+        try:
+            default_workers()
+        except ValueError as e:
+            parser.error(str(e))
+    parent_timeout = PARENT_TIMEOUT if args.parent_timeout is None else args.parent_timeout
+    if not 0 < parent_timeout < float("inf"):
+        parser.error(f"--parent-timeout must be a positive number of seconds, "
+                     f"got {args.parent_timeout}")
+    if args.scheduler is not None:
+        _check_scheduler(parser, args.scheduler)
     try:
         specs = sweep(args.family, args.model, args.estimator, args.seed, **common)
     except ValueError as e:
         parser.error(str(e))
     if len(specs) != len({s.name for s in specs}):
         parser.error("the same model, estimator or seed is given twice")
+    _check_out(parser, args.out)
     if args.scheduler and len(specs) == 1:
         print("note: one run; it runs on the scheduler's cluster all the same", file=sys.stderr)
     try:
@@ -163,26 +265,30 @@ def main(argv: list[str] | None = None) -> int:
                 # the run's checkpoint (a checkpoint of another run is still refused)
                 resume = True
                 try:
-                    from dask.distributed import Client
+                    import dask.distributed  # noqa: F401
                 except ImportError:
                     parser.error("--scheduler needs dask[distributed]: "
                                  "pip install 'minigrad[dask]'")
-                client = Client(args.scheduler)
+                client = _connect(args.scheduler)
+                if client is None:
+                    return EXIT_BAD_ARGUMENTS
                 executor = client.get_executor()
             try:
                 payloads = run_specs(specs, args.out, executor=executor, workers=args.workers,
                                      checkpoint_every=args.checkpoint_every,
                                      resume=resume, progress=not args.no_progress,
-                                     budget=budget)
+                                     budget=budget, parent_timeout=parent_timeout)
             finally:
                 if client is not None:
                     client.close()
-    except RunInterrupted as e:
-        print(str(e), file=sys.stderr)
+    except (RunInterrupted, SweepInterrupted) as e:
+        what = str(e).removesuffix("; continue with --resume")
+        print(f"{what}; continue with: {_resume_command(argv)}", file=sys.stderr)
         return EXIT_INTERRUPTED + e.signum
+    except SpecError as e:
+        return _fail(str(e))
     except (CheckpointError, FileExistsError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
     for payload in payloads:
         for row in payload["rows"]:
             print(f"{row['experiment']} | {row['config']} | seed {row['seed']} | "

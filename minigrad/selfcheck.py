@@ -73,12 +73,19 @@ def _diagnose_sampled(mean: np.ndarray, exact: np.ndarray, se: np.ndarray,
            "every baseline leave the sample b alone?"
 
 
-def _diagnose(analytic: np.ndarray, numeric: np.ndarray) -> str:
+def _diagnose(analytic: np.ndarray, numeric: np.ndarray, order: int = 1) -> str:
     """What a wrong gradient most often means, from how it relates to the right one."""
     a, n = np.ravel(analytic), np.ravel(numeric)
     if not np.all(np.isfinite(a)):
         return "the gradient has NaN or inf in it: a division by zero or a log of 0?"
     if np.allclose(a, 0) and not np.allclose(n, 0):
+        if order == 2:
+            # the first order passed: the backward pass's numbers are right, but the graph
+            # cannot see how they depend on the input
+            return "the gradient of your backward pass is zero everywhere although its " \
+                   "values are right: it computes with .data or NumPy arrays, which the " \
+                   "graph cannot differentiate; write it with Tensor operations " \
+                   "(self.inputs, not their .data)"
         return "the gradient is zero everywhere: does backward return the incoming gradient " \
                "times the local derivative, for this input?"
     mask = np.abs(n) > 1e-3 * max(np.abs(n).max(), 1e-12)
@@ -135,7 +142,7 @@ def check_gradient(fn: Callable[..., Tensor], *inputs: Tensor | tuple | Sequence
                 f"{what} at index {e.index}: your backward gives "
                 f"{np.asarray(e.analytic)[e.index]:.6g}, central differences give "
                 f"{np.asarray(e.numeric)[e.index]:.6g}. Looking at all of them: "
-                f"{_diagnose(e.analytic, e.numeric)}"
+                f"{_diagnose(e.analytic, e.numeric, order)}"
             ) from None
         except Exception as e:
             raise SelfCheckFailed(
@@ -171,11 +178,19 @@ def check_estimator(estimator: Callable, samples: int = 20_000, z_max: float = 4
     except Exception as e:
         raise SelfCheckFailed(f"{name} could not run on the check problem: "
                               f"{type(e).__name__}: {e}") from e
-    g = g.data if isinstance(g, Tensor) else np.asarray(g)
+    g = _array(g.data if isinstance(g, Tensor) else g, f"{name}'s estimate")
     if g.shape != logits.shape:
         raise SelfCheckFailed(
             f"{name} returned shape {g.shape}; an estimate has the logits' shape "
             f"{logits.shape} (one value per unit and example)")
+    bad = ~np.isfinite(g)
+    if bad.any():
+        first = np.unravel_index(np.argmax(bad), g.shape)
+        raise SelfCheckFailed(
+            f"{name} returned NaN or inf in {int(bad.sum()):,} of {g.size:,} entries (the "
+            f"first: sample {first[0] // len(base)}, example {first[0] % len(base)}, unit "
+            f"{first[1]}, {g[first]}): a log of 0, a division by zero, or noise u of exactly "
+            "0 or 1?")
     estimates = g.reshape((samples,) + base.shape)
     exact = exact_gradient(Tensor(base), check_loss).data
     z = bias_z_scores(estimates, exact)
@@ -204,11 +219,24 @@ def _name(fn: Callable) -> str:
 
 def _array(value, what: str) -> np.ndarray:
     value = value.data if isinstance(value, Tensor) else value
+    kind = "U" if isinstance(value, (str, bytes)) else np.asarray(value).dtype.kind
+    if kind in "USV" or kind == "O" and not _numbers_only(value):
+        # NumPy would turn "0.5" into 0.5: an answer must be numbers, not text
+        raise SelfCheckFailed(f"{what} is not a number or an array of numbers: it is "
+                              f"{type(value).__name__} {value!r:.60}")
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise SelfCheckFailed(f"{what} is not a number or an array of numbers: it is "
                               f"{type(value).__name__}") from None
+
+
+def _numbers_only(value) -> bool:
+    """Whether an object array (of ints and Fractions, say) holds only numbers."""
+    import numbers
+
+    return all(isinstance(v, numbers.Number) and not isinstance(v, bool)
+               for v in np.ravel(np.asarray(value, dtype=object)))
 
 
 def _shape_hint(got: tuple, want: tuple) -> str:
@@ -250,12 +278,15 @@ def check_function(fn: Callable, reference: Callable, cases: Sequence[tuple], *,
                    mistakes: Sequence[tuple[str, Callable]] = (), rtol: float = 1e-6,
                    atol: float = 1e-9, noun: str = "value", hint: str = "",
                    what: str = "it agrees with the reference",
-                   check: str = "check_function") -> None:
+                   check: str = "check_function",
+                   when_it_fails: tuple[str, str] | None = None) -> None:
     """Check ``fn(*case)`` against ``reference(*case)`` for every case.
 
     Args:
         fn: the student's function; reference: the right one (the library's, or a
             computation the library makes exact).
+        when_it_fails: ``(words, meaning)``: when ``fn`` raises an error whose message holds
+            ``words``, the failure message adds ``meaning`` (what the error usually means).
         cases: the argument tuples to call both with; labels: how to name each case in a
             message (default "case k").
         parts: names of the outputs when the function returns several (a tuple).
@@ -291,8 +322,11 @@ def check_function(fn: Callable, reference: Callable, cases: Sequence[tuple], *,
         except SelfCheckFailed:
             raise
         except Exception as e:
+            extra = ""
+            if when_it_fails and when_it_fails[0] in str(e):
+                extra = f". That usually means {when_it_fails[1]}"
             raise SelfCheckFailed(f"{name} could not run for {label}: "
-                                  f"{type(e).__name__}: {e}") from e
+                                  f"{type(e).__name__}: {e}{extra}") from e
         right = outputs(reference, args, "the reference")
         for n, m, r in zip(names, mine, right):
             if m.shape != r.shape:
@@ -385,7 +419,11 @@ def check_hvp(fn: Callable) -> None:
         mistakes=[("the gradient of f, not H v: differentiate the scalar grad f(x) . v once "
                    "more (the first gradient needs create_graph=True)",
                    lambda f, x, v: by_f[id(f)][1])],
-        check="check_hvp", what="it agrees with the exact Hessian times v")
+        check="check_hvp", what="it agrees with the exact Hessian times v",
+        when_it_fails=("does not require gradients",
+                       "the first gradient was computed without a graph: "
+                       "grad(f(x), [x], create_graph=True) records one, so that the "
+                       "gradient can be differentiated again"))
 
 
 def check_mean_loss_lr(fn: Callable) -> None:

@@ -280,6 +280,71 @@ def test_book_config_of_a_budget_changes_only_the_cache(tmp_path, name):
     assert sphinx_config["nb_execution_cache_path"] == cache
 
 
+def _cached_notebook(root: Path, name: str) -> None:
+    """An executed notebook ``book/<name>`` in the smoke budget's execution cache."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(f"print({name!r})", execution_count=1)
+    nb.cells.append(cell)
+    path = root / "book" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    get_cache(str(root / budget.BOOK_CACHE.format(budget="smoke"))).cache_notebook_file(
+        str(path), check_validity=False)
+
+
+def _cached_names(root: Path) -> set[str]:
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(root / budget.BOOK_CACHE.format(budget="smoke")))
+    return {Path(r.uri).name for r in cache.list_cache_records()}
+
+
+@pytest.mark.parametrize("change", ["a recorded run changes", "a run appears",
+                                    "a run is deleted", "a chapter records results"])
+def test_the_execution_cache_sees_the_files_chapters_read(change, tmp_path, monkeypatch):
+    import time
+
+    root = tmp_path
+    monkeypatch.delenv("MINIGRAD_RUNS", raising=False)
+    monkeypatch.delenv("MINIGRAD_RESULTS", raising=False)
+    (root / "book" / "recorded").mkdir(parents=True)
+    (root / "book" / "recorded" / "run.json").write_text("{}")
+    (root / "runs" / "old").mkdir(parents=True)
+    (root / "runs" / "old" / "results.json").write_text("{}")
+    (root / "_build" / "results" / "smoke").mkdir(parents=True)
+    time.sleep(0.05)
+    for name in ("01_autograd.ipynb", "07_rebar_relax.ipynb", "99_reproduction.ipynb"):
+        _cached_notebook(root, name)
+    assert budget.drop_stale_executions("smoke", str(root)) == []   # nothing changed
+    time.sleep(0.05)
+    if change == "a recorded run changes":
+        (root / "book" / "recorded" / "run.json").write_text('{"steps": 1}')
+        expected = {"07_rebar_relax.ipynb", "99_reproduction.ipynb"}
+    elif change == "a run appears":
+        (root / "runs" / "new").mkdir()
+        expected = {"99_reproduction.ipynb"}
+    elif change == "a run is deleted":
+        shutil.rmtree(root / "runs" / "old")
+        expected = {"99_reproduction.ipynb"}
+    else:
+        (root / "_build" / "results" / "smoke" / "binary_neurons.json").write_text("{}")
+        expected = {"99_reproduction.ipynb"}
+    assert set(budget.drop_stale_executions("smoke", str(root))) == expected
+    assert _cached_names(root) == {"01_autograd.ipynb", "07_rebar_relax.ipynb",
+                                   "99_reproduction.ipynb"} - expected
+
+
+def test_make_book_refreshes_the_cache_before_and_after_the_build():
+    done = _make_dry_run("smoke")
+    lines = done.stdout.splitlines()
+    refresh = [i for i, line in enumerate(lines) if 'budget.py refresh-cache "smoke"' in line]
+    build = [i for i, line in enumerate(lines) if "jupyter-book build" in line]
+    assert len(refresh) == 2 and refresh[0] < build[0] < refresh[1]
+
+
 def test_book_config_refuses_an_unknown_budget(tmp_path):
     dest = tmp_path / "config.yml"
     with pytest.raises(ValueError, match="valid values are full, smoke"):

@@ -153,3 +153,75 @@ def test_numpy_scalars_are_accepted_as_hyperparameters():
                       eps=np.float64(1e-8))
     assert isinstance(sgd.lr, float) and isinstance(adam.betas[1], float)
     assert sgd.momentum == 0.9 and adam.beta1 == 0.9
+
+
+# ---------------------------------------------------------------------- model sizes
+@pytest.mark.parametrize("sizes, error, message", [
+    ([784, 0, 10], ValueError, r"sizes\[1\] must be at least 1, got 0"),
+    ([784, 2.5, 10], TypeError, r"sizes\[1\] must be a whole number, got float 2.5"),
+    ([784, True, 10], TypeError, r"sizes\[1\] must be a whole number, got bool"),
+    ([784, 100, -10], ValueError, r"sizes\[2\] must be at least 1"),
+])
+def test_mlp_refuses_nonsense_sizes(sizes, error, message):
+    from minigrad.estimators.binary import StraightThroughNeuron
+    from minigrad.models import MLPClassifier
+
+    with pytest.raises(error, match=message):
+        MLPClassifier(sizes, lambda: StraightThroughNeuron("pass_through"), 0)
+
+
+MEAN = np.full(16, 0.3)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(n_hidden=2.5), TypeError, "n_hidden must be a whole number, got float 2.5"),
+    (dict(n_hidden=0), ValueError, "n_hidden must be at least 1"),
+    (dict(n_layers=True), TypeError, "n_layers must be a whole number, got bool"),
+    (dict(n_layers=1.0), TypeError, "n_layers must be a whole number"),
+    (dict(nonlinear="yes"), TypeError, "nonlinear must be True or False"),
+    (dict(train_mean=np.array([])), ValueError, "train_mean must be the mean of binary"),
+    (dict(train_mean=np.array([0.2, np.nan])), ValueError, "train_mean must be finite"),
+    (dict(train_mean=np.array([0.2, np.inf])), ValueError, "train_mean must be finite"),
+    (dict(train_mean=np.full(16, 120.0)), ValueError, r"values in \[0, 1\]"),
+])
+def test_sbn_refuses_nonsense_sizes_and_means(kwargs, error, message):
+    from minigrad.models.sbn import SigmoidBeliefNet
+
+    kwargs = {"train_mean": MEAN, "n_hidden": 4, **kwargs}
+    with pytest.raises(error, match=message):
+        SigmoidBeliefNet(**kwargs)
+
+
+@pytest.mark.parametrize("method", ["elbo", "iwae_bound"])
+def test_sbn_bounds_refuse_images_of_0_to_255_and_non_finite_pixels(method):
+    from minigrad.models.sbn import SigmoidBeliefNet
+
+    model, rng = SigmoidBeliefNet(MEAN, n_hidden=4), np.random.default_rng(0)
+    bound = (lambda x: model.elbo(x, rng)) if method == "elbo" else \
+        (lambda x: model.iwae_bound(x, 2, rng))
+    grey = np.random.default_rng(1).integers(0, 256, (3, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="binary pixels .* dividing by 255"):
+        bound(grey)
+    grey[0, 0] = np.inf
+    with pytest.raises(ValueError, match="x must be finite"):
+        bound(grey)
+    assert np.all(np.isfinite(bound((grey > 128).astype(np.float32))))
+
+
+def test_an_inf_pixel_is_refused_where_the_data_enters():
+    from minigrad.data import batches, minibatch_stream
+    from minigrad.estimators.score_function import ReinforceNeuron
+    from minigrad.experiments import step_loss
+    from minigrad.models import MLPClassifier
+
+    x, y = np.random.default_rng(0).random((20, 16)).astype(np.float32), np.zeros(20, int)
+    x[7, 3] = np.inf
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"x \(the examples\) must be finite.*index \(7, 3\)"):
+        minibatch_stream(x, y, 5, rng)
+    with pytest.raises(ValueError, match=r"x \(the examples\) must be finite"):
+        batches(x, y, 5, rng)
+    model = MLPClassifier([16, 8, 10], lambda: ReinforceNeuron(baseline=True), rng)
+    with pytest.raises(ValueError, match="MLPClassifier: the input x must be finite"):
+        step_loss(model, x[5:10], np.eye(10, dtype=np.float32)[y[5:10]], rng=rng)
+    assert all(np.all(np.isfinite(p.data)) for p in model.parameters())   # nothing moved

@@ -258,6 +258,14 @@ def test_student_edition_has_no_solutions(built_book: Path, tmp_path: Path):
                 'class="exercise')
             assert text.count('class="exercise') == exercises, f"{docname}: exercises lost"
     assert teacher_solutions > 0, "the teacher's book has no solution blocks to remove"
+    # the book's own static files, linked from every page as in the teacher's book
+    for name in ("book.css", "layout-check.js"):
+        assert (html_dir / "_static" / name).read_bytes() == \
+            (ROOT / "book" / "_static" / name).read_bytes()
+    for docname, page in pages.items():
+        text = page.read_text(encoding="utf8")
+        assert 'href="_static/book.css' in text.replace("../", ""), f"{docname}: no book.css"
+        assert 'src="_static/layout-check.js' in text.replace("../", ""), docname
 
 
 # ----------------------------------------------------------------------------------

@@ -70,6 +70,10 @@ def test_student_sources_from_executed_notebooks(tmp_path):
     assert written and all("{solution" not in p.read_text(encoding="utf8") for p in written)
     config = (tmp_path / "src" / "_config.yml").read_text(encoding="utf8")
     assert "student edition" in config and "execute_notebooks: 'off'" in config
+    # the book's stylesheet and scripts come along (html_static_path: [book/_static])
+    for static in (ROOT / "book" / "_static").iterdir():
+        assert (tmp_path / "src" / "book" / "_static" / static.name).read_bytes() == \
+            static.read_bytes()
     (executed / "book" / NOTEBOOKS[0].name).unlink()
     with pytest.raises(FileNotFoundError, match="make book"):
         prepare_student_sources(ROOT, executed, tmp_path / "src2")

@@ -68,6 +68,32 @@ def test_loads_a_file_of_the_iwae_format(small):
     np.testing.assert_array_equal(again.train.x, data.train.x)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped bit", "not a zip", "empty"])
+def test_a_damaged_cache_is_reported_and_rebuilt(small, damage):
+    fabricate(small / "chardata.mat")
+    first = om.load_omniglot()
+    cache = small / om.CACHE_NAME
+    data = cache.read_bytes()
+    if damage == "truncated":
+        cache.write_bytes(data[:len(data) // 2])
+    elif damage == "flipped bit":
+        # an uncompressed .npz: flip a pixel of the last test image in place
+        with np.load(cache) as f:
+            arrays = {k: f[k] for k in f.files}
+        arrays["test"][-1, 0] ^= 1
+        np.savez(cache, **arrays)
+    elif damage == "not a zip":
+        cache.write_bytes(b"PK\x03\x04" + bytes(range(256)))
+    else:
+        cache.write_bytes(b"")
+    with pytest.warns(om.DataWarning, match=f"{om.CACHE_NAME} is damaged .*rebuilding"):
+        again = om.load_omniglot()
+    np.testing.assert_array_equal(again.test.x, first.test.x)
+    np.testing.assert_array_equal(again.train.x, first.train.x)
+    with np.load(cache) as f:                       # rebuilt, so read without a warning
+        assert str(f["digest"]) == om._digest(f["train"], f["test"], 0)
+
+
 def test_a_file_that_changed_since_its_first_read_is_refused(small):
     fabricate(small / "chardata.mat")
     om.load_omniglot()

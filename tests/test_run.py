@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from minigrad import budget
-from minigrad.experiments.checkpoint import CheckpointError, write_checkpoint
+from minigrad.experiments.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, read_history,
                                       run_specs)
 from minigrad.run import main as run_main
@@ -174,6 +174,51 @@ def test_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
     _refused(tmp_path, SPEC, "not a minigrad-checkpoint file")
 
 
+def test_checkpoint_with_pickled_data_is_refused_without_numpys_advice(tmp_path):
+    with open(tmp_path / CHECKPOINT, "wb") as f:
+        np.savez(f, manifest=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(CheckpointError) as error:
+        execute(SPEC, tmp_path, resume=True)
+    message = str(error.value)
+    assert str(tmp_path / CHECKPOINT) in message and "pickled Python objects" in message
+    assert "allow_pickle" not in message and "unsafely" not in message
+
+
+def test_truncated_results_file_is_named_and_exits_2(finished, tmp_path, capsys):
+    folder = tmp_path / "run"
+    execute(SPEC, folder, checkpoint_every=3)
+    text = (folder / RESULTS).read_text()
+    (folder / RESULTS).write_text(text[:len(text) // 2])
+    args = ["--family", "sbn", "--model", "linear1", "--estimator", "MuProp", "--seed", "1",
+            "--steps", "6", "--train-examples", "100", "--eval-examples", "5", "--eval-k",
+            "2", "--record-every", "3", "--no-progress", "--out", str(folder), "--resume"]
+    assert run_main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / RESULTS} is not a readable results file (truncated or corrupt?)" in err
+    from minigrad.fileio import UnreadableFile
+    from minigrad.experiments.runs import load_run_results
+
+    with pytest.raises(UnreadableFile, match=str(folder / RESULTS)):
+        load_run_results(tmp_path)
+    (folder / RESULTS).unlink()                     # as the message says: the run finishes
+    assert run_main(args) == 0
+
+
+def test_temporary_files_of_a_killed_write_are_removed_by_the_next_run(finished, tmp_path):
+    (tmp_path / CHECKPOINT).write_bytes((finished / CHECKPOINT).read_bytes())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [tmp_path / f".{CHECKPOINT}.{dead}.0badc0de.tmp",
+             tmp_path / f".{RESULTS}.{dead}.12345678.tmp"]
+    live = tmp_path / f".{CHECKPOINT}.1.deadbeef.tmp"      # pid 1 is running: not touched
+    other = tmp_path / ".notes.txt"                          # not a temporary file of ours
+    for path in (*stale, live, other):
+        path.write_bytes(b"half a file")
+    execute(SPEC, tmp_path, resume=True)
+    assert not any(p.exists() for p in stale)
+    assert live.exists() and other.exists()
+
+
 def test_checkpoint_of_another_run_or_family_is_refused(finished, tmp_path):
     (tmp_path / CHECKPOINT).write_bytes((finished / CHECKPOINT).read_bytes())
     other_seed = RunSpec(**{**SPEC.as_dict(), "seed": 2})
@@ -216,7 +261,7 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
     (["--family", "sbn", "--model", "linear3", "--estimator", "NVIL"], "linear1"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "REINFORS"], "MuProp"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--steps", "0"],
-     "steps must be"),
+     "steps (--steps) must be"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
       "--checkpoint-every", "0"], "--checkpoint-every"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--dataset", "cifar"],
@@ -225,6 +270,28 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--budget", "huge"],
      "invalid choice"),
     (["--family", "lenet", "--model", "lenet5", "--estimator", "es", "es"], "twice"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--workers", "0"],
+     "--workers must be"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--workers", "-1"],
+     "--workers must be"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--train-examples",
+      "10"], "--batch-size) is larger than the 10 training examples (--train-examples)"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--batch-size",
+      "60000"], "larger than the 50,000 training examples"),
+    (["--family", "classifier", "--model", "sigmoid", "--train-examples", "20"],
+     "--batch-size"),
+    (["--family", "lenet", "--model", "lenet5", "--estimator", "es", "--steps", "500"],
+     "LeNet-5 steps (500; --steps) must be under one epoch or a multiple of it (430"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--scheduler",
+      "notanaddress"], "--scheduler 'notanaddress' is not a scheduler address"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--scheduler",
+      "tcp://host:99999"], "tcp://HOST:PORT"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--parent-timeout",
+      "0"], "--parent-timeout"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--lr", "nan"],
+     "lr (--lr) must be a positive number"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--seed", "-1"],
+     "seed (--seed)"),
 ])
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -232,6 +299,65 @@ def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     assert stop.value.code == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("MINIGRAD_WORKERS", "0", "MINIGRAD_WORKERS='0' must be a whole number >= 1"),
+    ("MINIGRAD_BUDGET", "bogus", "valid values are full, smoke, paper (unset means paper)"),
+])
+def test_bad_environment_is_a_clear_error(variable, value, message, monkeypatch, tmp_path,
+                                          capsys):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stop:
+        run_main([*TINY, "--out", str(tmp_path)])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(SystemExit) as stop:
+        run_main([*TINY, "--out", str(tmp_path / "file" / "runs")])
+    assert stop.value.code == 2
+    assert f"--out {tmp_path / 'file' / 'runs'}: cannot write there" in capsys.readouterr().err
+    if os.geteuid() != 0:                           # permissions do not hold back root
+        (tmp_path / "locked").mkdir(mode=0o500)
+        with pytest.raises(SystemExit) as stop:
+            run_main([*TINY, "--out", str(tmp_path / "locked")])
+        assert stop.value.code == 2
+        assert "cannot write there (Permission denied)" in capsys.readouterr().err
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers (as a dashboard's does to Dask)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        yield server.getsockname()[1]
+
+
+def test_a_scheduler_that_does_not_answer_fails_in_seconds_with_one_line(
+        silent_port, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:                      # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        refused = s.getsockname()[1]
+    for port in (silent_port, refused):
+        started = time.monotonic()
+        code = run_main(["--family", "sbn", "--model", "linear1", "--estimator", "NVIL",
+                         "--seed", "0", "1", "--scheduler", f"tcp://127.0.0.1:{port}",
+                         "--out", str(tmp_path)])
+        assert code == 2
+        assert time.monotonic() - started < 15
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --scheduler tcp://127.0.0.1:{port}: no Dask scheduler "
+                              "answered within 5 s")
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_help_documents_every_option(capsys):
@@ -270,14 +396,20 @@ def _comparable(payloads):
     return out
 
 
-def test_sweep_on_dask_localcluster_equals_the_process_pool(tmp_path):
+@pytest.fixture(scope="module")
+def dask_cluster():
     from dask.distributed import Client, LocalCluster
 
-    pool = run_specs(SWEEP, tmp_path / "pool", workers=2, checkpoint_every=4)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        on_dask = run_specs(SWEEP, tmp_path / "dask", executor=client.get_executor(),
-                            checkpoint_every=4)
+        yield cluster.scheduler_address, client
+
+
+def test_sweep_on_dask_localcluster_equals_the_process_pool(dask_cluster, tmp_path):
+    pool = run_specs(SWEEP, tmp_path / "pool", workers=2, checkpoint_every=4)
+    _, client = dask_cluster
+    on_dask = run_specs(SWEEP, tmp_path / "dask", executor=client.get_executor(),
+                        checkpoint_every=4)
     assert _comparable(on_dask) == _comparable(pool)
     assert len({json.dumps(r["rows"]) for r in pool}) == len(SWEEP)  # the runs differ
     for spec in SWEEP:
@@ -325,3 +457,180 @@ def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
         for key in a.files:
             if key != "manifest":
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# ---------------------------------------------------------------------- a sweep and signals
+# Three runs on two workers: when the signal comes, two are running and the third waits.
+# Enough steps that the workers of a command killed at about step 150 (after the signals of
+# the local test) are still training when they notice it (0.2 s later) on a fast machine.
+SWEEP_STEPS = 600
+SWEEP_ARGS = ["--family", "sbn", "--model", "linear1", "--estimator", "REINFORCE",
+              "--seed", "0", "1", "2", "--steps", str(SWEEP_STEPS), "--batch-size", "8",
+              "--train-examples", "200", "--eval-examples", "20", "--eval-k", "2",
+              "--record-every", "15", "--checkpoint-every", "15", "--no-progress"]
+SWEEP_NAMES = [f"sbn_linear1_REINFORCE_seed{s}" for s in (0, 1, 2)]
+
+
+def sweep_cli(*args) -> subprocess.Popen:
+    """The command line in a process group of its own (the group a terminal's Ctrl-C hits)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MINIGRAD_WORKERS", None)
+    return subprocess.Popen([sys.executable, "-m", "minigrad.run", *SWEEP_ARGS, *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def same_runs(a: Path, b: Path) -> None:
+    for name in SWEEP_NAMES:
+        arrays_a, tree_a, history_a = final_state(a / name)
+        arrays_b, tree_b, history_b = final_state(b / name)
+        assert tree_a == tree_b, name
+        assert arrays_a.keys() == arrays_b.keys()
+        for key in arrays_a:
+            np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+        assert history_a == history_b
+        rows_a = json.loads((a / name / RESULTS).read_text())["rows"]
+        assert rows_a == json.loads((b / name / RESULTS).read_text())["rows"]
+
+
+@pytest.fixture(scope="module")
+def sweep_in_one_go(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep_one_go")
+    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(out)), timeout=300)
+    assert code == 0, err
+    return out
+
+
+def wait_until_two_run(out: Path, proc, after: int = 0) -> None:
+    """Until the first two runs have written a checkpoint past step ``after``."""
+    deadline = time.monotonic() + 120
+    for name in SWEEP_NAMES[:2]:
+        path = out / name / CHECKPOINT
+        while not path.exists() or manifest_step(path) <= after:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no new checkpoint"
+            time.sleep(0.02)
+
+
+def assert_all_gone(processes, timeout=10.0) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, f"still running: {alive}"
+
+
+def assert_stopped_mid_run(out: Path, total: int = SWEEP_STEPS) -> int:
+    """Every running run stopped at an intact checkpoint; the third never started."""
+    steps = []
+    for name in SWEEP_NAMES[:2]:
+        manifest, _ = read_checkpoint(out / name / CHECKPOINT)
+        assert 0 < manifest["step"] < total
+        assert not (out / name / RESULTS).exists()
+        steps.append(manifest["step"])
+    assert not (out / SWEEP_NAMES[2]).exists()
+    return min(steps)
+
+
+def test_signals_stop_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
+        sweep_in_one_go, tmp_path):
+    """SIGINT and SIGTERM to the command, then to its process group, then SIGKILL: each time
+    every process is gone within seconds, the two running runs are stopped at intact
+    checkpoints and the third is not started; resumed after each stop, the sweep ends bit
+    for bit as the sweep made in one go."""
+    import psutil
+
+    stopped_at = 0
+    for signum, target in [(signal.SIGINT, "parent"), (signal.SIGTERM, "group"),
+                           (signal.SIGINT, "group"), (signal.SIGTERM, "parent"),
+                           (signal.SIGKILL, "parent")]:
+        resume = ("--resume",) if stopped_at else ()
+        proc = sweep_cli("--workers", "2", "--out", str(tmp_path), *resume)
+        wait_until_two_run(tmp_path, proc, after=stopped_at)
+        command = psutil.Process(proc.pid)
+        processes = [command, *command.children(recursive=True)]
+        assert len(processes) == 3                  # the command and its two workers
+        if target == "parent":
+            proc.send_signal(signum)
+        else:
+            os.killpg(proc.pid, signum)
+        code, _, err = finish(proc, timeout=60)
+        # the workers of a killed command notice it, write their checkpoints and exit
+        assert_all_gone(processes)
+        stopped_at = assert_stopped_mid_run(tmp_path)
+        if signum == signal.SIGKILL:
+            assert code == -signal.SIGKILL
+            continue
+        assert code == 128 + signum, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert lines[0].startswith(
+            f"stopped by {signal.Signals(signum).name}: 2 run(s) stopped at a checkpoint, "
+            "0 finished, 1 not started; continue with: python -m minigrad.run --family sbn"
+        ), err
+        assert lines[0].endswith(f"--out {tmp_path} --resume")
+    code, _, err = finish(sweep_cli("--workers", "2", "--out", str(tmp_path), "--resume"),
+                          timeout=300)
+    assert code == 0, err
+    same_runs(sweep_in_one_go, tmp_path)
+    assert not list(tmp_path.glob(".*"))            # no sweep file, no temporary file left
+
+
+def running_tasks(client) -> int:
+    return sum(client.run(lambda dask_worker: len(dask_worker.state.executing)).values())
+
+
+def wait_for_no_task(client, timeout: float) -> float:
+    started = time.monotonic()
+    while running_tasks(client):
+        assert time.monotonic() - started < timeout, "tasks still running on the cluster"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_a_sweep_on_a_dask_cluster_stops_as_one_unit(dask_cluster, sweep_in_one_go,
+                                                     tmp_path):
+    """SIGTERM to the command's group: the runs on the cluster stop at their checkpoints, and
+    the sweep submitted again ends as the sweep made in one go. SIGKILL to the command of a
+    sweep too long to finish meanwhile: the runs stop at their checkpoints when the
+    command's heartbeat stops (2 s here), and the third run never starts."""
+    address, client = dask_cluster
+    dask = ("--scheduler", address, "--parent-timeout", "2", "--out", str(tmp_path / "a"))
+    proc = sweep_cli(*dask)
+    wait_until_two_run(tmp_path / "a", proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    code, _, err = finish(proc, timeout=60)
+    assert code == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM: 2 run(s) stopped at a checkpoint, 0 finished, 1 not " \
+        "started" in err
+    assert wait_for_no_task(client, timeout=5) < 5
+    assert_stopped_mid_run(tmp_path / "a")
+    code, _, err = finish(sweep_cli(*dask), timeout=300)   # on a scheduler, runs resume
+    assert code == 0, err
+    same_runs(sweep_in_one_go, tmp_path / "a")
+
+    long = 1_000_000    # no machine finishes this in the 2 s the heartbeat takes to go stale
+    proc = sweep_cli("--scheduler", address, "--parent-timeout", "2", "--steps", str(long),
+                     "--out", str(tmp_path / "b"))
+    wait_until_two_run(tmp_path / "b", proc)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert 1.0 < wait_for_no_task(client, timeout=20) < 20
+    assert_stopped_mid_run(tmp_path / "b", total=long)
+
+
+def test_a_signal_during_the_final_evaluation_exits_cleanly(tmp_path):
+    # a long final evaluation: the whole validation set, 100 importance samples
+    args = [*TINY[:TINY.index("--eval-examples")], "--eval-k", "100", "--record-every", "10",
+            "--checkpoint-every", "40", "--no-progress", "--out", str(tmp_path)]
+    proc = cli(*args)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / CHECKPOINT).exists() or manifest_step(tmp_path / CHECKPOINT) < STEPS:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert f"stopped by SIGINT during the final evaluation; the checkpoint of step {STEPS}" \
+        in err
+    assert not (tmp_path / RESULTS).exists()

@@ -292,3 +292,57 @@ def test_an_exercise_check_explains_a_typical_wrong_answer(key, k):
     message = str(info.value)
     assert hint in message, message
     assert "the right value is" in message or "should have shape" in message
+
+
+# ---------------------------------------------------------------------- named mistakes
+def test_a_backward_pass_on_data_is_named_not_called_zero():
+    import minigrad.selfcheck as sc
+    from minigrad.tensor import Function
+
+    class SoftsignOnArrays(Function):
+        def forward(self, x):
+            return x / (1 + np.abs(x))
+
+        def backward(self, g):
+            (x,) = self.inputs
+            return Tensor(g.data / (1 + np.abs(x.data)) ** 2)   # right numbers, no graph
+
+    with pytest.raises(sc.SelfCheckFailed, match=r"second-order .* computes with \.data or "
+                                                  "NumPy arrays"):
+        sc.check_gradient(lambda x: SoftsignOnArrays.apply(x), (5,))
+
+
+def test_a_missing_create_graph_is_named():
+    import minigrad.selfcheck as sc
+    from minigrad.tensor import grad
+
+    def hvp(f, x, v):
+        x = Tensor(x, requires_grad=True)
+        (g,) = grad(f(x), [x])                       # create_graph=True forgotten
+        (h,) = grad((g * Tensor(v)).sum(), [x])
+        return h.data
+
+    with pytest.raises(sc.SelfCheckFailed, match="create_graph=True"):
+        sc.check_hvp(hvp)
+
+
+def test_a_nan_estimate_is_named():
+    import minigrad.selfcheck as sc
+    from minigrad.estimators.score_function import reinforce
+
+    def with_a_nan(logits, f, u):
+        g = np.array(reinforce(logits, f, u))
+        g[4, 2] = np.nan
+        return g
+
+    with pytest.raises(sc.SelfCheckFailed, match=r"returned NaN or inf in 1 of .* unit 2"):
+        sc.check_estimator(with_a_nan, samples=100)
+
+
+@pytest.mark.parametrize("answer", ["0.5", b"0.5", ["0.5", 1.0], np.array(["0.5"])])
+def test_a_string_answer_is_refused_not_converted(answer):
+    import minigrad.selfcheck as sc
+
+    with pytest.raises(sc.SelfCheckFailed, match="not a number or an array of numbers"):
+        sc.check_function(lambda x: answer, lambda x: np.full(np.shape(answer), 0.5), [(1,)])
+    sc.check_function(lambda x: [1, 0.5], lambda x: np.array([1, 0.5]), [(1,)])

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 import numpy.typing as npt
 
+from minigrad import validate
 from minigrad.data import files
 from minigrad.data.files import DataError, data_dir
 
@@ -276,6 +277,8 @@ def _check_generator(rng: Any) -> None:
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> int:
+    validate.finite(x, "x (the examples)", "minibatches", "an inf or NaN pixel would turn "
+                    "the weights NaN at the first step: fix or drop those examples")
     if y is not None and len(y) != len(x):
         raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
     if int(batch_size) != batch_size or batch_size < 1:

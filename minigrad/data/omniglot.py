@@ -5,7 +5,7 @@ The 28x28 character images of the IWAE authors (Burda, Grosse & Salakhutdinov 20
 the validation set, as in the REBAR experiments. There is no offline copy and no published
 checksum, so :func:`load_omniglot`:
 
-1. reads ``$MINIGRAD_DATA/omniglot/minigrad-omniglot-v1.npz`` if an earlier load wrote it;
+1. reads ``$MINIGRAD_DATA/omniglot/minigrad-omniglot-v2.npz`` if an earlier load wrote it;
 2. else reads ``$MINIGRAD_DATA/omniglot/chardata.mat`` (placed there by hand, or downloaded
    from :data:`OMNIGLOT_URL` when it is missing and a network is there);
 3. checks what can be checked: the arrays' names, shapes and value range, and the file's
@@ -13,18 +13,24 @@ checksum, so :func:`load_omniglot`:
    read, so a file that changes afterwards is refused;
 4. binarizes the grey images once, with a fixed seed (a pixel is 1 when a float32 uniform
    draw is below its intensity, as for binarized MNIST), and keeps the result as the
-   ``.npz`` cache.
+   ``.npz`` cache, with the SHA-256 of its arrays: a cache that is truncated, corrupt or
+   changed is reported (a :class:`~minigrad.data.DataWarning`) and rebuilt from
+   ``chardata.mat``.
 
 Reading ``.mat`` files needs SciPy (``scipy.io.loadmat``).
 """
 from __future__ import annotations
 
+import hashlib
 import urllib.request
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from minigrad.data.files import DATA_ENV, DataError, _sha256_file, data_dir
+from minigrad.data.files import DATA_ENV, DataError, DataWarning, _sha256_file, data_dir
 from minigrad.data.mnist import MNIST, Split
 from minigrad.fileio import atomic_write
 
@@ -39,7 +45,7 @@ N_TRAIN = 24_345
 N_TEST = 8_070
 N_VALIDATION = 1_345
 MAT_NAME = "chardata.mat"
-CACHE_NAME = "minigrad-omniglot-v1.npz"
+CACHE_NAME = "minigrad-omniglot-v2.npz"
 DOWNLOAD_TIMEOUT = 120.0
 MAX_BYTES = 200_000_000
 _N_PIXELS = 784
@@ -127,17 +133,34 @@ def _binarize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(x.shape, dtype=np.float32) < x).astype(np.uint8)
 
 
+def _digest(train: np.ndarray, test: np.ndarray, seed: int) -> str:
+    h = hashlib.sha256()
+    for a in (train, test, np.int64(seed)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def _read_cache(path: Path, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached bits, or None (with a warning saying why) when the cache is unusable."""
     try:
         with np.load(path, allow_pickle=False) as f:
-            train, test, cached_seed = f["train"], f["test"], int(f["seed"])
-    except (OSError, ValueError, KeyError, EOFError):
-        return None
-    if cached_seed != seed or train.shape != (N_TRAIN, _N_PIXELS) or \
-            test.shape != (N_TEST, _N_PIXELS) or train.dtype != np.uint8 or \
-            train.max(initial=0) > 1 or test.max(initial=0) > 1:
-        return None
-    return train, test
+            train, test = f["train"], f["test"]
+            cached_seed, digest = int(f["seed"]), str(f["digest"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        reason = f"it cannot be read ({type(e).__name__})"
+    else:
+        if cached_seed != seed:
+            return None        # another seed's binarization: replaced, nothing wrong
+        if train.shape != (N_TRAIN, _N_PIXELS) or test.shape != (N_TEST, _N_PIXELS) or \
+                train.dtype != np.uint8 or test.dtype != np.uint8:
+            reason = "its arrays have the wrong shapes or types"
+        elif _digest(train, test, seed) != digest:
+            reason = "its arrays do not match their recorded SHA-256"
+        else:
+            return train, test
+    warnings.warn(f"{path} is damaged ({reason}); rebuilding it from {MAT_NAME}",
+                  DataWarning, stacklevel=3)
+    return None
 
 
 def load_omniglot(seed: int = 0, dtype=np.float32) -> MNIST:
@@ -166,7 +189,8 @@ def load_omniglot(seed: int = 0, dtype=np.float32) -> MNIST:
         rng = np.random.default_rng(seed)
         bits = (_binarize(train, rng), _binarize(test, rng))
         with atomic_write(cache, "wb") as f:
-            np.savez(f, train=bits[0], test=bits[1], seed=np.int64(seed))
+            np.savez(f, train=bits[0], test=bits[1], seed=np.int64(seed),
+                     digest=np.array(_digest(bits[0], bits[1], seed)))
     train, test = bits
     n_fit = N_TRAIN - N_VALIDATION
 

@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.checks import optional_positive_number, positive_number
 from minigrad.functions import sigmoid
@@ -221,6 +222,7 @@ def bernoulli_sample(logits: Tensor, u: np.ndarray, who: str = "bernoulli_sample
     """
     checks.finite_values(logits.data, "pre-activation (logits)", who, _FIX_LOGITS)
     u = checks.noise_of_shape(u, logits.shape, who)
+    validate.unit_interval_noise(u, "the uniform noise u", who)
     return (u < sigmoid(Tensor(logits.data)).data).astype(logits.dtype)
 
 
@@ -249,7 +251,8 @@ def value_at(f: Objective, b: np.ndarray, who: str = "the estimator") -> np.ndar
     if out.shape != b.shape[:1]:
         raise ValueError(f"{who}: the objective must return one value per example (shape "
                          f"{b.shape[:1]}), got shape {out.shape}")
-    return out
+    return validate.finite(out, "the objective's values f(b)", who,
+                           "f must give a finite value at every sample")
 
 
 class RelaxableObjective:

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -98,16 +99,9 @@ def uniform_noise(u, shape: tuple[int, ...], who: str, **kwargs) -> np.ndarray:
 
 
 def finite_values(values: np.ndarray, what: str, who: str, fix: str) -> np.ndarray:
-    """Refuse NaN (it would be sampled or averaged silently); ``fix`` says what to do."""
-    values = np.asarray(values)
-    bad = np.isnan(values)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{who}: the {what} contains NaN ({int(bad.sum())} of {values.size} values, the "
-            f"first at index {first}); {fix}"
-        )
-    return values
+    """Refuse NaN and infinities (they would be sampled or averaged silently, and a baseline
+    that took one would stay infinite for ever); ``fix`` says what to do."""
+    return validate.finite(values, f"the {what}", who, fix)
 
 
 def probabilities(p: np.ndarray, who: str, fix: str) -> None:

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad import functions as F
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.nn import Buffer, Linear, Module, Parameter, ReLU, Sequential, Tanh
 from minigrad.tensor import Tensor, enable_grad, grad, no_grad
@@ -77,6 +78,8 @@ class MovingAverageBaseline(Module):
 
     def __repr__(self) -> str:
         return f"MovingAverageBaseline(decay={self.decay}, value={float(self.mean.data):.4g})"
+
+_FIX_F = "f must give a finite value at every sample"
 
 
 class VarianceAdjustingBaseline(Module):
@@ -195,6 +198,7 @@ class NVILControl(Module):
     def fit_gradients(self, x, f_values) -> tuple[list[np.ndarray], np.ndarray]:
         """The gradients of ``mean((f - c - C(x))^2)`` for ``C``'s parameters (in the
         order of :meth:`parameters`) and ``C(x)`` itself, for :meth:`update`."""
+        validate.finite(f_values, "f_values", "NVILControl.fit_gradients", _FIX_F)
         f_values = np.asarray(f_values, dtype=self.baseline.input_mean.dtype)
         params = self.parameters()
         with enable_grad():
@@ -207,6 +211,7 @@ class NVILControl(Module):
     def update(self, f_values, predicted) -> None:
         """The running moments of ``r = f - C(x)``: ``c <- a c + (1 - a) mean(r)``,
         ``v <- a v + (1 - a) mean((r - c)^2)``; the first update sets them."""
+        validate.finite(f_values, "f_values", "NVILControl.update", _FIX_F)
         f_values = np.asarray(f_values, dtype=self.baseline.input_mean.dtype)
         r = f_values - predicted
         a = self.decay if int(self.steps.data) else 0.0

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.base import (AnnealedNeuron, Annealing, Objective, estimate_array,
                                       gradient_through_sample, scheduled)
@@ -284,6 +285,8 @@ def st_gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray,
     Biased: the hard sample's value with the relaxed sample's gradient (Jang, Gu & Poole
     2016, section 2.2).
     """
+    validate.finite(logits, "logits", "st_gumbel_softmax_estimate")
+    validate.unit_interval_noise(u, "the uniform noise u", "st_gumbel_softmax_estimate")
     noise = gumbel_from_uniform(u)
     return _estimate(gradient_through_sample(
         logits, f, lambda z: st_gumbel_softmax(z, temperature, noise), create_graph), logits,
@@ -298,6 +301,8 @@ def gumbel_softmax_estimate(logits: Tensor, f: Objective, u: np.ndarray, tempera
     ``f`` is evaluated at a point inside the simplex, not at a one-hot sample, so the
     estimate is of ``d E[f(relaxed)] / d z``: biased for ``E[f(b)]`` unless ``f`` is linear.
     """
+    validate.finite(logits, "logits", "gumbel_softmax_estimate")
+    validate.unit_interval_noise(u, "the uniform noise u", "gumbel_softmax_estimate")
     noise = gumbel_from_uniform(u)
     return _estimate(gradient_through_sample(
         logits, f, lambda z: gumbel_softmax(z, temperature, noise), create_graph), logits,

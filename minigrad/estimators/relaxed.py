@@ -58,6 +58,7 @@ from typing import Callable
 import numpy as np
 
 from minigrad import functions as F
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.base import (Objective, estimate_array, gradient_through_sample,
                                       logistic_noise, relaxed_objective, value_at)
@@ -99,13 +100,18 @@ def concrete(logits: Tensor, f: Objective, u: np.ndarray, temperature: float
     ``t -> 0`` while the variance grows. A unit that ``f`` reaches only through a
     hard resample gets a zero gradient.
     """
+    validate.finite(temperature, "the temperature", "concrete")
     temperature = checks.positive_number(temperature, "temperature", "concrete")
+    validate.finite(logits, "logits", "concrete")
+    u = validate.unit_interval_noise(u, "the uniform noise u", "concrete")
     noise = Tensor(logistic_noise(checks.noise_of_shape(u, logits.shape, "concrete"),
                                   logits.dtype))
     leaf = Tensor(logits.data, requires_grad=True)
     g = gradient_through_sample(
         leaf, f, lambda x: concrete_relaxation(x + noise, x, temperature))
-    return estimate_array(g, logits)
+    g = validate.finite(estimate_array(g, logits), "the estimate", "concrete",
+                        "f is not finite at the relaxed sample")
+    return g
 
 
 def hard_sample(logits: Tensor, u: np.ndarray, who: str = "hard_sample") -> np.ndarray:
@@ -126,6 +132,8 @@ def logistic_sample(logits: Tensor, u: np.ndarray) -> Tensor:
     eps = float(np.finfo(logits.dtype).eps)
     inside = np.clip(np.asarray(u, dtype=np.float64), eps, 1 - eps)
     return logits + Tensor(logistic_noise(inside, logits.dtype))
+
+
 def conditional_logistic_sample(logits: Tensor, b: np.ndarray, v: np.ndarray
                                 ) -> Tensor:
     """``z~ ~ p(z | b)`` from fresh uniforms ``v``, differentiable in ``a`` (see above).
@@ -215,6 +223,12 @@ def relaxed_parts(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
     learning signal relaxes its later layers too). Both are Tensors, differentiable
     in the control's Parameters and in a Tensor ``baseline``.
     """
+    who = "rebar" if control.surrogate is None else "relax"
+    validate.finite(logits, "logits", who)
+    validate.unit_interval_noise(u, "the uniform noise u", who)
+    validate.unit_interval_noise(v, "the uniform noise v", who)
+    validate.finite(control.log_temperature, "the log temperature", who)
+    validate.finite(control.eta, "eta", who)
     f_relaxed = relaxed_objective(f, control.temperature(), control.relaxation)
     b = hard_sample(logits, u, "rebar")
     f_b = value_at(f, b, "rebar")

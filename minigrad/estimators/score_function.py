@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.estimators import checks
 from minigrad.estimators.base import (_FIX_LOGITS, Neuron, Objective, SampledUnits,
                                       bernoulli_sample, estimate_array, value_at)
@@ -60,6 +61,9 @@ __all__ = [
 ]
 
 
+_FIX_F = "f must give a finite value at every sample"
+
+
 def _advantage(f_values, baseline, logits: Tensor) -> Tensor:
     """``f(b) - c`` in the logits' dtype, shaped to broadcast against them."""
     values = f_values.data if isinstance(f_values, Tensor) else np.asarray(f_values)
@@ -69,6 +73,7 @@ def _advantage(f_values, baseline, logits: Tensor) -> Tensor:
             f"example, shape {logits.shape[:1]}"
         )
     checks.finite_values(values, "per-example loss", "REINFORCE", _FIX_LOSS)
+    validate.finite(baseline if baseline is not None else 0.0, "the baseline", "REINFORCE")
     column = values.reshape((-1,) + (1,) * (logits.ndim - 1))
     if baseline is None:
         return Tensor(column.astype(logits.dtype))
@@ -151,7 +156,7 @@ def reinforce_loo(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
 
         g = (1/K) sum_k (f(b_k) - mean_{j != k} f(b_j)) (b_k - p)
     """
-    u = np.asarray(u)
+    u = validate.unit_interval_noise(u, "the uniform noise u", "reinforce_loo")
     if u.ndim != 3 or u.shape[0] < 2:
         raise ValueError(f"reinforce_loo needs noise of shape (K >= 2, batch, units), "
                          f"got {u.shape}")
@@ -175,6 +180,7 @@ def nvil(logits: Tensor, f: Objective, u: np.ndarray, baseline, scale=1.0
     logits`` up to the positive factor ``1 / s``, which only rescales the step.
     """
     b = bernoulli_sample(logits, u, "nvil")
+    validate.finite(baseline, "the baseline", "nvil")
     p = _probabilities(logits)
     centred = value_at(f, b, "nvil") - _per_example(baseline, len(b), p.dtype)
     return estimate_array(centred[:, None] * (b - p) / float(scale), logits)
@@ -205,6 +211,7 @@ def muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
     b = bernoulli_sample(logits, u, "muprop")
     p = _probabilities(logits)
     f_mean, slope = _mean_field(f, p)
+    validate.finite(f_mean, "the objective's value f(p) at the mean field", "muprop", _FIX_F)
     taylor = f_mean + ((b - p) * slope).sum(axis=1)
     signal = value_at(f, b, "muprop") - taylor
     return estimate_array(signal[:, None] * (b - p) + slope * p * (1 - p), logits)
@@ -217,6 +224,8 @@ def simple_muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
     p = _probabilities(logits)
     with no_grad():
         f_mean = f(Tensor(p)).data
+    validate.finite(f_mean, "the objective's value f(p) at the mean field", "simple_muprop",
+                    _FIX_F)
     signal = value_at(f, b, "simple_muprop") - f_mean
     return estimate_array(signal[:, None] * (b - p), logits)
 

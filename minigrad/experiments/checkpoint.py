@@ -33,6 +33,7 @@ import io
 import json
 import types
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -331,9 +332,12 @@ def read_checkpoint(path: str | Path, *, family: str | None = None, spec: dict |
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as e:
+        # NumPy's message about pickled data advises loading it unsafely: never do that
+        reason = ("it holds pickled Python objects, which a checkpoint never does"
+                  if "pickle" in str(e) else f"{type(e).__name__}: {e}")
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from None
+                              f"{reason}; delete it to start that run afresh") from None
     raw = arrays.pop(MANIFEST_KEY, None)
     try:
         manifest = json.loads(raw.tobytes().decode("utf8")) if raw is not None else None

@@ -19,13 +19,57 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
+import threading
 from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+__all__ = ["Stopped", "RunNotStarted", "SweepInterrupted", "default_workers", "map_runs",
+           "stop_requested"]
+
 # The runs of the map in flight; forked workers inherit it, so nothing is pickled on the way in.
 _RUNS: tuple[Callable, Sequence[tuple]] | None = None
 _THREAD_LIMITS: Any = None
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds between a worker's checks that the process that started it is still there.
+PARENT_POLL = 0.2
+
+
+class Stopped(Exception):
+    """Work stopped by a signal (``signum``) rather than finished or failed."""
+
+    signum: int = signal.SIGTERM
+
+
+class RunNotStarted(Stopped):
+    """A run of a sweep that was not started because the sweep was being stopped."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"not started: the sweep was stopped by "
+                         f"{signal.Signals(signum).name}")
+
+    def __reduce__(self):
+        return type(self), (self.signum,)
+
+
+class SweepInterrupted(Stopped):
+    """A sweep stopped by SIGINT or SIGTERM once every running run had stopped.
+
+    ``stopped`` runs wrote their checkpoints, ``finished`` ones their results; ``not_started``
+    ones were never begun. The same sweep with ``resume=True`` finishes what is missing.
+    """
+
+    def __init__(self, signum: int, stopped: int, finished: int, not_started: int):
+        self.signum, self.stopped = signum, stopped
+        self.finished, self.not_started = finished, not_started
+        super().__init__(f"stopped by {signal.Signals(signum).name}: {stopped} run(s) "
+                         f"stopped at a checkpoint, {finished} finished, {not_started} not "
+                         "started")
+
+    def __reduce__(self):
+        return type(self), (self.signum, self.stopped, self.finished, self.not_started)
 
 
 def default_workers() -> int:
@@ -45,11 +89,52 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _one_thread_per_worker() -> None:
-    """Worker initializer: one BLAS thread and one Numba thread, kept for the worker's life."""
+# ---------------------------------------------------------------------- inside a worker
+# The first SIGINT or SIGTERM a worker of the local pool received: from then on it starts
+# no run (a run in progress sees the signal itself and stops at a checkpoint).
+_STOP: int | None = None
+_BUSY = threading.Lock()
+_RUNNING = False
+
+
+def stop_requested() -> int | None:
+    """In a worker of a local sweep: the signal that asked it to stop, if one did."""
+    return _STOP
+
+
+def _record_stop(signum, frame=None) -> None:
+    global _STOP
+    if _STOP is None:
+        _STOP = signum
+
+
+def _watch_parent(parent: int) -> None:
+    """Stop this worker when the process that started it is gone (killed with SIGKILL, say):
+    a run in progress is asked to stop as by SIGTERM (it writes its checkpoint), an idle
+    worker exits at once."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    with _BUSY:
+        if not _RUNNING:
+            os._exit(0)
+    _record_stop(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_init(parent: int) -> None:
+    """Worker initializer: one BLAS thread and one Numba thread, kept for the worker's life;
+    SIGINT and SIGTERM recorded (the parent's stop procedure is in :func:`_collect`), and a
+    watch on the parent. The parent blocks both signals while it forks, so none is lost."""
     global _THREAD_LIMITS
     from threadpoolctl import threadpool_limits
 
+    for s in STOP_SIGNALS:
+        signal.signal(s, _record_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True,
+                     name="watch-parent").start()
     _THREAD_LIMITS = threadpool_limits(limits=1)
     try:
         import numba
@@ -59,13 +144,53 @@ def _one_thread_per_worker() -> None:
         pass
 
 
-def _run_inherited(index: int):
+def _run_inherited(index: int, parent: int):
+    global _RUNNING
+    with _BUSY:
+        if _STOP is not None or os.getppid() != parent:
+            raise RunNotStarted(_STOP or signal.SIGTERM)
+        _RUNNING = True
     fn, runs = _RUNS
-    return fn(*runs[index])
+    try:
+        return fn(*runs[index])
+    except Stopped as e:
+        _record_stop(e.signum)
+        raise
+    finally:
+        with _BUSY:
+            _RUNNING = False
+            if os.getppid() != parent:   # nobody is left to read the result
+                os._exit(0)
+
+
+# ---------------------------------------------------------------------- in the parent
+class _Signals:
+    """Within ``with``: SIGINT and SIGTERM are recorded (``signum``) instead of stopping
+    this process; outside the main thread, where signals cannot be caught, nothing."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        return False
 
 
 def map_runs(fn: Callable, runs: Sequence[tuple], *, executor: cf.Executor | None = None,
-             workers: int | None = None, progress: bool = False, desc: str = "runs") -> list:
+             workers: int | None = None, progress: bool = False, desc: str = "runs",
+             on_stop: Callable[[int], None] | None = None) -> list:
     """``[fn(*run) for run in runs]``, computed in parallel; results in the order of ``runs``.
 
     Args:
@@ -75,13 +200,26 @@ def map_runs(fn: Callable, runs: Sequence[tuple], *, executor: cf.Executor | Non
             local process pool of ``workers`` processes is made for this call.
         workers: size of the local pool (default :func:`default_workers`).
         progress: show a progress bar of finished runs.
+        on_stop: called with the signal's number when the map is being stopped (how the
+            runs of another executor are told to stop).
+
+    A sweep is one unit for signals: SIGINT or SIGTERM to this process (or to its process
+    group), or a run that raises :class:`Stopped`, stops the whole map. Runs not yet started
+    are not started, the workers of the local pool get the same signal (a checkpointed run
+    writes its checkpoint and stops), and once every running run has returned,
+    :class:`SweepInterrupted` is raised. A run that fails stops the others the same way
+    (with SIGTERM), then its error is raised. The local pool's workers exit when this
+    process dies.
     """
     runs = [tuple(run) for run in runs]
     bar = tqdm(total=len(runs), desc=desc, disable=not progress)
     try:
         if executor is not None:
-            futures = [executor.submit(fn, *run) for run in runs]
-            return _collect(futures, bar)
+            with _Signals() as stop:
+                futures = [executor.submit(fn, *run) for run in runs]
+                # a Dask future cancelled while its task runs leaves the task running,
+                # unwatched: with on_stop to tell them, the runs are left to stop themselves
+                return _collect(futures, bar, stop, on_stop, cancel=on_stop is None)
         workers = default_workers() if workers is None else int(workers)
         workers = min(workers, len(runs))
         if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
@@ -90,34 +228,84 @@ def map_runs(fn: Callable, runs: Sequence[tuple], *, executor: cf.Executor | Non
                 results.append(fn(*run))
                 bar.update(1)
             return results
-        return _map_forked(fn, runs, workers, bar)
+        return _map_forked(fn, runs, workers, bar, on_stop)
     finally:
         bar.close()
 
 
-def _map_forked(fn, runs, workers, bar) -> list:
+def _map_forked(fn, runs, workers, bar, on_stop) -> list:
     global _RUNS
     if _RUNS is not None:
         raise RuntimeError("map_runs cannot be nested: a run may not start a local sweep itself")
     _RUNS = (fn, runs)
     try:
         context = multiprocessing.get_context("fork")
-        with cf.ProcessPoolExecutor(workers, mp_context=context,
-                                    initializer=_one_thread_per_worker) as pool:
-            futures = [pool.submit(_run_inherited, i) for i in range(len(runs))]
-            return _collect(futures, bar)
+        with _Signals() as stop, \
+                cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                       initargs=(os.getpid(),)) as pool:
+            # the workers are forked by the first submit: with the signals blocked, so that
+            # each is born unable to die of one before it has its handlers
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                futures = [pool.submit(_run_inherited, i, os.getpid())
+                           for i in range(len(runs))]
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+            def forward(signum):
+                for pid in list(pool._processes):
+                    try:
+                        os.kill(pid, signum)
+                    except ProcessLookupError:
+                        pass
+                if on_stop is not None:
+                    on_stop(signum)
+
+            return _collect(futures, bar, stop, forward)
     finally:
         _RUNS = None
 
 
-def _collect(futures, bar) -> list:
+def _collect(futures, bar, stop=None, on_stop=None, cancel=True) -> list:
+    """Wait for every future; on a signal or a failure, stop the map as one unit."""
+    pending, failure, signum = set(futures), None, None
     try:
-        for future in cf.as_completed(futures):
-            future.result()  # raise the first failure as soon as it happens
-            bar.update(1)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is None:
+                    bar.update(1)
+                elif failure is None and not isinstance(error, RunNotStarted):
+                    failure = error
+            if signum is None and (failure is not None or stop and stop.signum):
+                if stop and stop.signum:
+                    signum = stop.signum
+                elif isinstance(failure, Stopped):
+                    signum = failure.signum
+                else:
+                    signum = signal.SIGTERM
+                for future in pending if cancel else ():   # not started: never started
+                    future.cancel()
+                if on_stop is not None:
+                    on_stop(signum)
     except BaseException:
-        # a failure or Ctrl-C: runs not yet started are not started
+        # Ctrl-C outside the main thread's handlers, or an executor's own failure
         for future in futures:
             future.cancel()
         raise
+    if failure is not None and not isinstance(failure, Stopped):
+        raise failure
+    if signum is not None:
+        stopped = finished = not_started = 0
+        for future in futures:
+            if future.cancelled() or isinstance(future.exception(), RunNotStarted):
+                not_started += 1
+            elif future.exception() is None:
+                finished += 1
+            else:
+                stopped += 1
+        raise SweepInterrupted(signum, stopped, finished, not_started)
     return [future.result() for future in futures]

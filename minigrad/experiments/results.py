@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from minigrad import budget as _budget
-from minigrad.fileio import atomic_write
+from minigrad.fileio import atomic_write, read_json
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -58,7 +58,7 @@ def load_results(directory: Path | None = None) -> list[dict]:
     directory = directory or results_dir()
     payloads = []
     for path in sorted(Path(directory).glob("*.json")):
-        with open(path) as f:
-            payloads.append(json.load(f))
+        payloads.append(read_json(path, "results file", "run its chapter again to "
+                                  "write it anew"))
     return payloads
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import threading
@@ -29,10 +30,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad.fileio import atomic_write
+from minigrad.fileio import (UnreadableFile, atomic_write, read_json,
+                             remove_temp_files)
 
-from .checkpoint import Resumable
-from .executor import map_runs
+from .checkpoint import CheckpointError, Resumable
+from .executor import RunNotStarted, Stopped, map_runs, stop_requested
 
 __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
            "sweep", "default_steps", "load_run_results", "read_history", "runs_dir", "CHECKPOINT",
@@ -139,33 +141,54 @@ class RunSpec:
         return dataclasses.asdict(self)
 
 
+class SpecError(ValueError):
+    """A run specification that cannot be run: a bad argument (exit status 2)."""
+
+
+#: Training examples of each dataset when ``train_examples`` is not given.
+TRAIN_SIZES = {"mnist": 55_000, "binarized-mnist": 50_000}
+#: The book's minibatch size of each family when ``batch_size`` is not given.
+BATCH_SIZES = {"sbn": 24, "classifier": 50, "lenet": 128}
+
+
 def _positive(spec, name, allow_none=True):
     value = getattr(spec, name)
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        flag = "--" + name.replace("_", "-")
+        raise SpecError(f"{name} ({flag}) must be a whole number >= 1, got {value!r}")
 
 
 def check_spec(spec: RunSpec) -> None:
     """Raise ValueError with what is wrong and what is allowed."""
     if spec.family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {spec.family!r}")
+        raise SpecError(f"family (--family) must be one of {', '.join(FAMILIES)}; "
+                        f"got {spec.family!r}")
     for name in ("steps", "batch_size", "record_every", "eval_k", "eval_examples",
                  "train_examples", "steps_per_epoch", "es_samples"):
         _positive(spec, name, allow_none=name != "steps")
     if isinstance(spec.seed, bool) or not isinstance(spec.seed, (int, np.integer)) \
             or spec.seed < 0:
-        raise ValueError(f"seed must be a whole number >= 0, got {spec.seed!r}")
+        raise SpecError(f"seed (--seed) must be a whole number >= 0, got {spec.seed!r}")
     for name in ("lr", "temperature", "es_sigma"):
         value = getattr(spec, name)
         if value is not None and not (isinstance(value, (int, float)) and value > 0
                                       and np.isfinite(value)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+            flag = "--" + name.replace("_", "-")
+            raise SpecError(f"{name} ({flag}) must be a positive number, got {value!r}")
     if spec.family != "sbn" and spec.baseline != "trained":
-        raise ValueError(f"baseline={spec.baseline!r} is an SBN option (REBAR's C(x)); "
-                         f"the {spec.family} family has no such baseline")
+        raise SpecError(f"baseline={spec.baseline!r} (--baseline) is an SBN option (REBAR's "
+                        f"C(x)); the {spec.family} family has no such baseline")
     FAMILY_RECORDS[spec.family].check(spec)
+    dataset = spec.dataset or ("binarized-mnist" if spec.family == "sbn" else "mnist")
+    batch = spec.batch_size or BATCH_SIZES[spec.family]
+    n = spec.train_examples or TRAIN_SIZES.get(dataset)
+    n = min(n, TRAIN_SIZES.get(dataset, n)) if n is not None else None
+    if n is not None and batch > n:
+        raise SpecError(f"batch size ({batch}; --batch-size) is larger than the {n:,} "
+                        "training examples (--train-examples): choose a batch of at most "
+                        f"{n:,}")
 
 
 def _check_sbn(spec: RunSpec) -> None:
@@ -174,57 +197,88 @@ def _check_sbn(spec: RunSpec) -> None:
     from minigrad.models.sbn import INITS
 
     if spec.model not in SBN_MODELS:
-        raise ValueError(f"SBN model must be one of {', '.join(SBN_MODELS)}; "
-                         f"got {spec.model!r}")
+        raise SpecError(f"SBN model (--model) must be one of {', '.join(SBN_MODELS)}; "
+                        f"got {spec.model!r}")
     if spec.estimator not in SBN_ESTIMATORS:
-        raise ValueError(f"SBN estimator must be one of {', '.join(SBN_ESTIMATORS)}; "
-                         f"got {spec.estimator!r}")
+        raise SpecError(f"SBN estimator (--estimator) must be one of "
+                        f"{', '.join(SBN_ESTIMATORS)}; got {spec.estimator!r}")
     if spec.dataset not in (None, *SBN_DATASETS):
-        raise ValueError(f"SBN dataset must be one of {', '.join(SBN_DATASETS)}; "
-                         f"got {spec.dataset!r}")
+        raise SpecError(f"SBN dataset (--dataset) must be one of "
+                        f"{', '.join(SBN_DATASETS)}; got {spec.dataset!r}")
     if spec.init not in INITS:
-        raise ValueError(f"SBN init must be one of {', '.join(INITS)}; got {spec.init!r}")
+        raise SpecError(f"SBN init (--init) must be one of {', '.join(INITS)}; "
+                        f"got {spec.init!r}")
     if spec.baseline not in BASELINES:
-        raise ValueError(f"SBN baseline must be one of {', '.join(BASELINES)}; "
-                         f"got {spec.baseline!r}")
+        raise SpecError(f"SBN baseline (--baseline) must be one of {', '.join(BASELINES)}; "
+                        f"got {spec.baseline!r}")
     if spec.baseline == "frozen" and ESTIMATORS[spec.estimator].family != RELAXED_FAMILY:
-        raise ValueError(f"a frozen baseline is for REBAR, dynamic REBAR and RELAX; "
-                         f"{spec.estimator} trains its own")
+        raise SpecError(f"a frozen baseline (--baseline) is for REBAR, dynamic REBAR and "
+                        f"RELAX; {spec.estimator} trains its own")
 
 
 def _check_classifier(spec: RunSpec) -> None:
     if spec.model not in CLASSIFIER_MODELS:
-        raise ValueError(f"classifier model (hidden neuron) must be one of "
-                         f"{', '.join(CLASSIFIER_MODELS)}; got {spec.model!r}")
+        raise SpecError(f"classifier model (--model, the hidden neuron) must be one of "
+                        f"{', '.join(CLASSIFIER_MODELS)}; got {spec.model!r}")
     if spec.estimator:
-        raise ValueError("a classifier's estimator is its neuron (--model); "
-                         f"leave the estimator out, got {spec.estimator!r}")
+        raise SpecError("a classifier's estimator is its neuron (--model); "
+                        f"leave the estimator out, got {spec.estimator!r}")
     if spec.dataset not in (None, "mnist"):
-        raise ValueError(f"the classifier trains on mnist; got dataset {spec.dataset!r}")
+        raise SpecError(f"the classifier trains on mnist; got --dataset {spec.dataset!r}")
     spe = spec.steps_per_epoch or min(1000, spec.steps)
     if spec.steps % spe:
-        raise ValueError(f"classifier steps ({spec.steps}) must be a multiple of the "
-                         f"steps per epoch ({spe})")
+        raise SpecError(f"classifier steps ({spec.steps}; --steps) must be a multiple "
+                        f"of the steps per epoch ({spe}; --steps-per-epoch)")
 
 
 def _check_lenet(spec: RunSpec) -> None:
     if spec.model != "lenet5":
-        raise ValueError(f"the lenet family has one model, lenet5; got {spec.model!r}")
+        raise SpecError(f"the lenet family has one model (--model), lenet5; "
+                        f"got {spec.model!r}")
     if spec.estimator not in LENET_LOSSES:
-        raise ValueError(f"LeNet-5 estimator must be one of {', '.join(LENET_LOSSES)}; "
-                         f"got {spec.estimator!r}")
+        raise SpecError(f"LeNet-5 estimator (--estimator) must be one of "
+                        f"{', '.join(LENET_LOSSES)}; got {spec.estimator!r}")
     if spec.dataset not in (None, "mnist"):
-        raise ValueError(f"LeNet-5 trains on mnist; got dataset {spec.dataset!r}")
+        raise SpecError(f"LeNet-5 trains on mnist; got --dataset {spec.dataset!r}")
+    n = spec.train_examples or TRAIN_SIZES["mnist"]
+    _lenet_epochs(spec, min(n, TRAIN_SIZES["mnist"]))
 
 
-class RunInterrupted(Exception):
-    """A run stopped by SIGINT or SIGTERM after writing its checkpoint."""
+def _lenet_epochs(spec, n_train: int) -> tuple[int, int | None]:
+    """LeNet-5's (epochs, steps per epoch cap) for ``spec`` on ``n_train`` examples."""
+    batch = spec.batch_size or BATCH_SIZES["lenet"]
+    per_epoch = -(-n_train // batch)
+    if spec.steps < per_epoch:
+        return 1, spec.steps
+    if spec.steps % per_epoch == 0:
+        return spec.steps // per_epoch, None
+    raise SpecError(f"LeNet-5 steps ({spec.steps}; --steps) must be under one epoch or a "
+                    f"multiple of it ({per_epoch} steps of {batch} on {n_train:,} training "
+                    "examples)")
 
-    def __init__(self, signum: int, step: int, path: Path):
-        self.signum, self.step, self.path = signum, step, path
+
+class RunInterrupted(Stopped):
+    """A run stopped by SIGINT or SIGTERM; its checkpoint (if it has one) is at ``path``.
+
+    ``when`` says where it was: ``"training"`` (the current step was finished and the
+    checkpoint written), ``"evaluation"`` (the final checkpoint was already written) or
+    ``"setup"`` (before training began: nothing new to save).
+    """
+
+    def __init__(self, signum: int, step: int, path: Path | None, when: str = "training"):
+        self.signum, self.step, self.path, self.when = signum, step, path, when
         name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} after step {step:,}; checkpoint written to "
-                         f"{path}; continue with --resume")
+        if when == "training":
+            what = f"after step {step:,}; checkpoint written to {path}"
+        elif when == "evaluation":
+            what = (f"during the final evaluation; the checkpoint of step {step:,} is in "
+                    f"{path}")
+        else:
+            what = "before training started; nothing new to save"
+        super().__init__(f"stopped by {name} {what}; continue with --resume")
+
+    def __reduce__(self):   # so that it travels back from a worker
+        return type(self), (self.signum, self.step, self.path, self.when)
 
 
 # ---------------------------------------------------------------------- building runs
@@ -256,7 +310,11 @@ def _build_sbn(spec: RunSpec):
         record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
         eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init,
         baseline=spec.baseline)
-    run = SBNRun(config, _slice(data.train.x, spec.train_examples), data.validation.x)
+    train_x = _slice(data.train.x, spec.train_examples)
+    if config.batch_size > len(train_x):
+        raise SpecError(f"batch size ({config.batch_size}; --batch-size) is larger than "
+                        f"the {len(train_x):,} training examples of {spec.dataset}")
+    run = SBNRun(config, train_x, data.validation.x)
     return run, config
 
 
@@ -286,15 +344,8 @@ def _build_lenet(spec: RunSpec):
     mnist = load_mnist(pad_to_32=True)
     k = spec.train_examples
     train = Split(_slice(mnist.train.x, k), _slice(mnist.train.y, k))
-    batch = spec.batch_size or 128
-    per_epoch = -(-len(train.x) // batch)
-    if spec.steps < per_epoch:
-        epochs, cap = 1, spec.steps
-    elif spec.steps % per_epoch == 0:
-        epochs, cap = spec.steps // per_epoch, None
-    else:
-        raise ValueError(f"LeNet-5 steps ({spec.steps}) must be under one epoch or a "
-                         f"multiple of it ({per_epoch} steps of {batch})")
+    batch = spec.batch_size or BATCH_SIZES["lenet"]
+    epochs, cap = _lenet_epochs(spec, len(train.x))
     config = LeNetConfig(f"{spec.estimator}", loss=spec.estimator, sigma=spec.es_sigma,
                          n=spec.es_samples, lr=spec.lr or 5.0 / 55_000, batch_size=batch,
                          epochs=epochs, max_steps_per_epoch=cap,
@@ -303,18 +354,115 @@ def _build_lenet(spec: RunSpec):
 
 
 # ---------------------------------------------------------------------- running
+#: The file in a sweep's output folder through which the process that started the sweep
+#: talks to its runs wherever they are (a shared filesystem): a heartbeat, and a stop request.
+SWEEP_FILE = ".minigrad-sweep.json"
+#: Default seconds without a heartbeat after which a run on another executor stops at a
+#: checkpoint, its command being gone (``--parent-timeout``).
+PARENT_TIMEOUT = 30.0
+_HEARTBEAT = 1.0
+
+
+class _SweepFile:
+    """The run's side of :data:`SWEEP_FILE`: :meth:`check` (at most every half second) gives
+    the signal to stop with, if the sweep asks for a stop or its heartbeat has stopped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._next = 0.0
+        self._beat, self._heard = None, time.monotonic()
+
+    def check(self) -> int | None:
+        now = time.monotonic()
+        if now < self._next:
+            return None
+        self._next = now + 0.5
+        try:
+            state = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return signal.SIGTERM      # the sweep is over or its folder gone
+        except (OSError, ValueError):
+            return None                # read while being replaced: ask again later
+        if state.get("stop"):
+            return int(state["stop"])
+        if state.get("beat") != self._beat:
+            self._beat, self._heard = state.get("beat"), now
+        elif now - self._heard > float(state.get("timeout", PARENT_TIMEOUT)):
+            return signal.SIGTERM      # the command that started the sweep is gone
+        return None
+
+
+class _Heartbeat:
+    """The sweep's side of :data:`SWEEP_FILE`: a beat every second; :meth:`stop` asks the
+    runs to stop."""
+
+    def __init__(self, folder: Path, timeout: float):
+        self.path, self.timeout = folder / SWEEP_FILE, timeout
+        self.beat, self.signum = 0, None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._write()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+        self._thread.start()
+
+    def _write(self):
+        with self._lock:
+            _write_json(self.path, {"pid": os.getpid(), "beat": self.beat,
+                                    "timeout": self.timeout, "stop": self.signum})
+
+    def _run(self):
+        while not self._done.wait(_HEARTBEAT):
+            self.beat += 1
+            try:
+                self._write()
+            except OSError:
+                pass                   # a full disk: the runs will see no beat
+
+    def stop(self, signum: int) -> None:
+        self.signum = signum
+        self._write()
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+
+
 class _StopOnSignals:
     """Within ``with``: SIGINT and SIGTERM set a flag instead of stopping the process.
 
-    Signals reach only the main thread; elsewhere (a Dask worker's thread) this does nothing.
+    Where stopping loses nothing (``raising`` True: before training, during the final
+    evaluation) the signal raises :class:`RunInterrupted` at once instead. Signals reach
+    only the main thread; on a Dask worker's thread a run learns of a stop from the sweep's
+    file (``sweep_file``) instead, and in a worker of the local pool from a signal received
+    before the run began (:func:`~minigrad.experiments.executor.stop_requested`).
     """
 
-    def __init__(self):
+    def __init__(self, sweep_file: str | Path | None = None):
         self.signum: int | None = None
         self._old: dict = {}
+        self.raising = True
+        self.step, self.path, self.when = 0, None, "setup"
+        self._sweep = _SweepFile(sweep_file) if sweep_file is not None else None
 
     def _handler(self, signum, frame):
-        self.signum = signum
+        if self.signum is None:
+            self.signum = signum
+        if self.raising:
+            self.interrupt()
+
+    def poll(self) -> int | None:
+        """The signal to stop with, if any (checks the sweep's file too)."""
+        if self.signum is None:
+            self.signum = stop_requested()
+        if self.signum is None and self._sweep is not None:
+            self.signum = self._sweep.check()
+        return self.signum
+
+    def interrupt(self):
+        self.raising = False   # one exception, however many signals
+        raise RunInterrupted(self.signum, self.step, self.path, self.when)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -382,7 +530,8 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
-            resume: bool = False, progress: bool = False, budget: str | None = None) -> dict:
+            resume: bool = False, progress: bool = False, budget: str | None = None,
+            sweep_file: str | Path | None = None) -> dict:
     """Train one run in the folder ``out``; returns its results (also written there).
 
     Writes ``checkpoint.npz`` every ``checkpoint_every`` steps, before the final evaluation,
@@ -394,53 +543,84 @@ def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
     The results: ``{"spec", "budget", "rows", "history", "timing"}``; ``rows`` follow the
     results store's convention. ``timing`` (wall time, steps per second) is kept apart
     from the numbers that a resumed run reproduces exactly.
+
+    ``sweep_file``: the :data:`SWEEP_FILE` of the sweep this run belongs to (set by
+    :func:`run_specs`): the run stops at a checkpoint when the sweep asks it to or when
+    the sweep's heartbeat stops, and does not start when the sweep is already stopping.
     """
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
             or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a whole number >= 1, "
                          f"got {checkpoint_every!r}")
     out = Path(out)
+    early = stop_requested()
+    if early is None and sweep_file is not None:
+        early = _SweepFile(sweep_file).check()
+    if early is not None:   # the sweep is stopping: this run does not start
+        raise RunNotStarted(early)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint, results = out / CHECKPOINT, out / RESULTS
+    remove_temp_files(out, (CHECKPOINT, HISTORY, RESULTS))   # left by a killed write
     spec_dict = spec.as_dict()
     if results.exists() and resume:
-        with open(results) as f:
-            done = json.load(f)
-        if done.get("spec") == spec_dict:
+        try:
+            done = read_json(results, "results file", "delete it and resume: the run "
+                             "finishes again from its checkpoint")
+        except UnreadableFile as e:
+            raise CheckpointError(str(e)) from None
+        if isinstance(done, dict) and done.get("spec") == spec_dict:
             return done
     if checkpoint.exists() and not resume:
         raise FileExistsError(f"{checkpoint} exists: pass resume=True (--resume) to continue "
                               "that run, or choose another output folder")
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), _StopOnSignals(sweep_file) as stop:
+        if stop.poll() is not None:
+            raise RunNotStarted(stop.signum)
+        if checkpoint.exists():
+            stop.path = checkpoint
         run, _ = build_run(spec)
         if resume and checkpoint.exists():
             run.resume(checkpoint, spec_dict)
-        return _train(run, spec, out, checkpoint_every, progress, budget)
+            stop.step = run.steps_done
+        return _train(run, spec, out, checkpoint_every, progress, budget, stop)
 
 
-def _train(run, spec, out, checkpoint_every, progress, budget) -> dict:
+def _train(run, spec, out, checkpoint_every, progress, budget, stop) -> dict:
     checkpoint = out / CHECKPOINT
     first, started = run.steps_done, time.perf_counter()
     bar = tqdm(total=run.total_steps, initial=run.steps_done, desc=spec.name,
                disable=not progress, dynamic_ncols=True)
     size = None
-    with _StopOnSignals() as stop:
-        while run.steps_done < run.total_steps:
-            run.step()
-            bar.update(1)
-            if run.steps_done % 100 == 0:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in run.objective.items()},
-                                refresh=False)
-            if stop.signum is not None:
-                run.save(checkpoint, spec.as_dict())
-                bar.close()
-                raise RunInterrupted(stop.signum, run.steps_done, checkpoint)
-            if run.steps_done % checkpoint_every == 0 and run.steps_done < run.total_steps:
-                size = run.save(checkpoint, spec.as_dict())
-        seconds = time.perf_counter() - started
-        size = run.save(checkpoint, spec.as_dict())
+    # from here a signal is only noted: the current step finishes and a checkpoint is written
+    stop.raising, stop.when = False, "training"
+    if stop.poll() is not None:   # a signal during the setup, noted by a worker
+        stop.path = checkpoint
+        bar.close()
+        stop.when = "setup"
+        stop.interrupt()
+    while run.steps_done < run.total_steps:
+        run.step()
+        bar.update(1)
+        if run.steps_done % 100 == 0:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in run.objective.items()},
+                            refresh=False)
+        if stop.poll() is not None:
+            run.save(checkpoint, spec.as_dict())
+            bar.close()
+            stop.step, stop.path = run.steps_done, checkpoint
+            stop.interrupt()
+        if run.steps_done % checkpoint_every == 0 and run.steps_done < run.total_steps:
+            size = run.save(checkpoint, spec.as_dict())
+    seconds = time.perf_counter() - started
+    size = run.save(checkpoint, spec.as_dict())
     bar.close()
+    # the final checkpoint is written: a signal now stops the evaluation at once
+    stop.step, stop.path, stop.when = run.steps_done, checkpoint, "evaluation"
+    stop.raising = True
+    if stop.poll() is not None:
+        stop.interrupt()
     history = run.finish()
+    stop.raising = False
     done = run.steps_done - first
     payload = {
         "spec": spec.as_dict(), "budget": budget, "rows": _rows(spec, history, budget),
@@ -454,9 +634,9 @@ def _train(run, spec, out, checkpoint_every, progress, budget) -> dict:
     return payload
 
 
-def _execute_in(spec, out, checkpoint_every, resume, budget):
+def _execute_in(spec, out, checkpoint_every, resume, budget, sweep_file=None):
     return execute(spec, Path(out) / spec.name, checkpoint_every=checkpoint_every,
-                   resume=resume, budget=budget)
+                   resume=resume, budget=budget, sweep_file=sweep_file)
 
 
 def sweep(family: str, models: list[str], estimators: list[str], seeds: list[int],
@@ -468,20 +648,39 @@ def sweep(family: str, models: list[str], estimators: list[str], seeds: list[int
 
 def run_specs(specs: list[RunSpec], out: str | Path, *, executor=None,
               workers: int | None = None, checkpoint_every: int = 1000, resume: bool = False,
-              progress: bool = False, budget: str | None = None) -> list[dict]:
+              progress: bool = False, budget: str | None = None,
+              parent_timeout: float = PARENT_TIMEOUT) -> list[dict]:
     """Each run in ``out/<spec.name>``, mapped over ``executor`` (a local pool by default).
 
     Results in the order of ``specs``. Runs on a cluster need ``out`` on a filesystem every
     worker sees; then a run whose worker was lost resumes from its checkpoint wherever it is
     submitted again (``resume=True``).
+
+    The sweep stops as one unit (see :func:`~minigrad.experiments.executor.map_runs`): on
+    SIGINT or SIGTERM every running run writes its checkpoint and stops, no other run
+    starts, and :class:`~minigrad.experiments.executor.SweepInterrupted` is raised. Runs
+    on another executor learn of it through :data:`SWEEP_FILE` in ``out``, which this
+    process rewrites every second; a run that has not seen it change for
+    ``parent_timeout`` seconds (this process was killed) stops at a checkpoint too.
     """
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two runs of the sweep have the same name (family, model, "
                          "estimator, seed): they would share a folder")
-    jobs = [(s, str(out), checkpoint_every, resume, budget) for s in specs]
-    return map_runs(_execute_in, jobs, executor=executor, workers=workers, progress=progress,
-                    desc="runs")
+    if not parent_timeout > 0:
+        raise ValueError(f"parent_timeout must be a positive number of seconds, "
+                         f"got {parent_timeout!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(out, (SWEEP_FILE,))
+    heartbeat = _Heartbeat(out, parent_timeout)
+    jobs = [(s, str(out), checkpoint_every, resume, budget, str(heartbeat.path))
+            for s in specs]
+    try:
+        return map_runs(_execute_in, jobs, executor=executor, workers=workers,
+                        progress=progress, desc="runs", on_stop=heartbeat.stop)
+    finally:
+        heartbeat.close()
 
 
 
@@ -517,8 +716,7 @@ def read_history(folder: str | Path) -> tuple[dict, bool]:
             record = json.load(f)
         return record, bool(record.get("complete", True))
     if (folder / HISTORY).exists():
-        with open(folder / HISTORY) as f:
-            return json.load(f), True
+        return read_json(folder / HISTORY, "run history"), True
     path = folder / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"{folder} has neither {HISTORY} nor {CHECKPOINT}: "
@@ -533,8 +731,8 @@ def load_run_results(folder: str | Path | None = None) -> list[dict]:
     folder = Path(folder) if folder is not None else runs_dir()
     payloads = []
     for path in sorted(folder.rglob(RESULTS)) if folder.is_dir() else []:
-        with open(path) as f:
-            payload = json.load(f)
+        payload = read_json(path, "results file", "delete it, or run that run again with "
+                            "--resume")
         if isinstance(payload, dict) and "spec" in payload and "rows" in payload:
             payloads.append(payload)
     return payloads

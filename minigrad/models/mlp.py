@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from minigrad import validate
 from minigrad.estimators.base import Neuron
 from minigrad.init import as_generator
 from minigrad.nn import Linear, Module
@@ -32,6 +33,8 @@ class MLPClassifier(Module):
         super().__init__()
         if len(sizes) < 2:
             raise ValueError(f"MLPClassifier needs at least input and output sizes, got {sizes}")
+        sizes = [validate.whole_number(n, f"sizes[{i}]", "MLPClassifier")
+                 for i, n in enumerate(sizes)]
         rng = as_generator(rng)
         self.sizes = list(sizes)
         self.layers = [Linear(a, b, rng, dtype=dtype) for a, b in zip(sizes[:-1], sizes[1:])]
@@ -52,6 +55,8 @@ class MLPClassifier(Module):
         :mod:`minigrad.experiments.classifier`). ``keep_hidden``, if a list, receives each
         hidden layer's output.
         """
+        validate.finite(x, "the input x", "MLPClassifier", "an inf or NaN pixel would turn "
+                        "the weights NaN: fix or drop those examples")
         h = x
         for layer, neuron in zip(self.layers[:-1], self.neurons):
             h = neuron(layer(h), rng=rng, stochastic=stochastic, sampled=sampled)

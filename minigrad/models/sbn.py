@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from minigrad import functions as F
+from minigrad import validate
 from minigrad.estimators.base import RelaxableObjective
 from minigrad.estimators.relaxed import logistic_sample
 from minigrad.init import as_generator, variance_scaling_normal
@@ -108,9 +109,19 @@ class SigmoidBeliefNet(Module):
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if n_layers < 1 or n_hidden < 1:
-            raise ValueError(f"need n_layers >= 1 and n_hidden >= 1, got {n_layers}, {n_hidden}")
-        mean = np.asarray(train_mean, dtype=np.float64).reshape(-1)
+        n_layers = validate.whole_number(n_layers, "n_layers", "SigmoidBeliefNet")
+        n_hidden = validate.whole_number(n_hidden, "n_hidden", "SigmoidBeliefNet")
+        if not isinstance(nonlinear, (bool, np.bool_)):
+            raise TypeError(f"SigmoidBeliefNet: nonlinear must be True or False, got "
+                            f"{nonlinear!r}")
+        mean = validate.finite(train_mean, "train_mean", "SigmoidBeliefNet",
+                               "it is the pixels' mean over the training set")
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if mean.size == 0 or not np.all((mean >= 0) & (mean <= 1)):
+            raise ValueError(f"SigmoidBeliefNet: train_mean must be the mean of binary pixels "
+                             f"(values in [0, 1], one per pixel); got {mean.size} values"
+                             + (f" from {mean.min():.4g} to {mean.max():.4g}" if mean.size
+                                else ""))
         if task == "structured" and mean.size % 2:
             raise ValueError(f"structured prediction splits the image in two halves; "
                              f"{mean.size} pixels is odd")
@@ -267,8 +278,19 @@ class SigmoidBeliefNet(Module):
         return LearningSignal(self, x, samples, layer, u, logits)
 
     # ------------------------------------------------------------------ bounds
+    def _binary(self, x, who: str) -> np.ndarray:
+        """Images of binary pixels: the likelihood is Bernoulli."""
+        x = validate.finite(x, "x", f"SigmoidBeliefNet.{who}")
+        if x.size and not (x.min() >= 0 and x.max() <= 1):
+            raise ValueError(f"SigmoidBeliefNet.{who}: x must hold binary pixels (0 or 1), "
+                             f"got values from {x.min():.4g} to {x.max():.4g}; images of "
+                             "0..255 need dividing by 255 and binarizing "
+                             "(minigrad.data.load_binarized_mnist does both)")
+        return x
+
     def elbo(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One-sample ELBO (structured: the objective) per example, no gradients."""
+        x = self._binary(x, "elbo")
         with no_grad():
             _, bs = self.sample_encoder(x, self.noise(rng, len(x)))
             return self.objective(x, bs).data.astype(np.float64)
@@ -284,7 +306,7 @@ class SigmoidBeliefNet(Module):
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        x = np.asarray(x)
+        x = self._binary(x, "iwae_bound")
         per = max(1, chunk_rows // k)
         out = np.empty(len(x))
         with no_grad():
