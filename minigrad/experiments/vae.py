@@ -33,7 +33,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad import functions as F
 from minigrad.data import minibatch_stream
 from minigrad.estimators import categorical as C
 from minigrad.estimators.base import surrogate
