@@ -108,6 +108,7 @@ UNBIASED = {
     "RLOO (k = 3)": (_rloo, EXACT),
     "VIMCO (k = 3)": (_vimco, EXACT_VIMCO),
     "IndeCateR": (_indecater, EXACT),
+    "ARSM": (lambda z, rng: C.arsm(z, loss, per_logit(z, rng)), EXACT),
     "REBAR (eta 1, tau 0.5)": (_rebar(), EXACT),
     "REBAR, coupled noise": (_rebar(coupled=True), EXACT),
     "REBAR (eta 0.6, tau 0.2)": (_rebar(C.RebarControl(eta=0.6, temperature=0.2)), EXACT),

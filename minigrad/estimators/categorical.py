@@ -20,6 +20,7 @@ Noise shapes:
 - :func:`rloo`, :func:`vimco`: ``u`` (k, batch, n), one uniform per sample and
   variable, sampled by the inverse CDF;
 - :func:`indecater`: ``u`` (batch, n), inverse CDF;
+- :func:`arsm`: ``u`` (batch, n, K), made a Dirichlet(1, ..., 1) per variable;
 - :func:`gumbel_softmax_categorical`, :func:`st_gumbel_softmax_categorical`: ``u``
   (batch, n, K), one per logit, made Gumbel;
 - :func:`rebar_categorical`, :func:`relax_categorical`: ``u`` and ``v``, both
@@ -43,7 +44,7 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 __all__ = [
     "categorical_sample", "gumbel_max_sample", "log_mean_exp", "conditional_gumbel",
-    "coupled_v", "rloo", "vimco", "indecater",
+    "coupled_v", "rloo", "vimco", "indecater", "arsm",
     "gumbel_softmax_categorical", "st_gumbel_softmax_categorical",
     "RebarControl", "RelaxControl", "rebar_categorical", "relax_categorical",
     "rebar_categorical_variance_gradient", "relax_categorical_variance_gradient",
@@ -245,6 +246,43 @@ def indecater(logits, f: Objective, u, control=None) -> np.ndarray:
             values[:, i, k] = _values(f, changed, "indecater")
     mean = (p * values).sum(axis=-1, keepdims=True)
     return (p * (values - mean)).astype(data.dtype)
+
+
+# ---------------------------------------------------------------------- ARSM
+def arsm(logits, f: Objective, u, control=None) -> np.ndarray:
+    """ARSM, augment-REINFORCE-swap-merge (Yin, Yue & Zhou 2019): antithetic, unbiased.
+
+    Augment: with ``pi ~ Dirichlet(1_K)`` per variable (``pi = e / sum e``,
+    ``e = -log u``), ``b = one_hot(argmin_k (log pi_k - logits_k))`` is a sample of
+    ``softmax(logits)``. Swap: ``pi^(m<->j)`` exchanges entries ``m`` and ``j`` of
+    every variable's ``pi``, giving the pseudo-sample ``b^(m<->j)``. Merge: with
+    ``F_mj = f(b^(m<->j))`` and ``F_bar_j = 1/K sum_m F_mj``::
+
+        g_ic = sum_j (F_cj - F_bar_j) (1/K - pi_ij)
+
+    The same swap is applied to all variables at once (the multivariate form), so
+    ``F`` is symmetric with ``F_jj = f(b)``: ``K (K - 1) / 2 + 1`` evaluations of
+    ``f`` whatever ``n``. ``u`` (batch, n, K).
+    """
+    data = _logits_array(logits, "arsm")
+    batch, n, classes = data.shape
+    u = _uniform(u, data.shape, "arsm", "uniform noise u",
+                 "one value per logit, rng.random(logits.shape)")
+    e = -np.log(u)
+    pi = e / e.sum(axis=-1, keepdims=True)                     # Dirichlet(1_K)
+    log_pi = np.log(pi)
+    eye = np.eye(classes, dtype=data.dtype)
+    values = np.empty((classes, classes, batch))               # F[m, j, example]
+    values[:] = _values(f, eye[np.argmin(log_pi - data, axis=-1)], "arsm")
+    for m in range(classes):
+        for j in range(m + 1, classes):
+            swapped = log_pi.copy()
+            swapped[..., [m, j]] = log_pi[..., [j, m]]
+            b = eye[np.argmin(swapped - data, axis=-1)]
+            values[m, j] = values[j, m] = _values(f, b, "arsm")
+    centred = values - values.mean(axis=0, keepdims=True)     # F_cj - F_bar_j
+    g = np.einsum("cjb,bij->bic", centred, 1.0 / classes - pi)
+    return g.astype(data.dtype)
 
 
 # ---------------------------------------------------------------------- relaxations

@@ -148,11 +148,16 @@ def _n_times_k(n, classes, k):
     return n * classes
 
 
+def _pairs_and_one(n, classes, k):
+    return classes * (classes - 1) // 2 + 1
+
+
 VAE_ESTIMATORS: list[VAEEstimator] = [
     VAEEstimator("REINFORCE", _reinforce, PER_VARIABLE, _one),
     VAEEstimator("RLOO", C.rloo, K_PER_VARIABLE, _k, samples=4),
     VAEEstimator("VIMCO", C.vimco, K_PER_VARIABLE, _k, samples=4, bound="k-sample"),
     VAEEstimator("IndeCateR", C.indecater, PER_VARIABLE, _n_times_k),
+    VAEEstimator("ARSM", C.arsm, PER_LOGIT, _pairs_and_one),
     VAEEstimator("Gumbel-softmax", C.gumbel_softmax_categorical, PER_LOGIT, _one,
                  decoder="relaxed", uses_temperature=True, unbiased=False),
     VAEEstimator("ST Gumbel-softmax", C.st_gumbel_softmax_categorical, PER_LOGIT, _one,
