@@ -283,6 +283,22 @@ def test_descending_the_variance_gradient_lowers_the_variance(which):
     assert after < 0.85 * before
 
 
+def test_rebar_stays_finite_for_extreme_float32_logits():
+    # p_k ~ exp(-250) underflows float32; the conditional Gumbel never divides by it
+    z = np.array([[[0.0, -200.0, 50.0], [30.0, -60.0, 0.0]]], dtype=np.float32)
+    rng = np.random.default_rng(10)
+    for _ in range(20):
+        u, v = rng.random(z.shape), rng.random(z.shape)
+        log_p = Tensor(z - np.log(np.exp(z.astype(np.float64)).sum(-1, keepdims=True))
+                       .astype(np.float32))
+        b = C.gumbel_max_sample(z, u)
+        assert np.all(np.isfinite(C.conditional_gumbel(log_p, b, v.astype(np.float32)).data))
+        control = C.RebarControl(dtype=np.float32)
+        g = C.rebar_categorical(z, lambda s: (s * Tensor(VALUES.astype(np.float32)))
+                                .sum(axis=(1, 2)) ** 2, u, v, control)
+        assert g.dtype == np.float32 and np.all(np.isfinite(g))
+
+
 # ---------------------------------------------------------------------- variance gradients
 def _central(fn, h):
     return (fn(h) - fn(-h)) / (2 * h)

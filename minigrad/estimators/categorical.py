@@ -330,13 +330,14 @@ def conditional_gumbel(log_p: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
 
         z~_b = -log(-log v_b)
         z~_k = -log(-log(v_k) / p_k - log v_b)          k != b
+             = log p_k - log(-log(v_k) - p_k log v_b)   (no 1 / p_k to overflow)
 
     A Tensor function of ``log_p``, so ``d c(z~) / d logits`` goes through it.
     """
     e = Tensor(-np.log(v))                            # exponential variables, > 0
     e_b = Tensor((-np.log(v) * b).sum(axis=-1, keepdims=True))
     top = -e_b.log()
-    others = -(e * (-log_p).exp() + e_b).log()
+    others = log_p - (e + e_b * log_p.exp()).log()
     hard = Tensor(b)
     return hard * top + (1.0 - hard) * others
 
