@@ -92,9 +92,9 @@ def reinforce_loss(model: GatedBlocks, x, y, cost: float, u: np.ndarray,
                    baseline: VarianceAdjustingBaseline) -> tuple[Tensor, np.ndarray]:
     """The batch's mean loss plus the REINFORCE surrogate of the gate logits.
 
-    The blocks and the classifier get the ordinary gradient of the loss at the sampled
-    gates; the gate logits get ``(b - p) (L_n - c)`` averaged over the batch, with ``c``
-    the variance-adjusting baseline, advanced with this batch before it is used.
+    The blocks and the classifier get the ordinary gradient of the loss at the
+    sampled gates; the gate logits get ``(b - p) (L_n - c)`` averaged over the batch,
+    ``c`` the variance-adjusting baseline, advanced with this batch before its use.
     """
     a = model.gate_logits(x)
     b = bernoulli_sample(a, u, "reinforce_loss")

@@ -60,19 +60,19 @@ class GatedBlocks(Module):
     def forward(self, x, gates) -> Tensor:
         """Class logits when block ``k`` of example ``n`` is multiplied by ``gates[n, k]``.
 
-        ``gates`` is (batch, blocks): 0/1 samples, a Tensor whose backward pass is a
+        ``gates`` (batch, blocks): 0/1 samples, a Tensor whose backward pass is a
         straight-through estimator, or all ones for the ungated network.
         """
         gates = gates if isinstance(gates, Tensor) else Tensor(np.asarray(gates))
-        n = gates.shape[0]
-        if gates.shape != (n, self.blocks):
-            raise ValueError(f"GatedBlocks: gates must have shape (batch, {self.blocks}), got "
-                             f"{gates.shape}")
+        n, k, width = gates.shape[0], self.blocks, self.width
+        if gates.shape != (n, k):
+            raise ValueError(f"GatedBlocks: gates must have shape (batch, {k}), "
+                             f"got {gates.shape}")
         h = tanh(self.hidden(x))
         if h.shape[0] != n:
             raise ValueError(f"GatedBlocks: {h.shape[0]} inputs but gates for {n}")
-        h = reshape(h, (n, self.blocks, self.width)) * reshape(gates, (n, self.blocks, 1))
-        return self.out(reshape(h, (n, self.blocks * self.width)))
+        h = reshape(h, (n, k, width)) * reshape(gates, (n, k, 1))
+        return self.out(reshape(h, (n, k * width)))
 
     def __repr__(self) -> str:
         return f"GatedBlocks(blocks={self.blocks}, width={self.width})"
