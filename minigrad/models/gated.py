@@ -58,7 +58,7 @@ class GatedBlocks(Module):
         return self.gate(x)
 
     def forward(self, x, gates) -> Tensor:
-        """Class logits when block ``k`` of example ``n`` is multiplied by ``gates[n, k]``.
+        """Class logits, block ``k`` of example ``n`` multiplied by ``gates[n, k]``.
 
         ``gates`` (batch, blocks): 0/1 samples, a Tensor whose backward pass is a
         straight-through estimator, or all ones for the ungated network.
