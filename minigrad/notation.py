@@ -123,9 +123,13 @@ def check_text(text: str, notation: Notation, where: str = "") -> list[str]:
                 patterns = (
                     # "the logits $z$": the keyword right before the symbol
                     _keyword(row.keyword) + _GAP + sym,
-                    # "$z$, the logits" / "$\eta$ is the learning rate"
-                    sym + r"(?:,\s*|\s+(?:is|are|denotes)\s+)(?:the\s+|a\s+|an\s+|its\s+)?"
+                    # "$\eta$ is the learning rate"
+                    sym + r"\s+(?:is|are|denotes)\s+(?:the\s+|a\s+|an\s+|its\s+)?"
                     + _keyword(row.keyword),
+                    # "$z$, the logits." / "$\ell$ the logits of": an apposition, not a
+                    # list ("$\eta$, the temperature and ..." names two things)
+                    sym + r"(?:,\s*|\s+)(?:the|a|an|its)\s+" + _keyword(row.keyword)
+                    + r"(?=\s*(?:[,.;:)]|of\b|$))",
                 )
                 for pattern in patterns:
                     for m in re.finditer(pattern, text):
