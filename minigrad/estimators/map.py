@@ -14,6 +14,7 @@ its problem), so that a change of the table's fields touches only them.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -82,15 +83,13 @@ EDGES: list[tuple[str, str, str]] = [
     ("REINFORCE, constant baseline", "adds a baseline", "REINFORCE leave-one-out, 2 samples"),
     ("REINFORCE, constant baseline", "adds a baseline",
      "NVIL (constant baseline, no normalisation)"),
-    ("REINFORCE, constant baseline", "control variate from a Taylor expansion",
-     "SimpleMuProp"),
+    ("REINFORCE", "control variate from a Taylor expansion", "SimpleMuProp"),
     ("SimpleMuProp", "control variate from a Taylor expansion", "MuProp"),
     ("MuProp", "relaxed control variate", "REBAR"),
     ("Concrete, temperature 0.5", "relaxed control variate", "REBAR"),
     ("REBAR", "relaxes the sample", "REBAR, Concrete relaxation"),
     ("REBAR", "tunes / learns the control variate", "dynamic REBAR (eta 0.7, temperature 0.3)"),
-    ("dynamic REBAR (eta 0.7, temperature 0.3)", "tunes / learns the control variate",
-     "RELAX"),
+    ("REBAR", "tunes / learns the control variate", "RELAX"),
     ("REINFORCE", "antithetic samples", "ARM"),
     ("ARM", "Rao-Blackwellises", "DisARM"),
     ("REINFORCE", "categorical version", "REINFORCE, categorical"),
@@ -169,7 +168,9 @@ def _layout(nodes: list[MapNode], edges) -> dict[str, tuple[float, float]]:
     return position
 
 
-def _wrap(name: str, width: int = 22) -> str:
+def _label(name: str, width: int = 13) -> str:
+    """The name without its parenthetical details, wrapped to lines of ``width``."""
+    name = re.sub(r"\s*\([^)]*\)", "", name).strip()
     words, lines, line = name.split(), [], ""
     for word in words:
         if line and len(line) + 1 + len(word) > width:
@@ -212,14 +213,14 @@ def plot_estimator_map(catalogue=None, edges=EDGES, ax=None):
     depth = max(x for x, _ in position.values()) + 1
     height = -min(y for _, y in position.values()) + 1
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.9 * depth + 1.2, 0.62 * height + 1.3))
+        _, ax = plt.subplots(figsize=(2.3 * depth + 1.4, 0.8 * height + 1.6))
     boxes = {}
     for node in nodes:
         colour = "#dbe9f6" if node.unbiased else "#fde3c8"
         boxes[node.name] = ax.text(
-            *position[node.name], _wrap(node.name), ha="center", va="center", fontsize=9,
+            *position[node.name], _label(node.name), ha="center", va="center", fontsize=10.5,
             zorder=3, bbox=dict(boxstyle="round,pad=0.35", fc=colour, ec="0.4"))
-    ax.set_xlim(-2.2, depth - 0.4)
+    ax.set_xlim(-1.5, depth - 0.4)
     ax.set_ylim(-height + 0.4, 0.6)
     half = _half_sizes(ax, boxes)
     for source, relation, target in edges:
@@ -232,15 +233,16 @@ def plot_estimator_map(catalogue=None, edges=EDGES, ax=None):
     for node in nodes:
         families.setdefault(node.family, []).append(position[node.name][1])
     for family, ys in families.items():
-        ax.text(-0.75, float(np.mean(ys)), family, ha="right", va="center", fontsize=9.5,
+        ax.text(-0.6, float(np.mean(ys)), family, ha="right", va="center", fontsize=11,
                 style="italic")
     used = list(dict.fromkeys(relation for _, relation, _ in edges))
     handles = [Line2D([], [], color=RELATIONS[r], lw=2, label=r) for r in used]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3,
-              fontsize=8.5, title="arrow: the estimator at the head is the one at the tail "
-              "that ...", title_fontsize=8.5)
+              fontsize=11, title="an arrow points to the estimator made from its tail by ...",
+              title_fontsize=11)
     ax.axis("off")
-    ax.set_title("The estimators and how they relate (blue: unbiased, orange: biased)")
+    ax.set_title("The estimators and how they relate (blue: unbiased, orange: biased)",
+                 fontsize=13)
     return ax
 
 
