@@ -40,10 +40,10 @@ def test_the_section_covers_every_chapter_of_the_toc(heading):
 
 def test_the_map_gives_each_chapter_its_prerequisites_and_times():
     rows = [line for line in _section("Map of the book").splitlines()
-            if line.startswith("| {doc}")]
+            if re.match(r"\|[^|]*\| \{doc\}", line)]
     assert len(rows) == len(_chapters())
     for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
+        number, *cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 5 and all(cells), f"an empty cell in {row!r}"
 
 
