@@ -10,6 +10,7 @@
 - :mod:`~minigrad.estimators.antithetic`: ARM and DisARM;
 - :mod:`~minigrad.estimators.black_box`: evolution strategies for a loss with no gradient;
 - :mod:`~minigrad.estimators.catalogue`: every estimator in one table, measured on one problem;
+- :mod:`~minigrad.estimators.map`: how the estimators relate (the map) and which to use when;
 - :mod:`~minigrad.estimators.exact`: the exact expectation and gradient by enumeration;
 - :mod:`~minigrad.estimators.diagnostics`: bias z-scores, variance, EMA log-variance;
 - :mod:`~minigrad.estimators.checks`: the argument checks they share.
