@@ -123,6 +123,11 @@ def prepare_student_sources(root: Path, executed: Path, dest: Path) -> list[Path
     for bib in config.get("bibtex_bibfiles", []):
         (dest / bib).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / bib, dest / bib)
+    # Static files (the stylesheet, figures that Markdown pages show) go along unchanged.
+    static = config.get("sphinx", {}).get("config", {}).get("html_static_path", [])
+    for folder in static:
+        if (root / folder).is_dir():
+            shutil.copytree(root / folder, dest / folder)
     written = []
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
     for name in _toc_files(toc):

@@ -70,6 +70,9 @@ def test_student_sources_from_executed_notebooks(tmp_path):
     assert written and all("{solution" not in p.read_text(encoding="utf8") for p in written)
     config = (tmp_path / "src" / "_config.yml").read_text(encoding="utf8")
     assert "student edition" in config and "execute_notebooks: 'off'" in config
+    # the intro's figure and the book's stylesheet come along
+    assert (tmp_path / "src" / "book" / "_static" / "estimator_map.svg").exists()
+    assert (tmp_path / "src" / "book" / "_static" / "book.css").exists()
     (executed / "book" / NOTEBOOKS[0].name).unlink()
     with pytest.raises(FileNotFoundError, match="make book"):
         prepare_student_sources(ROOT, executed, tmp_path / "src2")
