@@ -31,7 +31,8 @@ __all__ = ["SelfCheckFailed", "check_gradient", "check_estimator", "check_functi
            "check_div_backward", "check_hvp", "check_mean_loss_lr", "check_one_unit_gradient",
            "check_best_baselines", "check_undecided_fraction", "check_rounding_variance",
            "check_half_width", "check_arm_variances", "check_two_class_gradient",
-           "check_antithetic_es", "check_ordinal_ranks"]
+           "check_antithetic_es", "check_ordinal_ranks", "check_concrete_bias",
+           "check_rebar_control_variate", "check_rebar_sign"]
 
 
 class SelfCheckFailed(AssertionError):
@@ -703,3 +704,135 @@ def check_ordinal_ranks(fn: Callable) -> None:
         hint="ranks along the last axis (the draws), scaled by 1 / (n - 1) and shifted by "
              "-0.5, with ties broken by a stable sort?",
         check="check_ordinal_ranks", what="it gives the ordinal ranks")
+
+
+def check_concrete_bias(fn: Callable) -> None:
+    """Chapter 6: ``fn(temperature) -> bias``, the bias of the Concrete estimate for the
+    chapter's one unit (logit 0.3, ``f(0) = -3``, ``f(1) = 2``): the mean of
+    ``sbn_estimators.concrete`` over the logistic noise minus the exact gradient, computed
+    by quadrature on a midpoint grid of ``u`` (exact to about 1e-6)."""
+    from minigrad.estimators.sbn_estimators import concrete
+    logit, f0, f1 = 0.3, -3.0, 2.0
+    p = float(_sigmoid(logit))
+    exact = p * (1 - p) * (f1 - f0)
+    grid = ((np.arange(200_000) + 0.5) / 200_000)[:, None]
+    logits = Tensor(np.full(grid.shape, logit))
+
+    @functools.lru_cache(maxsize=None)
+    def mean(temperature):
+        g = concrete(logits, lambda b: b.sum(axis=1) * (f1 - f0) + f0, grid, temperature)
+        return float(g.data.mean())
+
+    cases = [(t,) for t in (2.0, 1.0, 0.5, 0.25, 0.1)]
+    check_function(
+        fn, lambda t: mean(t) - exact, cases, labels=[f"temperature {t}" for (t,) in cases],
+        noun="bias", rtol=1e-3, atol=2e-4,
+        mistakes=[("the mean of the relaxed estimate, not its difference from the exact "
+                   "gradient p (1 - p) (f(1) - f(0))", lambda t: mean(t))],
+        hint="random draws of u leave noise of about std / sqrt(n) in each value: average "
+             "over a midpoint grid of u, (k + 1/2) / N, instead",
+        check="check_concrete_bias", what="its bias matches quadrature over the noise")
+
+
+def _rebar_terms(logits: Tensor, f: Callable, u: np.ndarray, v: np.ndarray,
+                 temperature: float = 0.5):
+    """REBAR's four terms for Bernoulli units and the control variate
+    ``c(z) = f(sigmoid(z / temperature))``: ``f(b)(b - p)``, ``c(z~)(b - p)``,
+    ``c(z)(b - p)``, ``d c(z) / d a`` and ``d c(z~) / d a`` (REBAR is 1 - 2 + 4 - 5)."""
+    from minigrad import functions as F
+    from minigrad.estimators.relaxed import (conditional_logistic_sample, hard_sample,
+                                             logistic_sample)
+    from minigrad.tensor import grad
+    x = Tensor(np.asarray(logits.data, dtype=np.float64), requires_grad=True)
+    b = hard_sample(x, u)
+    score = b - _sigmoid(x.data)
+    f_b = np.asarray(f(Tensor(b)).data)[:, None]
+    c_z = f(F.sigmoid(logistic_sample(x, u) * (1.0 / temperature)))
+    c_tilde = f(F.sigmoid(conditional_logistic_sample(x, b, v) * (1.0 / temperature)))
+    (d_z,) = grad(c_z.sum(), x)
+    (d_tilde,) = grad(c_tilde.sum(), x)
+    return (f_b * score, c_tilde.data[:, None] * score, c_z.data[:, None] * score,
+            d_z.data, d_tilde.data)
+
+
+def _rebar_cases():
+    from minigrad.estimators.catalogue import BERNOULLI
+    cases = []
+    for seed in (0, 1, 2):
+        rng = np.random.default_rng(seed)
+        logits = Tensor(np.tile(BERNOULLI.logits, (2, 1)) + rng.normal(0, 0.5, (6, 3)))
+        cases.append((logits, BERNOULLI.f, rng.random((6, 3)), rng.random((6, 3))))
+    return cases
+
+
+def check_rebar_control_variate(fn: Callable) -> None:
+    """Chapter 7: ``fn(logits, f, u, v) -> g``, REBAR for Bernoulli units with ``eta = 1``
+    and the Concrete relaxation at temperature 0.5: first term by term against the library's
+    pieces (which mistake, if any), then the oracle: unbiased against enumeration."""
+    def term(*which):
+        def combine(logits, f, u, v):
+            parts = _rebar_terms(logits, f, u, v)
+            return sum(sign * parts[k] for k, sign in which)
+        return combine
+
+    cases = _rebar_cases()
+    check_function(
+        fn, term((0, 1), (1, -1), (3, 1), (4, -1)), cases,
+        labels=[f"random logits and noise {k}" for k in range(len(cases))],
+        noun="estimate", rtol=1e-5, atol=1e-7,
+        mistakes=[
+            ("plain REINFORCE f(b)(b - p): the control variate and its correction are "
+             "missing", term((0, 1))),
+            ("missing the reparameterised term + d c(z) / d a, which adds back the control "
+             "variate's mean", term((0, 1), (1, -1), (4, -1))),
+            ("missing the term - d c(z~) / d a", term((0, 1), (1, -1), (3, 1))),
+            ("using c(z) in the score term where c(z~) belongs: a control variate that "
+             "depends on b through z is a baseline that peeks at the sample",
+             term((0, 1), (2, -1), (3, 1), (4, -1))),
+            ("the control variate with the wrong sign (eta = -1): still unbiased, but it "
+             "adds variance instead of removing it", term((0, 1), (1, 1), (3, -1), (4, 1))),
+        ],
+        hint="c(z) = f(sigmoid(z / 0.5)) with z = a + log u - log(1 - u), z~ from "
+             "conditional_logistic_sample(a, b, v), both differentiated in a",
+        check="check_rebar_control_variate", what="it is REBAR, term by term")
+    rng = np.random.default_rng(7)
+
+    def with_fresh_v(logits, f, u):
+        return fn(logits, f, u, rng.random(logits.shape))
+
+    with_fresh_v.__name__ = _name(fn)
+    check_estimator(with_fresh_v)
+
+
+def check_rebar_sign(fn: Callable, samples: int = 20_000) -> None:
+    """Chapter 7: ``fn(logits, f, u, v) -> g``, a REBAR estimator that is unbiased *and*
+    reduces variance: its mean variance on the catalogue's Bernoulli problem must be below
+    REINFORCE's (without a baseline). A control variate with the wrong sign passes the
+    z-test and fails here."""
+    from minigrad.estimators.catalogue import BERNOULLI
+    from minigrad.estimators.score_function import reinforce
+    name = _name(fn)
+    logits = Tensor(np.tile(BERNOULLI.logits, (samples, 1)))
+    rng = np.random.default_rng(11)
+    u, v = rng.random(logits.shape), rng.random(logits.shape)
+
+    def estimator(a, f, noise):
+        return fn(a, f, noise, v)
+
+    estimator.__name__ = name
+    check_estimator(estimator, samples=samples)
+    try:
+        mine = _array(fn(logits, BERNOULLI.f, u, v), f"{name}'s estimate")
+    except Exception as e:
+        raise SelfCheckFailed(f"{name} could not run: {type(e).__name__}: {e}") from e
+    plain = reinforce(logits, BERNOULLI.f, u).data
+    ratio = float(mine.var(axis=0).mean() / plain.var(axis=0).mean())
+    if ratio >= 1:
+        raise SelfCheckFailed(
+            f"{name} is unbiased (the z-test above passed), but its variance is "
+            f"{ratio:.2f} times that of plain REINFORCE on the same noise: the control "
+            f"variate adds noise instead of removing it. A control variate of the wrong "
+            f"sign keeps the mean (every eta does) and adds to the noise it should cancel; "
+            f"only the variance can show it. Check the sign of each REBAR term.")
+    print(f"check_rebar_sign: {name} passes: unbiased, and its variance is {ratio:.2f} "
+          f"times plain REINFORCE's")

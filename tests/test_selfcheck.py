@@ -223,7 +223,35 @@ def ordinal_ranks(f):
     return ranks / (f.shape[-1] - 1) - 0.5
 
 
+def relaxed_bias(temperature, logit=0.3, f0=-3.0, f1=2.0, subtract=True):
+    """Chapter 6's Concrete bias by hand: f is linear, so the relaxed gradient is
+    (f1 - f0) E[s (1 - s) / t] with s = sigmoid((a + logit(u)) / t), u on a midpoint grid."""
+    u = (np.arange(400_000) + 0.5) / 400_000
+    s = _sigmoid((logit + np.log(u) - np.log1p(-u)) / temperature)
+    p = _sigmoid(logit)
+    exact = p * (1 - p) * (f1 - f0)
+    return (f1 - f0) * np.mean(s * (1 - s) / temperature) - (exact if subtract else 0.0)
+
+
+def rebar_concrete(logits, f, u, v, eta=1.0):
+    from minigrad.estimators.relaxed import concrete_relaxation, rebar
+    return rebar(logits, f, u, v, eta=eta, relaxation=concrete_relaxation)
+
+
+def reinforce_only(logits, f, u, v):
+    from minigrad.estimators.score_function import reinforce
+    return reinforce(logits, f, u)
+
+
 EXERCISE_CHECKS = {
+    "concrete_bias": (sc.check_concrete_bias, relaxed_bias, [
+        (lambda t: relaxed_bias(t, subtract=False), "not its difference from the exact"),
+        (lambda t: -relaxed_bias(t), "the sign is flipped"),
+    ]),
+    "rebar": (sc.check_rebar_control_variate, rebar_concrete, [
+        (reinforce_only, "plain REINFORCE"),
+        (lambda a, f, u, v: rebar_concrete(a, f, u, v, eta=-1.0), "the wrong sign"),
+    ]),
     "div": (sc.check_div_backward, div_backward, [
         (lambda a, b, g: (g / b, -g * a / b ** 2), "sum it over the axes that broadcasting"),
         (lambda a, b, g: (g / b, unbroadcast(-g * a / b, b.shape)), "the square of b is missing"),
@@ -346,3 +374,18 @@ def test_a_string_answer_is_refused_not_converted(answer):
     with pytest.raises(sc.SelfCheckFailed, match="not a number or an array of numbers"):
         sc.check_function(lambda x: answer, lambda x: np.full(np.shape(answer), 0.5), [(1,)])
     sc.check_function(lambda x: [1, 0.5], lambda x: np.array([1, 0.5]), [(1,)])
+
+
+def test_the_rebar_sign_check_sees_through_the_variance(capsys):
+    sc.check_rebar_sign(rebar_concrete)
+    assert "check_rebar_sign: rebar_concrete passes" in capsys.readouterr().out
+
+    def flipped(logits, f, u, v):
+        return rebar_concrete(logits, f, u, v, eta=-1.0)
+
+    with pytest.raises(SelfCheckFailed, match="unbiased .the z-test above passed.") as info:
+        sc.check_rebar_sign(flipped)
+    assert "the control variate adds noise" in str(info.value)
+    # and a biased answer fails the z-test first
+    with pytest.raises(SelfCheckFailed, match="is biased"):
+        sc.check_rebar_sign(lambda logits, f, u, v: rebar_concrete(logits, f, u, v) + 0.1)

@@ -11,6 +11,8 @@
 - :mod:`~minigrad.estimators.black_box`: evolution strategies for a loss with no gradient;
 - :mod:`~minigrad.estimators.relaxed`: Concrete, REBAR, RELAX;
 - :mod:`~minigrad.estimators.catalogue`: the contract and the one spec table, measured;
+- :mod:`~minigrad.estimators.map`: how the estimators relate (the map) and which to use when;
+- :mod:`~minigrad.estimators.categorical`: RLOO, VIMCO, IndeCateR, ARSM, categorical REBAR/RELAX;
 - :mod:`~minigrad.estimators.exact`: the exact expectation and gradient by enumeration;
 - :mod:`~minigrad.estimators.diagnostics`: bias z-scores, variance, EMA log-variance;
 - :mod:`~minigrad.estimators.checks`: the argument checks they share.
