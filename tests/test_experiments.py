@@ -193,3 +193,19 @@ def test_read_recorded_fails_loudly(tmp_path, monkeypatch):
     (folder / "b.json").write_text(json.dumps(run))
     assert read_recorded("table1/b.json") == run
     assert recorded_names("table1/*.json") == ["table1/a.json", "table1/b.json"]
+
+
+def test_history_rows_carry_their_steps_and_the_references():
+    from minigrad.experiments import History, history_rows
+
+    h = History("a", 0, train_steps=[100, 200], val_epochs=[1, 2], val_accuracy=[0.5, 0.6])
+    rows = history_rows("e", {"a": [h], "b": [History("b", 1, train_steps=[100],
+                                                     val_accuracy=[0.4])]},
+                        reference={"a": 0.7}, reference_steps={"a": 3_000},
+                        explanations={"a": "why"})
+    a, b = rows
+    assert (a["steps"], a["reference"], a["reference_steps"], a["explanation"]) == \
+        (200, 0.7, 3_000, "why")
+    assert b["steps"] == 100 and b["reference"] is None and "reference_steps" not in b
+    (default,) = history_rows("e", {"a": [h]}, reference={"a": 0.7})
+    assert default["reference_steps"] == 20_000            # the seeds' 20 x 1,000
