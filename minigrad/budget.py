@@ -4,9 +4,18 @@ A third budget, ``paper``, is known to the command line only (``python -m minigr
 the SBN papers' 2,000,000 steps per run. The book refuses to build at it: :data:`BUDGETS`
 are the budgets the book builds at, :data:`CLI_BUDGETS` the ones the command line knows.
 
-``full`` runs every experiment at the scale of the seeds, so the book shows real
-reproductions. ``smoke`` runs the same code paths, small enough that every chapter executes
-in about a minute (the test suite uses it).
+``full`` is what fits in one hour of building the whole book on two cores. It runs the
+binary, n-ary and one-hot neuron experiments of seeds 000 and 001 at the seeds' own scale
+(20 epochs of 1,000 steps, three seeds). It runs the others shorter than their published
+runs: evolution strategies (seed 003) for 20 of the assignment's 50 epochs (8,600 of 21,500
+steps), the sigmoid belief networks for 30,000 steps (score-function estimators), 2,084
+(REBAR, dynamic REBAR, RELAX) or 20,000 (ARM, DisARM) against the papers' 2,000,000. Longer
+runs are *recorded*: made with ``python -m minigrad.run``, kept in ``book/recorded/`` with
+their command and commit, and drawn by the chapters (evolution strategies for 50 epochs;
+REBAR's Table 1 cells for 100,032 steps; REBAR on the nonlinear model for 500,240). Every
+published number is compared with ours only at the same step or epoch. ``smoke`` runs the
+same code paths, small enough that every chapter executes in about a minute (the test suite
+uses it); its numbers are not reproductions.
 
 The book's execution cache is keyed on the notebooks' code only, so ``make book`` keeps one
 cache per budget: it runs this file as a script, first to check the budget (before anything

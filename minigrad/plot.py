@@ -117,20 +117,21 @@ def bias_variance_bars(labels: Sequence[str], bias: np.ndarray, std: np.ndarray,
 def reproduction_figure(payload: Mapping, title: str | None = None):
     """Our numbers beside the published ones, for one chapter's results file.
 
-    Every recorded row with a reference is one line of a dot plot: our mean over seeds (a
-    dot, with a bar from the lowest to the highest seed) and the published number (a
-    cross). One panel per metric, since accuracies and ELBOs do not share an axis. Returns
-    the figure, or None when no row has a reference.
+    Every recorded row whose reference was measured at the same point of training (the
+    same ``steps``) is one line of a dot plot: our mean over seeds (a dot, with a bar from
+    the lowest to the highest seed) and the published number (a cross). One panel per
+    metric, since accuracies and ELBOs do not share an axis. Returns the figure, or None
+    when no row has such a reference.
     """
     use_style()
+    same_point = [r for r in payload["rows"] if r.get("reference") is not None
+                  and r.get("steps") is not None and r.get("steps") == r.get("reference_steps")]
     groups: dict = {}
-    for row in payload["rows"]:
-        if row.get("reference") is None:
-            continue
+    for row in same_point:
         key = (row["metric"], f"{row['experiment']}: {row['config']}")
         groups.setdefault(key, []).append(float(row["value"]))
     refs = {(r["metric"], f"{r['experiment']}: {r['config']}"): float(r["reference"])
-            for r in payload["rows"] if r.get("reference") is not None}
+            for r in same_point}
     metrics = list(dict.fromkeys(metric for metric, _ in groups))
     if not metrics:
         return None

@@ -331,3 +331,31 @@ def test_train_lenet_records_a_history():
     assert 0 <= history.test_accuracy <= 1 and len(history.epoch_seconds) == 2
     _, again = train_lenet(config, split, split, split, seed=0)
     assert again.val_accuracy == history.val_accuracy          # seeded, so reproducible
+
+
+def test_lenet_history_records_per_class_accuracy_and_predicted_share():
+    from minigrad.experiments import lenet_class_accuracy, lenet_rows
+
+    x, y = _fixed_batch(256)
+    split = Split(x, y)
+    config = LeNetConfig("tiny", epochs=2, max_steps_per_epoch=2, max_eval=64, n=10)
+    model, history = train_lenet(config, split, split, split, seed=0)
+    assert len(history.val_class_accuracy) == len(history.val_predicted_share) == 2
+    overall, per_class, share = lenet_class_accuracy(model, x[:64], y[:64])
+    labels = y[:64].argmax(1)
+    counts = np.bincount(labels, minlength=10)
+    present = counts > 0
+    # the per-class accuracies, weighted by the classes' sizes, give the accuracy back
+    assert np.isclose(np.sum(per_class[present] * counts[present]) / 64, overall)
+    assert np.isclose(share.sum(), 1.0) and overall == history.val_accuracy[-1]
+    assert history.val_class_accuracy[-1] == [float(a) for a in per_class]
+    # rows: each reference is the curve's number at the row's own epoch, in steps
+    rows = lenet_rows("es", {"tiny": [history]}, reference_curve=[0.5, 0.6],
+                      reference_test=(50, 0.9), reference_steps_per_epoch=430)
+    by_metric = {r["metric"]: r for r in rows}
+    first = by_metric["validation accuracy after epoch 1"]
+    last = by_metric["validation accuracy after epoch 2"]
+    test = by_metric["test accuracy after epoch 2"]
+    assert (first["steps"], first["reference"], first["reference_steps"]) == (2, 0.5, 430)
+    assert (last["steps"], last["reference"], last["reference_steps"]) == (4, 0.6, 860)
+    assert (test["reference"], test["reference_steps"]) == (0.9, 50 * 430)

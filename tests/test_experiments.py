@@ -115,3 +115,97 @@ def test_a_sweep_with_models_equals_a_loop_and_brings_the_models_back(monkeypatc
     assert [h.seed for h in mixed["REINFORCE"]] == [1, 0]
     assert mixed["REINFORCE"][0].val_accuracy == results["REINFORCE"][1].val_accuracy
     assert len(mixed_models["annealed"]) == 1
+
+
+# ------------------------------------------------------------------ like for like
+def _row(value, steps, reference=None, reference_steps=None, seed=0, **extra):
+    row = {"experiment": "e", "config": "c", "seed": seed, "metric": "final validation accuracy",
+           "value": value, "steps": steps, **extra}
+    if reference is not None:
+        row.update(reference=reference, reference_steps=reference_steps)
+    return row
+
+
+def test_a_row_with_a_reference_must_say_where_both_were_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_RESULTS", str(tmp_path))
+    row = {"experiment": "e", "config": "c", "seed": 0, "metric": "m", "value": 0.5,
+           "reference": 0.6, "steps": 100}
+    with pytest.raises(ValueError, match="'reference_steps'.*same point of training"):
+        record_results("chapter", [row])
+    with pytest.raises(ValueError, match="'steps'"):
+        record_results("chapter", [{**row, "steps": None, "reference_steps": 100}])
+    record_results("chapter", [{**row, "reference_steps": 100}])       # now complete
+
+
+def test_comparisons_compare_only_at_the_same_point_of_training():
+    from minigrad.experiments import comparisons
+
+    rows = [_row(0.955, 20_000, 0.96, 20_000, seed=s) for s in range(2)]
+    rows += [_row(0.80, 8_600, 0.98, 21_500)]
+    rows[-1]["metric"] = "test accuracy"
+    groups = {c.metric: c for c in comparisons([{"chapter": "x", "rows": rows}])}
+    same, other = groups["final validation accuracy"], groups["test accuracy"]
+    assert same.like_for_like and same.within and same.bar == 0.01
+    assert abs(same.gap - (-0.005)) < 1e-12
+    assert not other.like_for_like and not other.within     # a far gap, but not compared
+
+
+def test_an_exception_outside_the_bar_needs_a_reason_from_the_data():
+    from minigrad.experiments import comparisons
+
+    far = [_row(v, 20_000, 0.90, 20_000, seed=s) for s, v in enumerate((0.93, 0.95))]
+    (c,) = comparisons([{"chapter": "x", "rows": far}])
+    assert c.like_for_like and not c.within and c.reason() is None
+    inside = [_row(v, 20_000, 0.90, 20_000, seed=s) for s, v in enumerate((0.86, 0.99))]
+    (c,) = comparisons([{"chapter": "x", "rows": inside}])
+    assert not c.within and "within the range of our 2 seeds" in c.reason()
+    told = [{**r, "explanation": "the seed's run diverged"} for r in far]
+    (c,) = comparisons([{"chapter": "x", "rows": told}])
+    assert c.reason() == "the seed's run diverged"
+    mixed = far[:1] + [_row(0.93, 20_000, 0.91, 20_000, seed=1)]
+    with pytest.raises(ValueError, match="disagree on the reference"):
+        comparisons([{"chapter": "x", "rows": mixed}])
+
+
+def test_an_elbo_has_a_bar_of_two_nats():
+    from minigrad.experiments import comparisons
+
+    rows = [_row(-101.0, 100_032, -102.5, 100_032)]
+    rows[0]["metric"] = "training ELBO"
+    (c,) = comparisons([{"chapter": "x", "rows": rows}])
+    assert c.bar == 2.0 and c.within
+
+
+def test_read_recorded_fails_loudly(tmp_path, monkeypatch):
+    from minigrad.experiments import read_recorded, recorded_names
+
+    (tmp_path / "_toc.yml").write_text("")
+    folder = tmp_path / "book" / "recorded" / "table1"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="recorded run .*missing.*record.py"):
+        read_recorded("nothing.json")
+    (folder / "a.json").write_text(json.dumps({"command": "c", "history": {}}))
+    with pytest.raises(ValueError, match=r"lacks \['commit', 'complete'\]"):
+        read_recorded("table1/a.json")
+    run = {"command": "c", "commit": "abc", "complete": False, "history": {"steps": [1]},
+           "results": None}
+    (folder / "b.json").write_text(json.dumps(run))
+    assert read_recorded("table1/b.json") == run
+    assert recorded_names("table1/*.json") == ["table1/a.json", "table1/b.json"]
+
+
+def test_history_rows_carry_their_steps_and_the_references():
+    from minigrad.experiments import History, history_rows
+
+    h = History("a", 0, train_steps=[100, 200], val_epochs=[1, 2], val_accuracy=[0.5, 0.6])
+    rows = history_rows("e", {"a": [h], "b": [History("b", 1, train_steps=[100],
+                                                     val_accuracy=[0.4])]},
+                        reference={"a": 0.7}, reference_steps={"a": 3_000},
+                        explanations={"a": "why"})
+    a, b = rows
+    assert (a["steps"], a["reference"], a["reference_steps"], a["explanation"]) == \
+        (200, 0.7, 3_000, "why")
+    assert b["steps"] == 100 and b["reference"] is None and "reference_steps" not in b
+    (default,) = history_rows("e", {"a": [h]}, reference={"a": 0.7})
+    assert default["reference_steps"] == 20_000            # the seeds' 20 x 1,000

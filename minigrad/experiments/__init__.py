@@ -15,9 +15,11 @@ from .classifier import (ClassifierConfig, ClassifierRun, History, accuracy, his
                          run_runs_with_models, run_sweep, run_sweep_with_models, seed_loss,
                          step_loss, summarize, summary_table, train_classifier)
 from .executor import default_workers, map_runs
-from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy, lenet_rows,
+from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy,
+                    lenet_class_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
-from .results import load_results, record_results, repo_root, results_dir, results_path
+from .results import (Comparison, comparisons, load_results, read_recorded, record_results,
+                      recorded_names, reference_row, repo_root, results_dir, results_path)
 from .runs import RunInterrupted, RunSpec, execute, load_run_results, run_specs, runs_dir, sweep
 from .sbn import SBNConfig, SBNHistory, SBNRun, run_sbn_comparison, time_sbn_steps, train_sbn
 
@@ -26,7 +28,9 @@ __all__ = [
     "run_sweep", "run_sweep_with_models", "seed_loss",
     "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
-    "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_rows", "lenet_step",
+    "Comparison", "comparisons", "read_recorded", "recorded_names", "reference_row",
+    "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_class_accuracy",
+    "lenet_rows", "lenet_step",
     "run_lenet_runs", "run_lenet_sweep", "train_lenet",
     "SBNConfig", "SBNHistory", "SBNRun", "run_sbn_comparison", "time_sbn_steps", "train_sbn",
     "CheckpointError", "ClassifierRun", "LeNetRun", "RunInterrupted", "RunSpec", "execute",

@@ -284,13 +284,29 @@ def summary_table(results: dict[str, list[History]], reference: dict[str, float]
 
 
 def history_rows(experiment: str, results: dict[str, list[History]],
-                 reference: dict[str, float] | None = None) -> list[dict]:
-    """Rows for :func:`record_results`: the final validation accuracy of every run."""
-    reference = reference or {}
+                 reference: dict[str, float] | None = None,
+                 reference_steps: int | dict[str, int] = 20_000,
+                 explanations: dict[str, str] | None = None) -> list[dict]:
+    """Rows for :func:`record_results`: the final validation accuracy of every run.
+
+    ``reference`` maps a label to the seed post's number, measured after ``reference_steps``
+    training steps (the seeds' 20 x 1,000; a dict gives them per label); each row also
+    carries its own steps, so the appendix compares a smoke run with nothing.
+    ``explanations`` maps a label to a sentence on its gap, generated from the chapter's data.
+    """
+    reference, explanations = reference or {}, explanations or {}
     rows = []
     for label, runs in results.items():
         for h in runs:
-            rows.append({"experiment": experiment, "config": label, "seed": h.seed,
-                         "metric": "final validation accuracy", "value": h.final_val,
-                         "reference": reference.get(label), "seconds": h.seconds})
+            row = {"experiment": experiment, "config": label, "seed": h.seed,
+                   "metric": "final validation accuracy", "value": h.final_val,
+                   "steps": h.train_steps[-1] if h.train_steps else 0,
+                   "reference": reference.get(label), "seconds": h.seconds}
+            if row["reference"] is not None:
+                row["reference_steps"] = (reference_steps.get(label, 20_000)
+                                          if isinstance(reference_steps, dict)
+                                          else reference_steps)
+                if label in explanations:
+                    row["explanation"] = explanations[label]
+            rows.append(row)
     return rows

@@ -80,6 +80,10 @@ class LeNetHistory:
     val_accuracy: list[float] = field(default_factory=list)
     train_zero_one: list[float] = field(default_factory=list)   # mean over the epoch's batches
     epoch_seconds: list[float] = field(default_factory=list)   # training only
+    # per epoch, 10 numbers each: the accuracy on the validation images of each class, and
+    # the share of validation images predicted as each class
+    val_class_accuracy: list[list[float]] = field(default_factory=list)
+    val_predicted_share: list[list[float]] = field(default_factory=list)
     test_accuracy: float = float("nan")
     steps: int = 0
     seconds: float = 0.0
@@ -97,6 +101,24 @@ def lenet_accuracy(model: LeNet5, x: np.ndarray, y: np.ndarray, batch_size: int 
             logits = model(Tensor(x[start:start + batch_size])).data
             correct += int(np.sum(logits.argmax(1) == y[start:start + batch_size].argmax(1)))
     return correct / len(x)
+
+
+def lenet_class_accuracy(model: LeNet5, x: np.ndarray, y: np.ndarray,
+                         batch_size: int = 500) -> tuple[float, np.ndarray, np.ndarray]:
+    """Accuracy, the accuracy on the images of each class, and the share of images predicted
+    as each class (labels one-hot). A class the network never predicts has accuracy 0 and
+    share 0."""
+    predicted = []
+    with no_grad():
+        for start in range(0, len(x), batch_size):
+            predicted.append(model(Tensor(x[start:start + batch_size])).data.argmax(1))
+    predicted, labels = np.concatenate(predicted), y.argmax(1)
+    k = y.shape[1]
+    correct = predicted == labels
+    per_class = np.array([correct[labels == c].mean() if np.any(labels == c) else np.nan
+                          for c in range(k)])
+    share = np.bincount(predicted, minlength=k) / len(predicted)
+    return float(correct.mean()), per_class, share
 
 
 def train_lenet(config: LeNetConfig, train, validation, test, seed: int,
@@ -192,7 +214,11 @@ class LeNetRun(Resumable):
             history.steps += len(self.losses)
             history.train_zero_one.append(float(np.mean(self.losses)))
             history.epochs.append(len(history.epochs) + 1)
-            history.val_accuracy.append(lenet_accuracy(self.model, self.val.x, self.val.y))
+            overall, per_class, share = lenet_class_accuracy(self.model, self.val.x,
+                                                             self.val.y)
+            history.val_accuracy.append(overall)
+            history.val_class_accuracy.append([float(a) for a in per_class])
+            history.val_predicted_share.append([float(a) for a in share])
             self.order, self.position, self.losses, self.epoch_seconds = None, 0, [], 0.0
         self.history.seconds += time.perf_counter() - started
 
@@ -236,25 +262,36 @@ def _history_of_run(config, train, validation, test, seed) -> LeNetHistory:
 
 
 def lenet_rows(experiment: str, results: dict[str, list[LeNetHistory]],
-               reference: dict[str, float] | None = None) -> list[dict]:
-    """Rows for :func:`record_results`: epoch-1 and final validation, and test accuracy.
+               reference_curve: list[float] | None = None,
+               reference_test: tuple[int, float] | None = None,
+               reference_steps_per_epoch: int = 430) -> list[dict]:
+    """Rows for :func:`record_results`: validation accuracy after epoch 1 and after the last
+    epoch, and test accuracy, each with the training steps it was measured at.
 
-    ``reference`` maps a metric name to the seed's number (it is set beside every run).
+    ``reference_curve`` is a published validation accuracy per epoch and ``reference_test``
+    a published (epoch, test accuracy); each row's reference is the published number at its
+    own epoch, with its steps (``reference_steps_per_epoch`` per epoch), so that the appendix
+    compares like with like (a truncated smoke epoch has fewer steps than the reference's).
     """
-    reference = reference or {}
     rows = []
     for label, runs in results.items():
         for h in runs:
-            metrics = {"validation accuracy after epoch 1": h.val_accuracy[0],
-                       f"validation accuracy after epoch {h.epochs[-1]}": h.final_val,
-                       f"test accuracy after epoch {h.epochs[-1]}": h.test_accuracy}
-            kinds = ["validation accuracy after epoch 1", "final validation accuracy",
-                     "test accuracy"]
-            for (metric, value), kind in zip(metrics.items(), kinds):
-                rows.append({"experiment": experiment, "config": label, "seed": h.seed,
-                             "metric": metric, "value": float(value),
-                             "reference": reference.get(kind),
-                             "seconds": h.seconds})
+            per_epoch = h.steps // len(h.epochs)
+            last = h.epochs[-1]
+            metrics = [("validation accuracy after epoch 1", 1, h.val_accuracy[0]),
+                       (f"validation accuracy after epoch {last}", last, h.final_val),
+                       (f"test accuracy after epoch {last}", last, h.test_accuracy)]
+            for i, (metric, epoch, value) in enumerate(metrics):
+                row = {"experiment": experiment, "config": label, "seed": h.seed,
+                       "metric": metric, "value": float(value), "steps": per_epoch * epoch,
+                       "seconds": h.seconds}
+                if i < 2 and reference_curve is not None and epoch <= len(reference_curve):
+                    row.update(reference=reference_curve[epoch - 1],
+                               reference_steps=reference_steps_per_epoch * epoch)
+                elif i == 2 and reference_test is not None:
+                    row.update(reference=reference_test[1],
+                               reference_steps=reference_steps_per_epoch * reference_test[0])
+                rows.append(row)
     return rows
 
 
