@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from minigrad.estimators.catalogue import CATALOGUE
+from minigrad.estimators.catalogue import SPECS as CATALOGUE
 from minigrad.estimators.map import (EDGES, RELATIONS, MeasuredRow, estimator_graph,
                                      measure_rows, which_estimator_when, write_map_svg)
 

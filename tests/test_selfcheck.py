@@ -234,8 +234,10 @@ def relaxed_bias(temperature, logit=0.3, f0=-3.0, f1=2.0, subtract=True):
 
 
 def rebar_concrete(logits, f, u, v, eta=1.0):
+    from minigrad.estimators.controls import RelaxedControl
     from minigrad.estimators.relaxed import concrete_relaxation, rebar
-    return rebar(logits, f, u, v, eta=eta, relaxation=concrete_relaxation)
+    control = RelaxedControl(eta=eta, relaxation=concrete_relaxation)
+    return rebar(logits, f, u, v, control)
 
 
 def reinforce_only(logits, f, u, v):

@@ -299,8 +299,8 @@ def gumbel_softmax_categorical(logits, f: Objective, u, temperature: float = 1.0
     data = _logits_array(logits, who)
     u = _uniform(u, data.shape, who, "uniform noise u",
                  "one value per logit, rng.random(logits.shape)")
-    g = gumbel_softmax_estimate(_leaf(data), f, u, tau=temperature)
-    return g.data.astype(data.dtype)
+    g = gumbel_softmax_estimate(_leaf(data), f, u, temperature=temperature)
+    return np.asarray(g, dtype=data.dtype)
 
 
 def st_gumbel_softmax_categorical(logits, f: Objective, u, temperature: float = 1.0,
@@ -315,8 +315,8 @@ def st_gumbel_softmax_categorical(logits, f: Objective, u, temperature: float = 
     data = _logits_array(logits, who)
     u = _uniform(u, data.shape, who, "uniform noise u",
                  "one value per logit, rng.random(logits.shape)")
-    g = st_gumbel_softmax_estimate(_leaf(data), f, u, tau=temperature)
-    return g.data.astype(data.dtype)
+    g = st_gumbel_softmax_estimate(_leaf(data), f, u, temperature=temperature)
+    return np.asarray(g, dtype=data.dtype)
 
 
 # ---------------------------------------------------------------------- REBAR, RELAX

@@ -1,7 +1,7 @@
 """How the estimators relate: a map drawn from the catalogue, and a guide drawn from measurements.
 
 :data:`EDGES` is the one list of relations between estimators, keyed by the names of the
-catalogue's entries (:data:`minigrad.estimators.catalogue.CATALOGUE`): "B adds a baseline to
+catalogue's entries (:data:`minigrad.estimators.catalogue.SPECS`): "B adds a baseline to
 A", "B Rao-Blackwellises A", and so on. The nodes come from the catalogue itself, so an
 estimator added there appears on the map; an edge naming an estimator the catalogue does not
 have is an error (:func:`estimator_graph`), so the map cannot drift from the table.
@@ -80,15 +80,16 @@ FAMILY_ORDER = ["black box", "score function", "antithetic", "relaxed control va
 #: (from, relation, to): "to" is "from" with the relation applied. Keyed by catalogue names.
 EDGES: list[tuple[str, str, str]] = [
     ("REINFORCE", "adds a baseline", "REINFORCE, constant baseline"),
-    ("REINFORCE, constant baseline", "adds a baseline", "REINFORCE leave-one-out, 2 samples"),
+    ("REINFORCE, constant baseline", "adds a baseline", "REINFORCE LOO"),
     ("REINFORCE, constant baseline", "adds a baseline",
      "NVIL (constant baseline, no normalisation)"),
+    ("NVIL (constant baseline, no normalisation)", "adds a baseline", "NVIL"),
     ("REINFORCE", "control variate from a Taylor expansion", "SimpleMuProp"),
     ("SimpleMuProp", "control variate from a Taylor expansion", "MuProp"),
     ("MuProp", "relaxed control variate", "REBAR"),
-    ("Concrete, temperature 0.5", "relaxed control variate", "REBAR"),
-    ("REBAR", "relaxes the sample", "REBAR, Concrete relaxation"),
-    ("REBAR", "tunes / learns the control variate", "dynamic REBAR (eta 0.7, temperature 0.3)"),
+    ("Concrete", "relaxed control variate", "REBAR"),
+    ("REBAR", "relaxes the sample", "REBAR (Concrete relaxation)"),
+    ("REBAR", "tunes / learns the control variate", "dynamic REBAR"),
     ("REBAR", "tunes / learns the control variate", "RELAX"),
     ("REINFORCE", "antithetic samples", "ARM"),
     ("ARM", "Rao-Blackwellises", "DisARM"),
@@ -97,11 +98,11 @@ EDGES: list[tuple[str, str, str]] = [
     ("ST pass-through", "changes the backward slope", "ST sigmoid-adjusted"),
     ("ST pass-through", "changes the backward slope", "ST hard sigmoid"),
     ("ST sigmoid-adjusted", "changes the backward slope", "ST slope 2"),
-    ("ST sigmoid-adjusted", "relaxes the sample", "Concrete, temperature 0.5"),
+    ("ST sigmoid-adjusted", "relaxes the sample", "Concrete"),
     ("ST sigmoid-adjusted", "categorical version", "ST sampled softmax"),
     ("ST sampled softmax", "changes the backward slope", "ST hardmax"),
     ("ST sampled softmax", "relaxes the sample", "ST Gumbel-softmax"),
-    ("Concrete, temperature 0.5", "categorical version", "Gumbel-softmax, relaxed"),
+    ("Concrete", "categorical version", "Gumbel-softmax, relaxed"),
     ("Gumbel-softmax, relaxed", "changes the backward slope", "ST Gumbel-softmax"),
 ]
 
@@ -122,7 +123,7 @@ def estimator_graph(catalogue=None, edges: Sequence[tuple[str, str, str]] = EDGE
     that :data:`RELATIONS` does not have.
     """
     if catalogue is None:
-        from minigrad.estimators.catalogue import CATALOGUE as catalogue
+        from minigrad.estimators.catalogue import SPECS as catalogue
     nodes = [MapNode(_name(e), _family(e), _unbiased(e), _chapter(e)) for e in catalogue]
     nodes += [MapNode(name, *rest) for name, rest in OUTSIDE_CATALOGUE.items()]
     names = {node.name for node in nodes}
@@ -279,10 +280,10 @@ Z_UNBIASED = 4.0
 def measure_rows(catalogue=None, samples: int = 20_000, seed: int = 0) -> list[MeasuredRow]:
     """Measure every catalogue entry (:func:`~minigrad.estimators.catalogue.measure`) and time
     it: the seconds per estimate are the faster of two timed measurements over ``samples``."""
-    from minigrad.estimators.catalogue import CATALOGUE, measure
+    from minigrad.estimators.catalogue import SPECS, measure
 
     rows = []
-    for entry in (CATALOGUE if catalogue is None else catalogue):
+    for entry in (SPECS if catalogue is None else catalogue):
         timings = []
         for _ in range(2):  # the first call also pays for first-use costs
             start = time.perf_counter()
