@@ -212,3 +212,61 @@ def recorded_names(pattern: str) -> list[str]:
     a glob such as ``"table1/*.json"``, sorted."""
     folder = recorded_dir()
     return sorted(str(p.relative_to(folder)) for p in folder.glob(pattern))
+
+
+# ---------------------------------------------------------------------- open gaps
+#: Like-for-like rows outside their bar that no data of ours explains yet, relative to the
+#: book's root: what was checked, and what is still to be tried. The appendix lists them
+#: as open (never as reproduced) and fails on an entry whose row has been reproduced or
+#: has gone, so the list cannot go stale.
+OPEN_GAPS = Path("book") / "open_gaps.json"
+OPEN_GAP_KEYS = ("chapter", "experiment", "config", "metric", "steps", "budget", "checked")
+
+
+def open_gaps() -> list[dict]:
+    """The entries of ``book/open_gaps.json`` (see :data:`OPEN_GAPS`), checked for their
+    keys. ``steps`` is the row's steps (or None for every step count); ``budget`` is
+    ``"full"`` for a row that exists at the full budget only, else ``"any"``."""
+    path = repo_root() / OPEN_GAPS
+    entries = read_json(path, "open gaps") if path.exists() else []
+    for entry in entries:
+        missing = [k for k in OPEN_GAP_KEYS if k not in entry]
+        if missing:
+            raise ValueError(f"{path}: the entry {entry} lacks {missing}")
+    return entries
+
+
+def gap_matches(entry: dict, chapter: str, experiment: str, config: str, metric: str,
+                steps: int) -> bool:
+    """Whether an open-gap entry is about this row."""
+    return ((entry["chapter"], entry["experiment"], entry["config"], entry["metric"])
+            == (chapter, experiment, config, metric)
+            and entry["steps"] in (None, int(steps)))
+
+
+def open_gap(comparison: Comparison, entries: list[dict] | None = None) -> dict | None:
+    """The open-gap entry of a comparison outside its bar, or None."""
+    c = comparison
+    for entry in open_gaps() if entries is None else entries:
+        if gap_matches(entry, c.chapter, c.experiment, c.config, c.metric, c.steps):
+            return entry
+    return None
+
+
+def stale_gaps(groups: list[Comparison], payloads: list[dict],
+               entries: list[dict] | None = None) -> list[dict]:
+    """Open-gap entries that no longer describe a row outside its bar, among the chapters
+    that ran at a budget where the entry's row exists."""
+    entries = open_gaps() if entries is None else entries
+    budgets = {p["chapter"]: p.get("budget") for p in payloads}
+    stale = []
+    for entry in entries:
+        if entry["chapter"] not in budgets:
+            continue
+        if entry["budget"] != "any" and budgets[entry["chapter"]] != entry["budget"]:
+            continue
+        if not any(gap_matches(entry, c.chapter, c.experiment, c.config, c.metric, c.steps)
+                   and c.like_for_like and not c.within and c.reason() is None
+                   for c in groups):
+            stale.append(entry)
+    return stale
