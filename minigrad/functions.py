@@ -1100,10 +1100,12 @@ class BernoulliLogLikelihood(Function):
     for logits ``l``; PyTorch's ``-binary_cross_entropy_with_logits(l, b, reduction='none')``
     summed over the last axis, fused. With ``w = g[..., None]`` (the row's gradient)::
 
-        d b = w l;   d l = w (b - sigmoid(l))
+        d b = w l;   d l = w b - w sigmoid(l)
 
     ``b`` may be relaxed (any value in [0, 1]) and require gradients; both are summed back
-    to their own shapes (a vector of prior logits broadcasts over the batch).
+    to their own shapes (a vector of prior logits broadcasts over the batch). The two terms
+    of ``d l`` are summed back apart, as the graph of ``b * l - softplus(l)`` does, so the
+    gradients are that graph's to the last bit.
     """
 
     def forward(self, b, logits):
@@ -1116,7 +1118,9 @@ class BernoulliLogLikelihood(Function):
         db = unbroadcast(w * logits, b.shape) if self.needs_input_grad[0] else None
         dl = None
         if self.needs_input_grad[1]:
-            dl = unbroadcast(w * (b - sigmoid(logits)), logits.shape)
+            every = broadcast_to(w, np.broadcast_shapes(b.shape, logits.shape))
+            dl = (unbroadcast(w * b, logits.shape)
+                  - unbroadcast(every, logits.shape) * sigmoid(logits))
         return db, dl
 
     def backward_arrays(self, g):
@@ -1125,8 +1129,12 @@ class BernoulliLogLikelihood(Function):
         db = unbroadcast(w * logits._data, b.shape) if self.needs_input_grad[0] else None
         dl = None
         if self.needs_input_grad[1]:
-            dl = b._data - _sigmoid_array(logits._data)
-            dl = unbroadcast(dl * w, logits.shape)
+            wb = w * b._data
+            every = np.broadcast_to(w, wb.shape)
+            if wb.shape != logits.shape:
+                every = np.array(every)  # summed back as the unfused graph sums it
+            dl = unbroadcast(wb, logits.shape)
+            dl -= unbroadcast(every, logits.shape) * _sigmoid_array(logits._data)
         return db, dl
 
 
