@@ -372,7 +372,9 @@ def _kernel(name: str):
 # results are those of one thread: the output and the input gradient bit for bit; the
 # weight gradient is the sum of the threads' partial sums (float rounding apart). Like the
 # parallel kernels, on only where measured faster (benchmarks/parallel_kernels.py): set
-# MINIGRAD_CONV_THREADS=2 (read when minigrad is imported). Default 1, one thread.
+# MINIGRAD_CONV_THREADS=2 (read when minigrad is imported; NUMBA_NUM_THREADS caps it).
+# Default 1, one thread: on the 2-core development machine, shared with other work (load
+# average 12), LeNet-5 steps with and without the split could not be told apart.
 def _conv_threads_from_env() -> int:
     value = os.environ.get("MINIGRAD_CONV_THREADS", "1").strip() or "1"
     try:
@@ -391,10 +393,11 @@ _batch_pool: ThreadPoolExecutor | None = None
 
 def _over_batch_threads(work, n: int, block: int) -> list:
     """``work(first, stop)`` over the samples ``[0, n)``, split into :data:`CONV_THREADS`
-    contiguous parts of at least one block each, the first part on the calling thread.
-    Returns the parts' results in sample order."""
+    contiguous parts of at least one block each (never more parts than Numba has threads,
+    the process's thread budget), the first part on the calling thread. Returns the parts'
+    results in sample order."""
     global _batch_pool
-    parts = min(CONV_THREADS, n // block)
+    parts = min(CONV_THREADS, numba.get_num_threads(), n // block)
     if parts < 2:
         return [work(0, n)]
     if _batch_pool is None or _batch_pool._max_workers < parts - 1:

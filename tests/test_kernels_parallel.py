@@ -137,7 +137,7 @@ def test_convolution_split_over_batch_threads_equals_one_thread_and_the_twins():
         assert len(seen) == 2, seen  # the batch really went to two threads
         print("split ok")
     """
-    result = run_python(code, MINIGRAD_CONV_THREADS="2")
+    result = run_python(code, MINIGRAD_CONV_THREADS="2", NUMBA_NUM_THREADS="2")
     assert result.returncode == 0, result.stderr
     assert "split ok" in result.stdout
 
@@ -145,11 +145,16 @@ def test_convolution_split_over_batch_threads_equals_one_thread_and_the_twins():
 def test_batch_split_gives_each_thread_a_contiguous_part_of_whole_blocks(monkeypatch):
     calls = []
     monkeypatch.setattr(K, "CONV_THREADS", 2)
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 2)
     assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 10, 3) == [5, 5]
     assert sorted(calls) == [(0, 5), (5, 10)]
     calls.clear()
     assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 5, 3) == [5]
     assert calls == [(0, 5)]  # fewer than two blocks: one thread
+    calls.clear()
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 1)
+    assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 10, 3) == [10]
+    assert calls == [(0, 10)]  # one thread in the budget: no split
 
 
 def test_conv_threads_setting_is_checked():
