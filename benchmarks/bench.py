@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Speed benchmark: one training step of minigrad against a hand-written NumPy floor and PyTorch.
 
-For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam, and a sigmoid belief network
-step with each of four gradient estimators: NVIL, MuProp, DisARM, REBAR) and each thread count
-(1, 2), every process is started fresh with the thread variables of every library set before
-NumPy is imported. First a correctness guard builds the implementations from the same weights
-and checks on one batch that minigrad's loss and gradients equal the hand NumPy version's (and
-PyTorch's, when installed; the SBN steps have no NumPy version). Then each implementation is
+For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam, and a linear and a nonlinear
+sigmoid belief network step with each of five gradient estimators: NVIL, MuProp, DisARM,
+REBAR, dynamic REBAR) and each thread count (1, 2), every process is started fresh with the
+thread variables of every library set before NumPy is imported. First a correctness guard
+builds the implementations from the same weights and checks on one batch that minigrad's loss
+and gradients equal the hand NumPy version's (and PyTorch's, when installed; the SBN steps'
+NumPy version is in sbn_floor.py). Then each implementation is
 timed alone in its own processes (two rounds, in alternating order), after warm-up steps that
 include any Numba compilation; the median time per step is reported with its interquartile
 range.
@@ -1067,8 +1068,10 @@ def main(argv=None) -> int:
         print("torch.optim.SGD / Adam, CPU, float32, same initial weights.")
     if any(WORKLOADS[w]["kind"] == "sbn" for w in chosen):
         print("SBN rows: one training step of minigrad.experiments.sbn (SBNRun.step without its")
-        print("diagnostics) against the same estimator written in PyTorch, same weights, data and")
-        print("noise; the guard also compares the gradient of REBAR's C(x) on mean(g^2).")
+        print("diagnostics) against the same estimator written by hand in NumPy (sbn_floor.py)")
+        print("and in PyTorch, same weights, data and noise; the guard also compares the")
+        print("gradients of REBAR's tuned parameters on mean(g^2): C(x), and for dynamic REBAR")
+        print("the eta logits and log lambda.")
     guards = "; ".join(
         f"{WORKLOADS[r['workload']]['title'].split(',')[0]} {r['threads']}T: "
         + ", ".join(f"{IMPL_TITLES[k]} {v:.1e}" for k, v in r["guard"].items())

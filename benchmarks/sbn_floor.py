@@ -269,9 +269,10 @@ class HandSBN:
         if self.dynamic:
             d_h = scale * net_jvp_params(self.enc, enc_acts,
                                          [eta * gp for eta, gp in zip(etas, g_p)])
-            # eta_P = 2 sigmoid(w_P): d eta / d w = eta (1 - eta / 2)
+            # d mean(g^2) / d eta_P = scale g_P . B_P, and eta_P = 2 sigmoid(w_P), whose
+            # derivative is eta (1 - eta / 2)
             tuned_grads = tuned_grads + [
-                np.asarray(0.5 * scale * (gp * bb).sum() * 2 * eta * (1 - eta / 2), dtype)
+                np.asarray(scale * (gp * bb).sum() * eta * (1 - eta / 2), dtype)
                 for gp, bb, eta in zip(g_p, b_p, etas)]
             # d h / d lambda; w = z / lam + a kappa, kappa = lam / (lam + 1)
             dkappa = 1.0 / (lam + 1.0) ** 2
