@@ -901,7 +901,8 @@ def main(argv=None) -> int:
                         + ", ".join(f"{k} (= {','.join(v)})" for k, v in WORKLOAD_GROUPS.items()))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--disarm", action="store_true",
-                        help="add sbn_disarm to the chosen workloads (it is in the default run; "
+                        help="add the DisARM rows (sbn_linear_disarm, sbn_nonlinear_disarm) "
+                        "to the chosen workloads (they are in the default run; "
                         "--workloads sbn runs only the SBN estimator steps)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
@@ -915,8 +916,8 @@ def main(argv=None) -> int:
     chosen = []
     for w in (w.strip() for w in args.workloads.split(",")):
         chosen += [v for v in WORKLOAD_GROUPS.get(w, [w] if w else []) if v not in chosen]
-    if args.disarm and "sbn_disarm" not in chosen:
-        chosen.append("sbn_disarm")
+    if args.disarm:
+        chosen += [w for w in ("sbn_linear_disarm", "sbn_nonlinear_disarm") if w not in chosen]
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)} "
