@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Speed benchmark: one training step of minigrad against a hand-written NumPy floor and PyTorch.
 
-For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam, and a sigmoid belief network
-step with each of four gradient estimators: NVIL, MuProp, DisARM, REBAR) and each thread count
-(1, 2), every process is started fresh with the thread variables of every library set before
-NumPy is imported. First a correctness guard builds the implementations from the same weights
-and checks on one batch that minigrad's loss and gradients equal the hand NumPy version's (and
-PyTorch's, when installed; the SBN steps have no NumPy version). Then each implementation is
+For each workload (two sigmoid MLPs with SGD, LeNet-5 with Adam, and a linear and a nonlinear
+sigmoid belief network step with each of five gradient estimators: NVIL, MuProp, DisARM,
+REBAR, dynamic REBAR) and each thread count (1, 2), every process is started fresh with the
+thread variables of every library set before NumPy is imported. First a correctness guard
+builds the implementations from the same weights and checks on one batch that minigrad's loss
+and gradients equal the hand NumPy version's (and PyTorch's, when installed; the SBN steps'
+NumPy version is in sbn_floor.py). Then each implementation is
 timed alone in its own processes (two rounds, in alternating order), after warm-up steps that
 include any Numba compilation; the median time per step is reported with its interquartile
 range.
@@ -59,23 +60,29 @@ WORKLOADS = {
         "steps": 30, "warmup": 3, "quick_steps": 6, "quick_warmup": 2,
     },
 }
-# A training step of the linear 1-layer sigmoid belief network (784-200, generative), batch 24,
-# Adam (lr 3e-4, betas (0.9, 0.99999)), with one encoder-gradient estimator each:
-# minigrad.experiments.sbn's step (SBNRun.step without its diagnostics) against the same step
-# written in PyTorch. No NumPy floor. REBAR: fixed eta = 1, lambda = 0.5, the REBAR code's
-# relaxation, C(x) trained on the gradient's second moment.
-SBN_ESTIMATORS = ("NVIL", "MuProp", "DisARM", "REBAR")
+# A training step of a 1-layer sigmoid belief network (784-200, generative), linear or
+# nonlinear (two tanh layers of 200 in the encoder and in the decoder), batch 24, Adam (lr 3e-4,
+# betas (0.9, 0.99999)), with one encoder-gradient estimator each: minigrad.experiments.sbn's
+# step (SBNRun.step without its diagnostics) against the same step written by hand in NumPy
+# (benchmarks/sbn_floor.py) and in PyTorch. REBAR: fixed eta = 1, lambda = 0.5, the REBAR
+# code's relaxation, C(x) trained on the gradient's second moment; dynamic REBAR also tunes
+# eta (one per encoder tensor) and log lambda on it (a double backward).
+SBN_ESTIMATORS = ("NVIL", "MuProp", "DisARM", "REBAR", "dynamic REBAR")
+SBN_MODELS = ("linear", "nonlinear")
 SBN_WORKLOADS = {
-    f"sbn_{estimator.lower()}": {
-        "title": f"SBN 784-200 {estimator}, B=24",
-        "kind": "sbn", "estimator": estimator, "batch": 24, "n_hidden": 200, "lr": 3e-4,
-        "optimizer": "adam", "steps": 100, "warmup": 10, "quick_steps": 20, "quick_warmup": 3,
+    f"sbn_{model}_{estimator.lower().replace(' ', '_')}": {
+        "title": f"SBN {model[:3]} {estimator}, B=24",
+        "kind": "sbn", "estimator": estimator, "nonlinear": model == "nonlinear", "batch": 24,
+        "n_hidden": 200, "lr": 3e-4, "optimizer": "adam",
+        "steps": 100, "warmup": 10, "quick_steps": 20, "quick_warmup": 3,
     }
-    for estimator in SBN_ESTIMATORS
+    for model in SBN_MODELS for estimator in SBN_ESTIMATORS
 }
 WORKLOADS.update(SBN_WORKLOADS)
 # A name that --workloads expands to several workloads.
 WORKLOAD_GROUPS = {"sbn": list(SBN_WORKLOADS)}
+WORKLOAD_GROUPS.update({f"sbn_{model}": [w for w in SBN_WORKLOADS if w.startswith(f"sbn_{model}_")]
+                        for model in SBN_MODELS})
 N_BATCHES = 4  # distinct random batches, used in turn
 # Each implementation is timed alone in its own process (thread pools and the memory
 # allocator of one would otherwise change the timings of the next), in this many rounds of
@@ -91,7 +98,7 @@ def targets(kind: str, threads: int) -> dict[str, float | None]:
     if kind == "mlp":
         return {"numpy": 1.15, "torch": 0.8}
     if kind == "sbn":
-        return {"numpy": None, "torch": 0.8}
+        return {"numpy": 1.3, "torch": 0.6}
     return {"numpy": None, "torch": 1.0 if threads == 1 else 1.2}
 
 
@@ -546,14 +553,17 @@ class MinigradSBN:
         from minigrad.optim import Adam
 
         self.backward_pass, self.train_control = backward_pass, train_control
-        self.model = SigmoidBeliefNet(sbn_pixel_means(), n_hidden=wl["n_hidden"], rng=rng)
-        config = SBNConfig("bench", wl["estimator"], steps=1, lr=wl["lr"])
+        self.model = SigmoidBeliefNet(sbn_pixel_means(), n_hidden=wl["n_hidden"], rng=rng,
+                                      nonlinear=wl["nonlinear"])
+        config = SBNConfig("bench", wl["estimator"], steps=1, lr=wl["lr"],
+                           nonlinear=wl["nonlinear"])
         self.spec = ESTIMATORS[wl["estimator"]]
         self.control, self.control_opt = control_and_optimizer(self.spec, self.model, config)
         self.opt = Adam(self.model.parameters(), lr=wl["lr"], betas=(0.9, config.beta2))
-        self.params = self.model.parameters()  # prior, q weight, q bias, p weight, p bias
+        self.params = self.model.parameters()  # prior, q weights and biases, then p's
         self.encoder = self.model.encoder_parameters()
-        # the control's Parameters (C(x) of NVIL and REBAR), in a fixed order
+        # the control's Parameters (C(x); dynamic REBAR: also the eta logits and log
+        # lambda), in a fixed order
         tuned = self.control.parameters() if isinstance(self.control, Module) else []
         self.all_params = self.params + tuned
 
@@ -571,7 +581,8 @@ class MinigradSBN:
                            control_grads)
 
     def loss_and_grads(self, x, u):
-        """The loss, the model's gradients and (REBAR) those of C(x) on d mean(g^2)."""
+        """The loss, the model's gradients and (REBAR) those of the control's Parameters
+        (C(x); dynamic REBAR: also the eta logits and log lambda) on d mean(g^2)."""
         loss, _, control_grads = self._backward(x, u)
         grads = [p.grad.data.copy() for p in self.params]
         grads += [g.copy() for g in control_grads or []]
@@ -588,13 +599,21 @@ class TorchSBN:
         self.torch, self.estimator, self.lr = torch, wl["estimator"], wl["lr"]
         self.mean = torch.from_numpy(sbn_pixel_means())
         as_param = lambda a: torch.from_numpy(a.copy()).requires_grad_()  # noqa: E731
-        self.params = [as_param(p) for p in params0[:5]]
+        n_pairs = 3 if wl["nonlinear"] else 1  # layers per transformation
+        n_model = 1 + 4 * n_pairs
+        self.params = [as_param(p) for p in params0[:n_model]]
+        self.encoder = self.params[1:1 + 2 * n_pairs]
+        self.enc = list(zip(self.encoder[::2], self.encoder[1::2]))
+        decoder = self.params[1 + 2 * n_pairs:]
+        self.dec = list(zip(decoder[::2], decoder[1::2]))
         self.opt = torch.optim.Adam(self.params, lr=self.lr, betas=(0.9, 0.99999))
-        self.c_params = []
-        if self.estimator in ("NVIL", "REBAR"):  # C(x): Linear(784, 100), tanh, Linear(100, 1)
-            self.c_params = [as_param(p) for p in params0[5:9]]
-            self.c_opt = torch.optim.Adam(self.c_params, lr=10 * self.lr,
-                                          betas=(0.9, 0.99999))
+        self.dynamic = self.estimator == "dynamic REBAR"
+        # C(x): Linear(784, 100), tanh, Linear(100, 1); dynamic REBAR: then one eta logit per
+        # encoder tensor and log lambda
+        self.tuned = [as_param(p) for p in params0[n_model:]]
+        self.c_params = self.tuned[:4]
+        if self.tuned:
+            self.c_opt = torch.optim.Adam(self.tuned, lr=10 * self.lr, betas=(0.9, 0.99999))
         self.c_mean, self.c_var, self.c_steps = 0.0, 1.0, 0  # NVIL's running moments
         self.ascent = self.c_grads = None  # REBAR: set by _estimate, used by the step
 
@@ -602,14 +621,21 @@ class TorchSBN:
         return self.torch.from_numpy(b[0]), self.torch.from_numpy(b[1])
 
     @staticmethod
+    def _net(layers, inp):
+        for k, (w, b) in enumerate(layers):
+            inp = inp @ w + b
+            if k < len(layers) - 1:
+                inp = inp.tanh()
+        return inp
+
+    @staticmethod
     def _log_likelihood(torch, b, logits):
         return (b * logits - torch.nn.functional.softplus(logits)).sum(dim=-1)
 
     def _log_joint(self, x, b):
         torch = self.torch
-        prior, _, _, p_w, p_b = self.params
         ll = self._log_likelihood
-        return ll(torch, b, prior) + ll(torch, x, (2.0 * b - 1.0) @ p_w + p_b)
+        return ll(torch, b, self.params[0]) + ll(torch, x, self._net(self.dec, 2.0 * b - 1.0))
 
     def _baseline(self, x):
         w1, b1, w2, b2 = self.c_params
@@ -637,7 +663,7 @@ class TorchSBN:
                 difference = (f(b_tilde) - f(b))[:, None]
                 return (0.5 * difference * (1 - 2 * b) * (b != b_tilde)
                         * torch.sigmoid(known.abs()))
-        if self.estimator == "REBAR":
+        if self.estimator in ("REBAR", "dynamic REBAR"):
             self._rebar(x, logits, u, f)
             return torch.zeros_like(known)
         mean = p.clone().requires_grad_()
@@ -647,15 +673,18 @@ class TorchSBN:
             taylor = f_mean + ((b - p) * slope).sum(dim=1)
             return (f(b) - taylor)[:, None] * (b - p) + slope * p * (1 - p)
 
-    def _rebar(self, x, logits, u, f, lam=0.5):
-        """REBAR at eta = 1: g = (f(b) - C(x)) (b - theta) + h, with the relaxed correction
+    def _rebar(self, x, logits, u, f):
+        """REBAR: g = (f(b) - C(x)) (b - theta) + eta h, with the relaxed correction
         h = d c(z) / d a - d c(z~) / d a - c(z~) (b - theta), c(z) = f(sigma_lambda(z)) and
         sigma_lambda(z) = sigmoid(z / lambda + a lambda / (lambda + 1)) (the REBAR code's
         relaxation); z = a + logit(1 - u), so b = 1[z > 0]; z~ ~ p(z | b) from the coupled
-        noise v that makes z~ = z in value. Sets the encoder's ascent direction (batch mean)
-        and the gradient of C's parameters on mean(g_P^2)."""
+        noise v that makes z~ = z in value. eta = 1, lambda = 0.5; dynamic REBAR: one eta per
+        encoder tensor, eta = 2 sigmoid(w), and lambda = exp(log lambda), tuned, so h keeps
+        its graph (the double backward). Sets the encoder's ascent direction (batch mean)
+        and the gradient of the tuned parameters on mean(g_P^2)."""
         torch = self.torch
         eps, tiny = float(torch.finfo(x.dtype).eps), float(torch.finfo(x.dtype).tiny)
+        lam = self.tuned[-1].exp() if self.dynamic else 0.5
         a = logits.detach().requires_grad_()  # a leaf: h is a function of the values
         theta, one_minus = torch.sigmoid(a), torch.sigmoid(-a)
         with torch.no_grad():
@@ -675,24 +704,33 @@ class TorchSBN:
         shift = a * (lam / (lam + 1.0))
         c_z = f(torch.sigmoid(z / lam + shift))
         c_tilde = f(torch.sigmoid(z_tilde / lam + shift))
-        (d_z,) = torch.autograd.grad(c_z.sum(), a, retain_graph=True)  # shift is shared
-        (d_tilde,) = torch.autograd.grad(c_tilde.sum(), a)
+        (d_z,) = torch.autograd.grad(c_z.sum(), a, retain_graph=True,  # shift is shared
+                                     create_graph=self.dynamic)
+        (d_tilde,) = torch.autograd.grad(c_tilde.sum(), a, retain_graph=self.dynamic,
+                                         create_graph=self.dynamic)
+        h = d_z - d_tilde - c_tilde[:, None] * score
+        if not self.dynamic:
+            h = h.detach()
         with torch.no_grad():
-            h = d_z - d_tilde - c_tilde[:, None] * score
             f_b = f(b)
-        g = (f_b - self._baseline(x))[:, None] * score + h  # differentiable in C
-        encoder = self.params[1:3]
-        g_p = torch.autograd.grad((logits * g).sum(), encoder, create_graph=True)
-        n, size = x.shape[0], sum(q.numel() for q in encoder)
+        reinforce = (f_b - self._baseline(x))[:, None] * score  # differentiable in C
+        if self.dynamic:
+            a_p = torch.autograd.grad(logits, self.encoder, reinforce, create_graph=True,
+                                      retain_graph=True)
+            b_p = torch.autograd.grad(logits, self.encoder, h, create_graph=True)
+            etas = [2.0 * torch.sigmoid(w) for w in self.tuned[4:-1]]
+            g_p = [ap + eta * bp for ap, eta, bp in zip(a_p, etas, b_p)]
+        else:
+            g_p = torch.autograd.grad(logits, self.encoder, reinforce + h, create_graph=True)
+        n, size = x.shape[0], sum(q.numel() for q in self.encoder)
         second_moment = sum((gp * gp).sum() for gp in g_p) * (1.0 / (n * n * size))
-        self.c_grads = torch.autograd.grad(second_moment, self.c_params)
+        self.c_grads = torch.autograd.grad(second_moment, self.tuned)
         self.ascent = [gp.detach() / n for gp in g_p]
 
     def _loss(self, x, u):
         torch = self.torch
-        prior, q_w, q_b, _, _ = self.params
         n = x.shape[0]
-        logits = (x - self.mean) @ q_w + q_b
+        logits = self._net(self.enc, x - self.mean)
         with torch.no_grad():
             samples = (logits > torch.log(u) - torch.log1p(-u)).to(x.dtype)
         g = self._estimate(x, logits, u)
@@ -700,7 +738,7 @@ class TorchSBN:
         with torch.no_grad():
             f_values = log_joint - self._log_likelihood(torch, samples, logits)
         loss = log_joint.sum() * (-1.0 / n)
-        if self.estimator != "REBAR":
+        if self.ascent is None:
             loss = loss - (logits * g).sum() * (1.0 / n)
         return loss, f_values
 
@@ -708,8 +746,8 @@ class TorchSBN:
         loss, f_values = self._loss(x, u)
         self.opt.zero_grad()
         loss.backward()
-        if self.estimator == "REBAR":  # the encoder's gradient: minus the ascent direction
-            for q, g in zip(self.params[1:3], self.ascent):
+        if self.ascent is not None:  # the encoder's gradient: minus the ascent direction
+            for q, g in zip(self.encoder, self.ascent):
                 q.grad = -g
         return loss, f_values
 
@@ -732,18 +770,27 @@ class TorchSBN:
         self.opt.step()
         if self.estimator == "NVIL":
             self._update_baseline(x, f_values)
-        elif self.estimator == "REBAR":  # C's own Adam step on d mean(g^2) / d C
-            for c, d in zip(self.c_params, self.c_grads):
+        elif self.c_grads is not None:  # the tuned parameters' Adam step on d mean(g^2)
+            for c, d in zip(self.tuned, self.c_grads):
                 c.grad = d
             self.c_opt.step()
 
     def loss_and_grads(self, x, u):
         loss, _ = self._backward(x, u)
         grads = [p.grad.numpy().copy() for p in self.params]
-        if self.estimator == "REBAR":
+        if self.c_grads is not None:
             grads += [d.numpy().copy() for d in self.c_grads]
         self.opt.zero_grad()
         return loss.item(), grads
+
+
+class HandSBNFloor:
+    """The NumPy floor of the SBN rows (benchmarks/sbn_floor.py)."""
+
+    def __new__(cls, wl, params0):
+        from sbn_floor import HandSBN
+
+        return HandSBN(wl, params0, sbn_pixel_means())
 
 
 MINIGRAD_MODELS = {"mlp": MinigradMLP, "lenet": MinigradLeNet}
@@ -751,6 +798,7 @@ HAND_MODELS = {"mlp": HandMLP, "lenet": HandLeNet}  # workloads without one have
 TORCH_MODELS: dict = {}  # kinds with their own PyTorch class (else TorchModel)
 MINIGRAD_MODELS["sbn"] = MinigradSBN
 TORCH_MODELS["sbn"] = TorchSBN
+HAND_MODELS["sbn"] = HandSBNFloor
 
 # ============================================================================ parent
 def blas_name() -> str:
@@ -852,7 +900,8 @@ def main(argv=None) -> int:
                         + ", ".join(f"{k} (= {','.join(v)})" for k, v in WORKLOAD_GROUPS.items()))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--disarm", action="store_true",
-                        help="add sbn_disarm to the chosen workloads (it is in the default run; "
+                        help="add the DisARM rows (sbn_linear_disarm, sbn_nonlinear_disarm) "
+                        "to the chosen workloads (they are in the default run; "
                         "--workloads sbn runs only the SBN estimator steps)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
@@ -866,8 +915,8 @@ def main(argv=None) -> int:
     chosen = []
     for w in (w.strip() for w in args.workloads.split(",")):
         chosen += [v for v in WORKLOAD_GROUPS.get(w, [w] if w else []) if v not in chosen]
-    if args.disarm and "sbn_disarm" not in chosen:
-        chosen.append("sbn_disarm")
+    if args.disarm:
+        chosen += [w for w in ("sbn_linear_disarm", "sbn_nonlinear_disarm") if w not in chosen]
     unknown = [w for w in chosen if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)} "
@@ -1019,8 +1068,10 @@ def main(argv=None) -> int:
         print("torch.optim.SGD / Adam, CPU, float32, same initial weights.")
     if any(WORKLOADS[w]["kind"] == "sbn" for w in chosen):
         print("SBN rows: one training step of minigrad.experiments.sbn (SBNRun.step without its")
-        print("diagnostics) against the same estimator written in PyTorch, same weights, data and")
-        print("noise; the guard also compares the gradient of REBAR's C(x) on mean(g^2).")
+        print("diagnostics) against the same estimator written by hand in NumPy (sbn_floor.py)")
+        print("and in PyTorch, same weights, data and noise; the guard also compares the")
+        print("gradients of REBAR's tuned parameters on mean(g^2): C(x), and for dynamic REBAR")
+        print("the eta logits and log lambda.")
     guards = "; ".join(
         f"{WORKLOADS[r['workload']]['title'].split(',')[0]} {r['threads']}T: "
         + ", ".join(f"{IMPL_TITLES[k]} {v:.1e}" for k, v in r["guard"].items())

@@ -11,7 +11,9 @@ the measurement: the best of several repeats of each kernel, serial then paralle
 fresh process with NUMBA_NUM_THREADS=2. With ``--steps`` it also times LeNet-5 training
 steps in the two ways the kernels' threads and BLAS's threads can be combined: serial kernels
 with a 2-thread BLAS, and parallel kernels with a 1-thread BLAS (so the two thread pools never
-wait for the same cores).
+wait for the same cores); and the convolutions split over two batch threads
+(``MINIGRAD_CONV_THREADS=2``: im2col and the matrix products of each half of the batch on its
+own thread; the products are small enough that BLAS runs them on the calling thread).
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def kernel_times() -> dict:
     return result
 
 
-def step_times(steps: int, parallel: bool) -> float:
+def step_times(steps: int, parallel: bool, split: bool = False) -> float:
     import time
 
     import numpy as np
@@ -67,6 +69,7 @@ def step_times(steps: int, parallel: bool) -> float:
     from minigrad import kernels as K
 
     K.PARALLEL_KERNELS = frozenset(K._PARALLEL) if parallel else frozenset()
+    K.CONV_THREADS = 2 if split else 1
     wl = bench.WORKLOADS["lenet"]
     rng = np.random.default_rng(0)
     model = bench.MinigradLeNet(wl, rng)
@@ -102,8 +105,9 @@ def main() -> int:
     if args.worker == "kernels":
         print(TAG + json.dumps(kernel_times()))
         return 0
-    if args.worker in ("serial", "parallel"):
-        print(TAG + json.dumps(step_times(args.steps, args.worker == "parallel")))
+    if args.worker in ("serial", "parallel", "split"):
+        print(TAG + json.dumps(step_times(args.steps, args.worker == "parallel",
+                                          args.worker == "split")))
         return 0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Numba threads 2, load average {load:.2f}; best of 15 repeats, ms per call")
@@ -118,8 +122,11 @@ def main() -> int:
     if args.steps:
         serial = run("serial", blas_threads=2, steps=args.steps)
         parallel = run("parallel", blas_threads=1, steps=args.steps)
+        split = run("split", blas_threads=2, steps=args.steps)
         print(f"LeNet-5 step, median of {args.steps}: serial kernels + 2-thread BLAS "
-              f"{serial:.2f} ms; parallel kernels + 1-thread BLAS {parallel:.2f} ms")
+              f"{serial:.2f} ms; parallel kernels + 1-thread BLAS {parallel:.2f} ms; "
+              f"convolutions split over 2 batch threads (MINIGRAD_CONV_THREADS=2) + "
+              f"2-thread BLAS {split:.2f} ms")
     return 0
 
 

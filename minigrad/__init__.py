@@ -10,6 +10,7 @@ Import as ``import minigrad as mg``; the pieces are:
 """
 from minigrad.functions import (
     abs,
+    bernoulli_log_likelihood,
     broadcast_to,
     cast,
     clip,
@@ -21,6 +22,7 @@ from minigrad.functions import (
     matmul,
     max,
     mean,
+    relaxed_sigmoid,
     relu,
     reshape,
     sigmoid,
@@ -48,9 +50,9 @@ from minigrad.tensor import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Function", "Tensor", "abs", "as_tensor", "broadcast_to", "cast", "clip", "concatenate",
-    "enable_grad", "exp", "grad", "is_grad_enabled", "log", "log_sigmoid", "log_softmax",
-    "matmul", "max", "mean", "no_grad", "relu", "reshape", "sigmoid", "softmax",
-    "softmax_cross_entropy", "softplus", "sqrt", "stack", "sum", "tanh", "transpose",
-    "unbroadcast", "where",
+    "Function", "Tensor", "abs", "as_tensor", "bernoulli_log_likelihood", "broadcast_to", "cast",
+    "clip", "concatenate", "enable_grad", "exp", "grad", "is_grad_enabled", "log", "log_sigmoid",
+    "log_softmax", "matmul", "max", "mean", "no_grad", "relaxed_sigmoid", "relu", "reshape",
+    "sigmoid", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "stack", "sum", "tanh",
+    "transpose", "unbroadcast", "where",
 ]

@@ -1095,6 +1095,107 @@ def softmax_cross_entropy(logits: Tensor, targets, reduction: str = "mean") -> T
     return SoftmaxCrossEntropy.apply(logits, targets, reduction=reduction)
 
 
+class BernoulliLogLikelihood(Function):
+    """Per row, ``y = sum_k (b_k l_k - softplus(l_k)) = sum_k log Bernoulli(b_k; sigmoid(l_k))``
+    for logits ``l``; PyTorch's ``-binary_cross_entropy_with_logits(l, b, reduction='none')``
+    summed over the last axis, fused. With ``w = g[..., None]`` (the row's gradient)::
+
+        d b = w l;   d l = w b - w sigmoid(l)
+
+    ``b`` may be relaxed (any value in [0, 1]) and require gradients; both are summed back
+    to their own shapes (a vector of prior logits broadcasts over the batch). The two terms
+    of ``d l`` are summed back apart, as the graph of ``b * l - softplus(l)`` does, so the
+    gradients are that graph's to the last bit.
+    """
+
+    def forward(self, b, logits):
+        return (_binary("bernoulli_log_likelihood", np.multiply, b, logits)
+                - _softplus_array(logits)).sum(axis=-1)
+
+    def backward(self, g):
+        b, logits = self.inputs
+        w = reshape(g, g.shape + (1,))
+        db = unbroadcast(w * logits, b.shape) if self.needs_input_grad[0] else None
+        dl = None
+        if self.needs_input_grad[1]:
+            every = broadcast_to(w, np.broadcast_shapes(b.shape, logits.shape))
+            dl = (unbroadcast(w * b, logits.shape)
+                  - unbroadcast(every, logits.shape) * sigmoid(logits))
+        return db, dl
+
+    def backward_arrays(self, g):
+        b, logits = self.inputs
+        w = g[..., None]
+        db = unbroadcast(w * logits._data, b.shape) if self.needs_input_grad[0] else None
+        dl = None
+        if self.needs_input_grad[1]:
+            wb = w * b._data
+            every = np.broadcast_to(w, wb.shape)
+            if wb.shape != logits.shape:
+                every = np.array(every)  # summed back as the unfused graph sums it
+            dl = unbroadcast(wb, logits.shape)
+            dl -= unbroadcast(every, logits.shape) * _sigmoid_array(logits._data)
+        return db, dl
+
+
+def bernoulli_log_likelihood(b, logits) -> Tensor:
+    """``sum over the last axis of b * logits - softplus(logits)``: one value per row.
+
+    ``log Bernoulli(b; sigmoid(logits))`` of units along the last axis, in the stable form;
+    one Function (:class:`BernoulliLogLikelihood`), differentiable twice in both inputs.
+    """
+    b, logits = _pair(b, logits)
+    if b.ndim == 0 and logits.ndim == 0:
+        raise ValueError("bernoulli_log_likelihood: b and logits are scalars; give units "
+                         "along a last axis (shape (..., units))")
+    return BernoulliLogLikelihood.apply(b, logits)
+
+
+class RelaxedSigmoid(Function):
+    """The relaxed Bernoulli sample ``y = sigmoid(z / t)`` at temperature ``t > 0``::
+
+        d z = g s / t;   d t = -sum(g s z) / t^2,   s = y (1 - y)
+
+    (``d t`` summed back to the temperature's shape: one temperature for all units, or one
+    per unit). One Function where ``sigmoid(z / t)`` would record two, with the derivative
+    in ``t`` that dynamic REBAR and RELAX tune the temperature with.
+    """
+
+    def forward(self, z, temperature):
+        return _sigmoid_array(_binary("relaxed_sigmoid", np.divide, z, temperature))
+
+    def backward(self, g):
+        z, t = self.inputs
+        y = self.output
+        gs = g * (y * (1 - y)) / t
+        dz = unbroadcast(gs, z.shape) if self.needs_input_grad[0] else None
+        dt = unbroadcast(-(gs * z) / t, t.shape) if self.needs_input_grad[1] else None
+        return dz, dt
+
+    def backward_arrays(self, g):
+        z, t = self.inputs
+        y = self.output._data
+        gs = 1 - y
+        gs *= y
+        gs = gs * g / t._data
+        dz = unbroadcast(gs, z.shape) if self.needs_input_grad[0] else None
+        dt = None
+        if self.needs_input_grad[1]:
+            dt = unbroadcast(-(gs * z._data) / t._data, t.shape)
+        return dz, dt
+
+
+def relaxed_sigmoid(z, temperature) -> Tensor:
+    """``sigmoid(z / temperature)``: the binary Concrete relaxation of the logistic sample
+    ``z``; differentiable twice in ``z`` and in the temperature (a Tensor or a number > 0)."""
+    z, t = _pair(z, temperature)
+    if t.size and not np.all(t.data > 0):
+        raise ValueError(f"relaxed_sigmoid: the temperature must be > 0, got "
+                         f"{t.data.min() if t.size > 1 else t.data}; pass exp(log_temperature) "
+                         "to keep it positive")
+    return RelaxedSigmoid.apply(z, t)
+
+
 def _is_float_dtype(t: Tensor) -> bool:
     return np.issubdtype(t.dtype, np.floating)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -317,8 +318,8 @@ def _compiled(fn, parallel: bool):
     The parallel version is a copy with its own name, so that Numba's on-disk cache keeps
     the two compilations apart. Without JIT (``NUMBA_DISABLE_JIT=1``) both are ``fn``.
     """
-    if not parallel:
-        return numba.njit(cache=True)(fn)
+    if not parallel:  # nogil: conv2d's batch threads run it side by side
+        return numba.njit(cache=True, nogil=True)(fn)
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
                               fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
@@ -362,6 +363,51 @@ def _kernel(name: str):
     return _SERIAL[name]
 
 
+# How many threads conv2d_forward and conv2d_backward split the batch between: each thread
+# runs the serial block loop below (im2col, a Numba kernel that releases the GIL, then
+# np.matmul, which releases it too) on a contiguous part of the samples, so the whole
+# convolution, matrix products included, uses that many cores. The products of one block are
+# below OpenBLAS's threading threshold (M*N*K of LeNet-5's layers is at most 2.5e5), so BLAS
+# runs each of them on the calling thread and the two thread pools never compete. The
+# results are those of one thread: the output and the input gradient bit for bit; the
+# weight gradient is the sum of the threads' partial sums (float rounding apart). Like the
+# parallel kernels, on only where measured faster (benchmarks/parallel_kernels.py): set
+# MINIGRAD_CONV_THREADS=2 (read when minigrad is imported; NUMBA_NUM_THREADS caps it).
+# Default 1, one thread: on the 2-core development machine, shared with other work (load
+# average 12), LeNet-5 steps with and without the split could not be told apart.
+def _conv_threads_from_env() -> int:
+    value = os.environ.get("MINIGRAD_CONV_THREADS", "1").strip() or "1"
+    try:
+        threads = int(value)
+    except ValueError:
+        raise ValueError(f"MINIGRAD_CONV_THREADS must be a whole number of threads (1 = no "
+                         f"splitting of the batch), got {value!r}") from None
+    if threads < 1:
+        raise ValueError(f"MINIGRAD_CONV_THREADS must be at least 1, got {threads}")
+    return threads
+
+
+CONV_THREADS = _conv_threads_from_env()
+_batch_pool: ThreadPoolExecutor | None = None
+
+
+def _over_batch_threads(work, n: int, block: int) -> list:
+    """``work(first, stop)`` over the samples ``[0, n)``, split into :data:`CONV_THREADS`
+    contiguous parts of at least one block each (never more parts than Numba has threads,
+    the process's thread budget), the first part on the calling thread. Returns the parts'
+    results in sample order."""
+    global _batch_pool
+    parts = min(CONV_THREADS, numba.get_num_threads(), n // block)
+    if parts < 2:
+        return [work(0, n)]
+    if _batch_pool is None or _batch_pool._max_workers < parts - 1:
+        _batch_pool = ThreadPoolExecutor(max_workers=parts - 1,
+                                         thread_name_prefix="minigrad-conv")
+    bounds = [n * i // parts for i in range(parts + 1)]
+    others = [_batch_pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+    return [work(bounds[0], bounds[1])] + [future.result() for future in others]
+
+
 # ---------------------------------------------------------------------- public kernels
 # Samples per block of the convolution loops: a block's patch matrices take about this many
 # bytes, so they are still in cache when the matrix product reads them. Building the whole
@@ -386,7 +432,8 @@ def conv2d_forward(
     ``W = w.reshape(F, C*KH*KW)`` and ``cols[n]`` is the :func:`im2col` matrix of sample n
     with a row of ones appended, so the bias rides along in the product. The products of a
     block of samples are one batched ``np.matmul`` writing straight into the (N, F, OH, OW)
-    output.
+    output. With :data:`CONV_THREADS` above 1 the samples are split between that many
+    threads, each with its own patch buffer.
 
     Args:
         x: (N, C, H, W) input.
@@ -410,12 +457,16 @@ def conv2d_forward(
     out = np.empty((n, f, plane), dtype=x.dtype)
     block = _block_samples(k + 1, plane, x.itemsize, n)
     im2col_into = _kernel("im2col")
-    cols = np.empty((block, k + 1, plane), dtype=x.dtype)
-    cols[:, k] = 1  # the bias row; im2col fills rows :k only
-    for start in range(0, n, block):
-        m = min(block, n - start)
-        patches = im2col_into(x, kh, kw, stride, padding, start, cols[:m])
-        np.matmul(w_aug, patches, out=out[start : start + m])
+
+    def samples(first: int, stop: int) -> None:
+        cols = np.empty((block, k + 1, plane), dtype=x.dtype)
+        cols[:, k] = 1  # the bias row; im2col fills rows :k only
+        for start in range(first, stop, block):
+            m = min(block, stop - start)
+            patches = im2col_into(x, kh, kw, stride, padding, start, cols[:m])
+            np.matmul(w_aug, patches, out=out[start : start + m])
+
+    _over_batch_threads(samples, n, block)
     return out.reshape(n, f, oh, ow), x
 
 
@@ -465,20 +516,29 @@ def conv2d_backward(
     w2t = np.ascontiguousarray(w, dtype=dtype).reshape(f, k).T
     block = _block_samples(k + 1, plane, x.itemsize, n)
     im2col_into, col2im_into = _kernel("im2col"), _kernel("col2im")
-    cols_buf = np.empty((block, k + 1, plane), dtype=dtype)
-    cols_buf[:, k] = 1  # so that the last column of the weight gradient is db
-    dw_aug = np.zeros((f, k + 1), dtype=dtype)
-    dw_parts = np.empty((block, f, k + 1), dtype=dtype)
     dx = np.zeros(x_shape, dtype=dtype) if need_dx else None
-    dcols = np.empty((block, k, plane), dtype=dtype) if need_dx else None
-    for start in range(0, n, block):
-        m = min(block, n - start)
-        g_block = g[start : start + m]
-        patches = im2col_into(x, kh, kw, stride, padding, start, cols_buf[:m])
-        dw_aug += np.matmul(g_block, patches.transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
-        if need_dx:
-            np.matmul(w2t, g_block, out=dcols[:m])
-            col2im_into(dcols[:m], kh, kw, stride, padding, start, dx)
+
+    def samples(first: int, stop: int) -> np.ndarray:
+        cols_buf = np.empty((block, k + 1, plane), dtype=dtype)
+        cols_buf[:, k] = 1  # so that the last column of the weight gradient is db
+        dw_aug = np.zeros((f, k + 1), dtype=dtype)
+        dw_parts = np.empty((block, f, k + 1), dtype=dtype)
+        dcols = np.empty((block, k, plane), dtype=dtype) if need_dx else None
+        for start in range(first, stop, block):
+            m = min(block, stop - start)
+            g_block = g[start : start + m]
+            patches = im2col_into(x, kh, kw, stride, padding, start, cols_buf[:m])
+            dw_aug += np.matmul(g_block, patches.transpose(0, 2, 1), out=dw_parts[:m]).sum(
+                axis=0)
+            if need_dx:  # each thread writes the rows of its own samples
+                np.matmul(w2t, g_block, out=dcols[:m])
+                col2im_into(dcols[:m], kh, kw, stride, padding, start, dx)
+        return dw_aug
+
+    parts = _over_batch_threads(samples, n, block)
+    dw_aug = parts[0]
+    for part in parts[1:]:
+        dw_aug += part
     return dx, dw_aug[:, :k].reshape(w.shape), np.ascontiguousarray(dw_aug[:, k])
 
 

@@ -269,6 +269,33 @@ case("softmax_cross_entropy-soft-targets", F.softmax_cross_entropy,
 case("softmax_cross_entropy-large-logits", lambda a, t: F.softmax_cross_entropy(a * 50.0, t),
      In((3, 4)), In((3, 4), one_hot, False))
 
+# ---------------------------------------------------------------------- fused for the estimators
+def unit_interval(rng, shape):
+    """Relaxed samples in [0.05, 0.95]."""
+    return rng.uniform(0.05, 0.95, shape)
+
+
+def binary(rng, shape):
+    return (rng.random(shape) < 0.5).astype(float)
+
+
+case("bernoulli_log_likelihood-relaxed-sample", F.bernoulli_log_likelihood,
+     In((3, 4), unit_interval), In((3, 4)))
+case("bernoulli_log_likelihood-hard-sample", F.bernoulli_log_likelihood,
+     In((3, 4), binary, False), In((3, 4)))
+case("bernoulli_log_likelihood-shared-logits", F.bernoulli_log_likelihood,
+     In((3, 4), unit_interval), In((4,)))
+case("bernoulli_log_likelihood-large-logits",
+     lambda b, a: F.bernoulli_log_likelihood(b, a * 40.0), In((2, 3), unit_interval),
+     In((2, 3)))
+case("bernoulli_log_likelihood-batched", F.bernoulli_log_likelihood,
+     In((2, 2, 3), unit_interval), In((2, 1, 3)))
+case("relaxed_sigmoid-one-temperature", F.relaxed_sigmoid, In((3, 4)), In((), positive))
+case("relaxed_sigmoid-temperature-per-unit", F.relaxed_sigmoid, In((3, 4)), In((4,), positive))
+case("relaxed_sigmoid-fixed-temperature", lambda z: F.relaxed_sigmoid(z, 0.5), In((3, 4)))
+case("relaxed_sigmoid-exp-log-temperature",
+     lambda z, w: F.relaxed_sigmoid(z, F.exp(w)), In((2, 3)), In(()))
+
 # ---------------------------------------------------------------------- composites
 case("composite-mlp-layer",
      lambda x, w, b: F.tanh(x @ w + b).sum(axis=1) * F.sigmoid(x).mean(),
@@ -597,3 +624,55 @@ def test_double_backward_through_a_kernel_is_a_clear_error(kernel):
     # First order still works on the same graph.
     (gx,) = grad(loss, x)
     assert gx.shape == x.shape
+
+
+# ---------------------------------------------------------------------- fused against unfused
+@pytest.mark.parametrize("create_graph", [False, True], ids=["arrays", "tensors"])
+@pytest.mark.parametrize("logits_shape", [(5, 7), (7,)], ids=["per-row", "shared"])
+def test_fused_bernoulli_log_likelihood_is_its_composite_bit_for_bit(create_graph,
+                                                                     logits_shape):
+    """The fused Function gives the values and gradients of ``b l - softplus(l)`` summed,
+    in float32, to the last bit (so training runs keep their numbers), with logits from
+    -90 to 90 (where softplus and sigmoid saturate), on both backward paths."""
+    rng = np.random.default_rng(3)
+    b_values = rng.uniform(0, 1, (5, 7)).astype(np.float32)
+    l_values = (rng.standard_normal(logits_shape) * 30).astype(np.float32)
+    l_values[..., :3] = [-90.0, 90.0, 0.0]
+    w = Tensor(np.linspace(-1, 1, 5).astype(np.float32))
+    results = []
+    for fused in (True, False):
+        b, lg = Tensor(b_values, requires_grad=True), Tensor(l_values, requires_grad=True)
+        y = (F.bernoulli_log_likelihood(b, lg) if fused
+             else (b * lg - F.softplus(lg)).sum(axis=-1))
+        db, dl = grad((y * w).sum(), [b, lg], create_graph=create_graph)
+        results.append((y.data, db.data, dl.data))
+    for fused, unfused in zip(*results):
+        assert fused.dtype == np.float32
+        np.testing.assert_array_equal(fused, unfused)
+
+
+def test_fused_relaxed_sigmoid_equals_its_composite_in_float32():
+    rng = np.random.default_rng(4)
+    z_values = (rng.standard_normal((4, 6)) * 5).astype(np.float32)
+    w = Tensor(rng.standard_normal((4, 6)).astype(np.float32))
+    results = []
+    for fused in (True, False):
+        z = Tensor(z_values, requires_grad=True)
+        t = Tensor(np.float32(0.7), requires_grad=True)
+        y = F.relaxed_sigmoid(z, t) if fused else F.sigmoid(z / t)
+        dz, dt = grad((y * w).sum(), [z, t])
+        results.append((y.data, dz.data, dt.data))
+    for fused, unfused in zip(*results):
+        scale = np.maximum(np.abs(unfused), 1.0)
+        assert np.all(np.abs(fused - unfused) <= 8 * np.finfo(np.float32).eps * scale)
+
+
+def test_fused_functions_refuse_bad_input():
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        F.relaxed_sigmoid(Tensor(np.zeros(3)), 0.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        F.relaxed_sigmoid(Tensor(np.zeros(3)), Tensor(np.array([1.0, -1.0, 1.0])))
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        F.bernoulli_log_likelihood(Tensor(np.zeros((2, 3))), Tensor(np.zeros((2, 4))))
+    with pytest.raises(ValueError, match="last axis"):
+        F.bernoulli_log_likelihood(Tensor(np.array(1.0)), Tensor(np.array(0.0)))

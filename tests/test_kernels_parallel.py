@@ -91,6 +91,78 @@ def test_parallel_kernels_are_chosen_from_the_environment():
     assert "chosen" in result.stdout
 
 
+def test_convolution_split_over_batch_threads_equals_one_thread_and_the_twins():
+    """MINIGRAD_CONV_THREADS=2: the output and the input gradient equal the one-thread
+    kernels' bit for bit (each sample is computed alone), the weight gradient to rounding
+    (a sum of two partial sums), and all of them the NumPy twins."""
+    code = """
+        import threading
+        import numpy as np
+        from minigrad import kernels as K
+
+        assert K.CONV_THREADS == 2
+        rng = np.random.default_rng(5)
+        seen = set()
+        im2col = K._SERIAL["im2col"]
+
+        def spy(*args):  # which threads run the sample loops
+            seen.add(threading.get_ident())
+            return im2col(*args)
+
+        K._SERIAL["im2col"] = spy
+        for dtype, (n, c, h, f, stride, padding) in [
+                (np.float32, (64, 6, 14, 16, 1, 0)), (np.float64, (37, 3, 9, 4, 2, 1)),
+                (np.float32, (1, 2, 6, 3, 1, 1))]:
+            x = rng.standard_normal((n, c, h, h)).astype(dtype)
+            w = rng.standard_normal((f, c, 3, 3)).astype(dtype)
+            b = rng.standard_normal(f).astype(dtype)
+            K._SERIAL["im2col"] = spy
+            K.CONV_THREADS = 2
+            out, saved = K.conv2d_forward(x, w, b, stride, padding)
+            g = rng.standard_normal(out.shape).astype(dtype)
+            grads = K.conv2d_backward(g, x.shape, saved, w, stride, padding)
+            K.CONV_THREADS = 1
+            out1, saved1 = K.conv2d_forward(x, w, b, stride, padding)
+            grads1 = K.conv2d_backward(g, x.shape, saved1, w, stride, padding)
+            np.testing.assert_array_equal(out, out1)
+            np.testing.assert_array_equal(grads[0], grads1[0])
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            for a, a1 in zip(grads[1:], grads1[1:]):
+                np.testing.assert_allclose(a, a1, rtol=tol, atol=tol * np.abs(a1).max())
+            ref, saved_ref = K.conv2d_forward_reference(x, w, b, stride, padding)
+            np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
+            for a, r in zip(grads, K.conv2d_backward_reference(g, x.shape, saved_ref, w,
+                                                               stride, padding)):
+                np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
+        assert len(seen) == 2, seen  # the batch really went to two threads
+        print("split ok")
+    """
+    result = run_python(code, MINIGRAD_CONV_THREADS="2", NUMBA_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr
+    assert "split ok" in result.stdout
+
+
+def test_batch_split_gives_each_thread_a_contiguous_part_of_whole_blocks(monkeypatch):
+    calls = []
+    monkeypatch.setattr(K, "CONV_THREADS", 2)
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 2)
+    assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 10, 3) == [5, 5]
+    assert sorted(calls) == [(0, 5), (5, 10)]
+    calls.clear()
+    assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 5, 3) == [5]
+    assert calls == [(0, 5)]  # fewer than two blocks: one thread
+    calls.clear()
+    monkeypatch.setattr(K.numba, "get_num_threads", lambda: 1)
+    assert K._over_batch_threads(lambda a, b: calls.append((a, b)) or b - a, 10, 3) == [10]
+    assert calls == [(0, 10)]  # one thread in the budget: no split
+
+
+def test_conv_threads_setting_is_checked():
+    result = run_python("import minigrad.kernels", MINIGRAD_CONV_THREADS="two")
+    assert result.returncode != 0
+    assert "MINIGRAD_CONV_THREADS must be a whole number" in result.stderr
+
+
 def test_fused_adam_update_equals_its_numpy_twin_bit_for_bit():
     rng = np.random.default_rng(2)
     for dtype in (np.float32, np.float64):

@@ -54,8 +54,10 @@ def bernoulli_log_likelihood(b: Tensor, logits: Tensor) -> Tensor:
     """Sum over units of ``log Bernoulli(b; sigmoid(logits)) = b * logits - softplus(logits)``.
 
     Returns one value per row. ``b`` may be relaxed (in [0, 1]); the formula stays smooth.
+    One fused Function (:func:`minigrad.functions.bernoulli_log_likelihood`), differentiable
+    twice in ``b`` and in ``logits``.
     """
-    return (b * logits - F.softplus(logits)).sum(axis=-1)
+    return F.bernoulli_log_likelihood(b, logits)
 
 
 def log_mean_exp(values: np.ndarray, axis: int = 0) -> np.ndarray:
