@@ -18,7 +18,8 @@ from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy,
                     lenet_class_accuracy, lenet_rows,
                     lenet_step, run_lenet_runs, run_lenet_sweep, train_lenet)
-from .results import (Comparison, comparisons, load_results, open_gap, open_gaps,
+from .results import (Comparison, chapter_key, chapter_titles, comparisons, load_results,
+                      mean_std_text, open_gap, open_gaps,
                       read_recorded, record_results, recorded_names, reference_row, repo_root,
                       results_dir, results_path, stale_gaps)
 from .runs import RunInterrupted, RunSpec, execute, load_run_results, run_specs, runs_dir, sweep
@@ -30,7 +31,7 @@ __all__ = [
     "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",
     "Comparison", "comparisons", "read_recorded", "recorded_names", "reference_row",
-    "open_gap", "open_gaps", "stale_gaps",
+    "open_gap", "open_gaps", "stale_gaps", "chapter_key", "chapter_titles", "mean_std_text",
     "LeNetConfig", "LeNetHistory", "es_spread", "lenet_accuracy", "lenet_class_accuracy",
     "lenet_rows", "lenet_step",
     "run_lenet_runs", "run_lenet_sweep", "train_lenet",

@@ -33,6 +33,7 @@ from minigrad.tensor import Tensor, no_grad
 
 from .checkpoint import Resumable
 from .executor import map_runs
+from .results import mean_std_text
 
 
 def seed_loss(logits: Tensor, targets: np.ndarray) -> Tensor:
@@ -279,7 +280,8 @@ def summary_table(results: dict[str, list[History]], reference: dict[str, float]
     for label, (mean, std, n) in summarize(results).items():
         ref = reference.get(label)
         ref_text = f"{ref:.4f}" if ref is not None else ""
-        lines.append(f"{label:{width}s} {mean:>10.4f} ± {std:.4f} (n={n}) {ref_text:>8s}")
+        ours = f"{mean_std_text(mean, std, n)} (n={n})"
+        lines.append(f"{label:{width}s} {ours:>24s} {ref_text:>8s}")
     return "\n".join(lines)
 
 

@@ -34,6 +34,65 @@ def results_dir() -> Path:
     return repo_root() / "_build" / "results" / _budget.budget()
 
 
+def mean_std_text(mean: float, std: float, n: int, decimals: int = 3) -> str:
+    """``mean ± std`` as a results table shows it: the mean at ``decimals`` decimals, the
+    spread at as many (or at one significant digit if that would round it to zero), and
+    ``—`` for the spread of a single run, which has none (not ``± 0.0000``)."""
+    if n < 1:
+        raise ValueError(f"mean_std_text: n={n}, the number of runs, must be at least 1")
+    if n == 1:
+        return f"{mean:.{decimals}f} ± —"
+    spread = f"{std:.{decimals}f}"
+    if std != 0 and float(spread) == 0:
+        spread = f"{std:.1g}"
+    return f"{mean:.{decimals}f} ± {spread}"
+
+
+def chapter_titles(root: Path | None = None) -> dict[str, str]:
+    """The book's chapters in reading order (``_toc.yml``), each chapter's results key
+    (its file name without the ``NN_`` number, as in :func:`record_results`) mapped to its
+    title: the first heading of its notebook."""
+    import yaml  # installed with jupyter-book
+
+    root = repo_root(root)
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for key in ("parts", "chapters", "sections"):
+                walk(node.get(key, []))
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    titles = {}
+    for name in files:
+        path = root / f"{name}.ipynb"
+        if not path.exists():
+            continue
+        nb = json.loads(path.read_text(encoding="utf8"))
+        title = path.stem
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                lines = "".join(cell["source"]).splitlines()
+                heading = next((line for line in lines if line.startswith("# ")), None)
+                if heading:
+                    title = heading[2:].strip()
+                    break
+        titles[path.stem.split("_", 1)[1] if path.stem[:2].isdigit() else path.stem] = title
+    return titles
+
+
+def chapter_key(chapter: str) -> str:
+    """A results file's chapter name without a leading ``NN_`` number."""
+    head, _, rest = chapter.partition("_")
+    return rest if head.isdigit() and rest else chapter
+
+
 def results_path(chapter: str) -> Path:
     """The results file of one chapter."""
     return results_dir() / f"{chapter}.json"
