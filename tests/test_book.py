@@ -380,6 +380,92 @@ STATIC_MATH_RE = re.compile(
 )
 
 
+# Build mechanics and numbers a reader cannot use (issue: "pages a reader trusts").
+# A machine path in a cell's output: a path under a system folder, or a pathlib repr.
+ABSOLUTE_PATH_RE = re.compile(
+    r"(?<![\w.~-])/(?:work|home|root|tmp|Users|opt|srv|mnt|var|usr|private)/[^\s'\"<>)]+"
+    r"|\b(?:Posix|Windows)Path\(|\b[A-Za-z]:\\[\w.-]"
+)
+# The budget the page was built at, printed as a line ("budget: full").
+BUDGET_LINE_RE = re.compile(r"\bbudget:\s*(?:full|smoke|paper)\b", re.I)
+# A spread that says nothing: one run's "± 0.0000", or "± nan".
+EMPTY_SPREAD_RE = re.compile(r"±\s*(?:0\.0{3,}(?![0-9])|nan\b)", re.I)
+# A table cell that is only a NaN or an infinity, with no word on what it means.
+BARE_NAN_CELL_RE = re.compile(r"^[-+]?(?:nan|inf|infinity)$", re.I)
+
+
+def cell_outputs(static: str) -> list[str]:
+    """The text of every code cell's output on a built page (inputs left out)."""
+    outputs = []
+    for cell in re.split(r'<div class="cell(?: [^"]*)? docutils container"', static)[1:]:
+        start = cell.find('class="cell_output')
+        if start < 0:
+            continue
+        text = re.sub(r"<[^>]+>", " ", cell[start:])
+        outputs.append(html_lib.unescape(text))
+    return outputs
+
+
+def build_mechanics_problems(static: str, page_text: str) -> list[str]:
+    """Machine paths and budget lines in outputs, empty spreads and bare NaN cells."""
+    problems = []
+    roots = {str(ROOT)}
+    if BUILT_HTML:
+        roots.add(str(Path(BUILT_HTML).resolve().parents[1]))
+    for text in cell_outputs(static):
+        found = ABSOLUTE_PATH_RE.search(text)
+        if found:
+            problems.append(f"a machine path in an output: {found.group(0)!r}")
+        for root in roots:
+            if root in text:
+                problems.append(f"the build's own path in an output: {root!r}")
+    found = BUDGET_LINE_RE.search(page_text)
+    if found:
+        problems.append(f"a budget line on the page: {found.group(0)!r} (the smoke banner "
+                        "says so on a smoke build; nothing is printed at the full budget)")
+    found = EMPTY_SPREAD_RE.search(page_text)
+    if found:
+        i = found.start()
+        problems.append(f"a spread that says nothing (one run? write '—'): "
+                        f"{page_text[max(0, i - 40):i + 20]!r}")
+    for cell in re.findall(r"<td\b[^>]*>(.*?)</td>", static, re.S | re.I):
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+        if BARE_NAN_CELL_RE.match(text):
+            problems.append(f"a table cell that reads {text!r} with no word on what it means")
+    return problems
+
+
+def chapter_titles() -> list[str]:
+    """The first heading of every chapter notebook, in reading order."""
+    titles = []
+    for docname in DOCNAMES:
+        path = source_path(docname)
+        if path.suffix != ".ipynb":
+            continue
+        for src in notebook_cells(path, "markdown"):
+            heading = next((line for line in src.splitlines() if line.startswith("# ")), None)
+            if heading:
+                titles.append(heading[2:].strip())
+                break
+    return titles
+
+
+def test_appendix_sections_are_chapter_titles_in_reading_order(built_book: Path):
+    """The appendix's results sections are headed by the chapters' titles, in the order a
+    reader meets the chapters, not by the keys of the results files."""
+    static = (built_book / f"{APPENDIX}.html").read_text(encoding="utf8")
+    headings = [html_lib.unescape(re.sub(r"<[^>]+>", "", h)).replace("#", "").strip()
+                for h in re.findall(r"<h2\b[^>]*>(.*?)</h2>", static, re.S | re.I)]
+    titles = chapter_titles()
+    keys = [h for h in headings
+            if re.search(r"^Chapter\b|\b\d\d_[a-z0-9_]+\b|^[a-z0-9]+(?:_[a-z0-9]+)+\b", h)]
+    assert not keys, f"appendix headings that are file keys, not chapter titles: {keys}"
+    shown = [t for h in headings for t in titles if h == t or h.startswith(t + " (")]
+    assert shown, f"no appendix heading is a chapter title; headings: {headings}"
+    assert shown == sorted(shown, key=titles.index), \
+        f"appendix sections out of reading order: {shown}"
+
+
 @pytest.mark.parametrize("docname", DOCNAMES)
 def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
     page = built_book / f"{docname}.html"
@@ -459,6 +545,7 @@ def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
     address = ADDRESS_RE.search(page_text)
     if address:
         problems.append(f"a memory address on the page: {address.group(0)!r}")
+    problems += build_mechanics_problems(static, page_text)
     if BUILT_BUDGET == "smoke" and src.suffix == ".ipynb" and "smoke-banner" not in static:
         problems.append("a smoke build without the smoke banner (call minigrad.budget.banner() "
                         "in the chapter's first code cell)")

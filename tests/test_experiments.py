@@ -2,6 +2,7 @@
 import concurrent.futures as cf
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,37 @@ def test_history_rows_carry_their_steps_and_the_references():
     assert b["steps"] == 100 and b["reference"] is None and "reference_steps" not in b
     (default,) = history_rows("e", {"a": [h]}, reference={"a": 0.7})
     assert default["reference_steps"] == 20_000            # the seeds' 20 x 1,000
+
+
+def test_mean_std_text_shows_one_run_without_a_spread():
+    from minigrad.experiments import mean_std_text
+
+    assert mean_std_text(0.91234, 0.0, 1) == "0.912 ± —"
+    assert mean_std_text(0.91234, 0.0023, 3) == "0.912 ± 0.002"
+    # a spread that would round to zero keeps one significant digit
+    assert mean_std_text(0.91234, 0.00003, 3) == "0.912 ± 3e-05"
+    # several runs that agree exactly
+    assert mean_std_text(0.2452, 0.0, 3) == "0.245 ± 0"
+    assert mean_std_text(-95.123, 0.51, 3, decimals=1) == "-95.1 ± 0.5"
+    with pytest.raises(ValueError, match="at least 1"):
+        mean_std_text(0.5, 0.0, 0)
+
+
+def test_chapter_titles_follow_the_table_of_contents():
+    import json
+
+    import yaml
+
+    from minigrad.experiments import chapter_key, chapter_titles, repo_root
+
+    root = repo_root(Path(__file__).parent)
+    titles = chapter_titles(root)
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]
+             if (root / f"{c['file']}.ipynb").exists()]
+    assert list(titles) == [chapter_key(Path(f).name) for f in files]
+    first = json.loads((root / f"{files[0]}.ipynb").read_text(encoding="utf8"))
+    heading = "".join(first["cells"][0]["source"]).splitlines()[0]
+    assert titles[chapter_key(Path(files[0]).name)] == heading[2:].strip()
+    assert chapter_key("06_sbn_score_function") == "sbn_score_function"
+    assert chapter_key("arm_disarm") == "arm_disarm"

@@ -42,8 +42,10 @@ def mean_std_text(mean: float, std: float, n: int, decimals: int = 3) -> str:
         raise ValueError(f"mean_std_text: n={n}, the number of runs, must be at least 1")
     if n == 1:
         return f"{mean:.{decimals}f} ± —"
+    if std == 0:
+        return f"{mean:.{decimals}f} ± 0"
     spread = f"{std:.{decimals}f}"
-    if std != 0 and float(spread) == 0:
+    if float(spread) == 0:
         spread = f"{std:.1g}"
     return f"{mean:.{decimals}f} ± {spread}"
 
