@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from minigrad.fileio import (UnreadableFile, atomic_write, read_json,
                              remove_temp_files)
+from minigrad.tensor import keep_freed_memory
 
 from .checkpoint import CheckpointError, Resumable
 from .executor import RunNotStarted, Stopped, map_runs, stop_requested
@@ -573,6 +574,7 @@ def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
     if checkpoint.exists() and not resume:
         raise FileExistsError(f"{checkpoint} exists: pass resume=True (--resume) to continue "
                               "that run, or choose another output folder")
+    keep_freed_memory()     # opt-in, for the process that trains (see its docstring)
     with threadpool_limits(limits=1, user_api="blas"), _StopOnSignals(sweep_file) as stop:
         if stop.poll() is not None:
             raise RunNotStarted(stop.signum)
