@@ -104,6 +104,20 @@ EDGES: list[tuple[str, str, str]] = [
     ("ST sampled softmax", "relaxes the sample", "ST Gumbel-softmax"),
     ("Concrete", "categorical version", "Gumbel-softmax, relaxed"),
     ("Gumbel-softmax, relaxed", "changes the backward slope", "ST Gumbel-softmax"),
+    # categorical latents
+    ("REINFORCE LOO", "categorical version", "RLOO"),
+    ("REINFORCE, categorical", "adds a baseline", "RLOO"),
+    ("RLOO", "adds a baseline", "VIMCO"),
+    ("REINFORCE, categorical", "Rao-Blackwellises", "IndeCateR"),
+    ("ARM", "categorical version", "ARSM"),
+    ("REINFORCE, categorical", "antithetic samples", "ARSM"),
+    ("REBAR (Concrete relaxation)", "categorical version", "REBAR, categorical"),
+    ("Gumbel-softmax, relaxed", "relaxed control variate", "REBAR, categorical"),
+    ("REBAR, categorical", "tunes / learns the control variate",
+     "dynamic REBAR, categorical"),
+    ("REBAR, categorical", "tunes / learns the control variate", "RELAX, categorical"),
+    ("dynamic REBAR", "categorical version", "dynamic REBAR, categorical"),
+    ("RELAX", "categorical version", "RELAX, categorical"),
 ]
 
 
