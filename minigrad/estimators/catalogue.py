@@ -28,8 +28,9 @@ way to measure them all.
 **The table.** Each :class:`EstimatorSpec` names the library function a reader opens, how to
 call it under the contract, the control it needs (a factory), what it costs, whether it is
 unbiased, and the chapter that derives it. The oracle test, the SBN runs
-(:mod:`minigrad.experiments.sbn`), the command line and the catalogue chapter all read
-:data:`ESTIMATORS`; a new estimator joins all of them by adding one entry.
+(:mod:`minigrad.experiments.sbn`), the categorical VAE runs (:mod:`minigrad.experiments.vae`),
+the command line and the catalogue chapter all read :data:`ESTIMATORS`; a new estimator joins
+all of them by adding one entry.
 
 **The common problems** the catalogue measures every entry on:
 
