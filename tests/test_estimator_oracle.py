@@ -122,6 +122,21 @@ def test_every_catalogue_entry_names_a_chapter_and_a_source():
         assert entry.function.__module__.startswith("minigrad.estimators."), entry.name
 
 
+def test_every_vae_row_is_categorical_with_a_cost():
+    # the VAE runs read these fields of a row; a row they cannot run is not marked vae
+    from minigrad.estimators.catalogue import VAE_ESTIMATORS
+
+    assert len(VAE_ESTIMATORS) >= 10
+    for name in VAE_ESTIMATORS:
+        entry = ESTIMATORS[name]
+        assert entry.problem.logits.ndim == 3 and not entry.sbn, name
+        assert entry.cost is not None and entry.cost(3, 4, entry.samples) >= 1, name
+        assert entry.noise in ("per unit", "per logit"), name
+    assert ESTIMATORS["IndeCateR"].cost(3, 4, 1) == 12
+    assert ESTIMATORS["RLOO"].cost(3, 4, ESTIMATORS["RLOO"].samples) == \
+        ESTIMATORS["RLOO"].samples
+
+
 def test_vimco_is_measured_against_the_k_sample_bound_not_e_f():
     # VIMCO's row says what it estimates, and its problem's exact gradient is that of the
     # k-sample bound: the same estimates are far from the gradient of E[f] of its log-weight

@@ -442,6 +442,7 @@ SPECS: list[EstimatorSpec] = [
                   problem=CATEGORICAL, note="deterministic: no noise"),
     EstimatorSpec("Concrete", concrete, _concrete, "relaxation", False, "1 + a gradient",
                   _DIFF, "06_sbn_score_function", control=_temperature, sbn=True,
+                  relaxed_sample=True,
                   note="temperature 0.5 (an SBN run: its configured temperature)"),
     EstimatorSpec("ST Gumbel-softmax", st_gumbel_softmax_estimate,
                   _with_temperature(st_gumbel_softmax_categorical), "relaxation", False,
