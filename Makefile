@@ -39,7 +39,7 @@ book: check-budget $(STAMP)
 
 # The student edition: the book just built, without solutions (in _build/student/_build/html).
 student: book
-	$(PY) -m minigrad.edition --build _build --out _build/student
+	$(PY) -m minigrad.teaching.edition --build _build --out _build/student
 
 check-budget:
 	+@$(PYTHON) minigrad/budget.py check "$(MINIGRAD_BUDGET)"

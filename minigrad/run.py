@@ -5,6 +5,12 @@ One run::
     python -m minigrad.run --family sbn --model linear1 --estimator NVIL --seed 0 \
         --out runs/nvil
 
+A categorical VAE (``--model nNkK``: N variables of K classes) with any estimator of the
+catalogue's table that the VAE can train with::
+
+    python -m minigrad.run --family vae --model n12k4 --estimator "RELAX, categorical" \
+        --out runs/vae
+
 A sweep (every model x estimator x seed), on the local cores or on a Dask cluster::
 
     python -m minigrad.run --family sbn --model linear1 nonlinear \
@@ -44,9 +50,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from minigrad.experiments.runs import (CLASSIFIER_MODELS, LENET_LOSSES, SBN_DATASETS,
-                                           SBN_MODELS, STEPS)
-    from minigrad.estimators.catalogue import SBN_ESTIMATORS
+    from minigrad.experiments.runs import (CLASSIFIER_MODELS, FAMILIES, LENET_LOSSES,
+                                           SBN_DATASETS, SBN_MODELS, STEPS, VAE_MODELS)
+    from minigrad.estimators.catalogue import SBN_ESTIMATORS, VAE_ESTIMATORS
     from minigrad.experiments.sbn import BASELINES
     from minigrad.models.sbn import INITS
 
@@ -65,21 +71,26 @@ def _parser() -> argparse.ArgumentParser:
                "be written or a scheduler that does not answer.",
         formatter_class=_Formatter)
     what = p.add_argument_group("what to train")
-    what.add_argument("--family", required=True, choices=["classifier", "sbn", "lenet"],
+    what.add_argument("--family", required=True, choices=list(FAMILIES),
                       help="model family: MNIST MLP classifiers, sigmoid belief networks, "
-                           "LeNet-5")
+                           "LeNet-5, categorical VAEs")
     what.add_argument("--model", nargs="+", required=True, metavar="MODEL",
                       help="sbn: " + ", ".join(SBN_MODELS) + "; classifier (the hidden "
-                           "neuron): " + ", ".join(CLASSIFIER_MODELS) + "; lenet: lenet5")
+                           "neuron): " + ", ".join(CLASSIFIER_MODELS) + "; lenet: lenet5; "
+                           "vae: the latent shape nNkK, N variables of K classes, e.g. "
+                           + ", ".join(VAE_MODELS) + " (24 bits each)")
     what.add_argument("--estimator", nargs="+", default=[""], metavar="ESTIMATOR",
-                      help="sbn: " + ", ".join(SBN_ESTIMATORS) + "; lenet: "
+                      help="sbn: " + ", ".join(SBN_ESTIMATORS) + "; vae: "
+                           + "; ".join(VAE_ESTIMATORS) + " (quote names with spaces); "
+                           "lenet: "
                            + ", ".join(LENET_LOSSES) + "; classifier: none (the neuron "
                            "is its estimator)")
     what.add_argument("--seed", nargs="+", type=int, default=[0], metavar="SEED",
                       help="seeds of the runs (weights, minibatch order, noise)")
     what.add_argument("--dataset", default=None,
                       help="sbn: " + ", ".join(SBN_DATASETS) + " (default binarized-mnist; "
-                           "omniglot is downloaded once if online); classifier, lenet: mnist")
+                           "omniglot is downloaded once if online); vae: binarized-mnist; "
+                           "classifier, lenet: mnist")
     how = p.add_argument_group("how long and with which hyperparameters (default: the book's)")
     how.add_argument("--budget", default=None, choices=list(_budget.CLI_BUDGETS),
                      help="default step counts: " + steps_help + " (default: "
@@ -87,16 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--steps", type=int, default=None,
                      help="training steps per run (overrides the budget)")
     how.add_argument("--batch-size", type=int, default=None,
-                     help="minibatch size (sbn 24, classifier 50, lenet 128)")
+                     help="minibatch size (sbn 24, classifier 50, lenet 128, vae 50)")
     how.add_argument("--lr", type=float, default=None,
                      help="learning rate (sbn 3e-4 with Adam beta2 0.99999; classifier: "
-                          "the neuron's lr in the book; lenet 5/55000)")
+                          "the neuron's lr in the book; lenet 5/55000; vae 1e-3)")
     how.add_argument("--temperature", type=float, default=0.5,
-                     help="sbn Concrete relaxation temperature")
+                     help="sbn: Concrete relaxation temperature; vae: the Gumbel-softmax "
+                           "and REBAR/RELAX temperature")
     how.add_argument("--record-every", type=int, default=None,
-                     help="sbn: steps between history records (default min(500, steps))")
+                     help="sbn, vae: steps between history records (default sbn "
+                           "min(500, steps), vae min(100, steps))")
     how.add_argument("--eval-k", type=int, default=100,
-                     help="sbn: importance samples of the final validation bound")
+                     help="sbn, vae: importance samples of the final validation bound")
     how.add_argument("--eval-examples", type=int, default=None,
                      help="evaluate on the first so many validation images (default all)")
     how.add_argument("--train-examples", type=int, default=None,

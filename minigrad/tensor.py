@@ -63,9 +63,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbe
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to reuse freed memory instead of handing it back to the kernel.
 
-    A process-wide setting, applied once when minigrad is imported; ``MINIGRAD_MALLOPT=0``
-    turns it off. Returns whether it was applied (False where the C library is not glibc,
-    on macOS and Windows say, where this does nothing).
+    A process-wide setting, so importing minigrad does not make it: it is opt-in. The
+    experiments layer turns it on for the runs it starts (``map_runs``, whose forked workers
+    inherit it, and ``runs.execute``), and so does the benchmark; call it yourself before a
+    long training loop of your own. ``MINIGRAD_MALLOPT=0`` keeps it off everywhere. Returns
+    whether it was applied (False where the C library is not glibc, on macOS and Windows
+    say, where this does nothing).
     """
     if os.environ.get("MINIGRAD_MALLOPT", "1") == "0":
         return False
@@ -79,8 +82,6 @@ def keep_freed_memory() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
     return mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 and ok
 
-
-_ALLOCATOR_TUNED = keep_freed_memory()
 
 
 def is_grad_enabled() -> bool:

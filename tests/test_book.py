@@ -242,7 +242,7 @@ def test_book_builds_without_warnings(built_book: Path):
 
 def test_student_edition_has_no_solutions(built_book: Path, tmp_path: Path):
     """`make student`: the executed chapters without solutions, built without executing."""
-    from minigrad.edition import build_student_edition
+    from minigrad.teaching.edition import build_student_edition
 
     env_build = built_book.parent  # <out>/_build, holding html/ and jupyter_execute/
     html_dir = build_student_edition(ROOT, env_build, tmp_path / "student")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from minigrad.edition import (prepare_student_sources, strip_solutions_notebook,
+from minigrad.teaching.edition import (prepare_student_sources, strip_solutions_notebook,
                               strip_solutions_text)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_a_cell_that_ends_one_solution_and_starts_the_next():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_the_self_checks_a_solution_runs_are_named_in_the_student_edition(path):
-    from minigrad import selfcheck
+    from minigrad.teaching import selfcheck
     nb = json.loads(path.read_text(encoding="utf8"))
     solutions_start = next((i for i, c in enumerate(nb["cells"])
                             if "## Exercises" in "".join(c["source"])), len(nb["cells"]))

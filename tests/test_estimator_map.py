@@ -70,6 +70,18 @@ def test_the_guide_is_decided_by_the_measurements():
         which_estimator_when([])
 
 
+def test_the_guide_compares_rows_within_a_problem_only():
+    # a row alone on its problem (VIMCO on the k-sample bound) is recommended for nothing,
+    # however low its variance; two rows on that problem are compared with each other
+    rows = [_row("noisy", 1.0, 4.0, 1e-6), _row("quiet", 0.5, 1.0, 1e-6),
+            _row("alone", 0.5, 1e-3, 1e-7, problem="bound")]
+    advice = which_estimator_when(rows)
+    assert {name for _, name, _ in advice} == {"quiet"}
+    rows.append(_row("partner", 0.5, 1e-2, 1e-7, problem="bound"))
+    chosen = {s.split(" units", 1)[0]: n for s, n, _ in which_estimator_when(rows)}
+    assert chosen == {"Bernoulli": "quiet", "bound": "alone"}
+
+
 def test_measured_rows_of_two_estimators():
     two = [entry for entry in CATALOGUE if entry.name in ("REINFORCE", "ST sigmoid-adjusted")]
     rows = {row.name: row for row in measure_rows(two, samples=4000)}

@@ -122,6 +122,59 @@ def test_every_catalogue_entry_names_a_chapter_and_a_source():
         assert entry.function.__module__.startswith("minigrad.estimators."), entry.name
 
 
+def test_every_vae_row_is_categorical_with_a_cost():
+    # the VAE runs read these fields of a row; a row they cannot run is not marked vae
+    from minigrad.estimators.catalogue import VAE_ESTIMATORS
+
+    assert len(VAE_ESTIMATORS) >= 10
+    for name in VAE_ESTIMATORS:
+        entry = ESTIMATORS[name]
+        assert entry.problem.logits.ndim == 3 and not entry.sbn, name
+        assert entry.cost is not None and entry.cost(3, 4, entry.samples) >= 1, name
+        assert entry.noise in ("per unit", "per logit"), name
+    assert ESTIMATORS["IndeCateR"].cost(3, 4, 1) == 12
+    assert ESTIMATORS["RLOO"].cost(3, 4, ESTIMATORS["RLOO"].samples) == \
+        ESTIMATORS["RLOO"].samples
+
+
+def test_vimco_is_measured_against_the_k_sample_bound_not_e_f():
+    # VIMCO's row says what it estimates, and its problem's exact gradient is that of the
+    # k-sample bound: the same estimates are far from the gradient of E[f] of its log-weight
+    from minigrad.estimators.catalogue import K_SAMPLE_BOUND, K_SAMPLES
+    from minigrad.estimators.exact import exact_gradient_categorical
+
+    entry = ESTIMATORS["VIMCO"]
+    assert entry.target == K_SAMPLE_BOUND and entry.samples == K_SAMPLES >= 2
+    assert all(e.target != K_SAMPLE_BOUND for e in SPECS if e.name != "VIMCO")
+    m = measure(entry, samples=R)
+    assert m.largest_abs_z <= Z_MAX
+    e_f = exact_gradient_categorical(Tensor(Z), entry.problem.f).data
+    assert np.abs(e_f - m.exact).max() > 0.1
+    assert np.abs(m.mean - e_f).max() > 10 * np.abs(m.mean - m.exact).max()
+
+
+def test_the_exact_k_sample_gradient_by_numpy_matches_autograd_of_the_enumeration():
+    # k = 1: the gradient of E[f]; k = 2: autograd through the enumeration of two copies
+    from minigrad.estimators.catalogue import categorical_log_weight as f
+    from minigrad.estimators.exact import (exact_gradient_categorical,
+                                           exact_k_sample_gradient_categorical)
+    from minigrad.functions import concatenate
+
+    np.testing.assert_allclose(exact_k_sample_gradient_categorical(Z, f, 1),
+                               exact_gradient_categorical(Tensor(Z), f).data, rtol=1e-12)
+    x = Tensor(Z, requires_grad=True)
+
+    def bound(b):
+        first, second = f(b[:, :2]).exp(), f(b[:, 2:]).exp()
+        return ((first + second) * 0.5).log()
+
+    (g,) = grad(exact_expectation_categorical(concatenate([x, x], axis=1), bound).sum(), x)
+    np.testing.assert_allclose(exact_k_sample_gradient_categorical(Z, f, 2), g.data,
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="joint configurations"):
+        exact_k_sample_gradient_categorical(Z, f, 6)
+
+
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_the_oracle_rejects_a_broken_estimator(name):
     m = measure(BROKEN[name], samples=R)

@@ -48,13 +48,13 @@ def test_the_map_gives_each_chapter_its_prerequisites_and_times():
 
 
 def test_the_course_plan_has_ten_to_twelve_sessions_and_names_its_self_checks():
-    from minigrad import selfcheck
+    from minigrad.teaching import selfcheck
     plan = _section("A course plan in twelve sessions")
     sessions = [line for line in plan.splitlines() if re.match(r"\| \d+ \|", line)]
     assert 10 <= len(sessions) <= 12
     named = set(re.findall(r"`(check_[a-z_]+)`", plan))
     assert named and named <= set(selfcheck.__all__), named - set(selfcheck.__all__)
-    assert "make student" in INTRO and "minigrad.selfcheck" in INTRO
+    assert "make student" in INTRO and "minigrad.teaching.selfcheck" in INTRO
 
 
 def test_the_three_reading_paths_are_there():

@@ -33,6 +33,19 @@ def test_the_readme_lists_every_estimator_and_model_of_the_command_line():
     assert neurons == ", ".join(CLASSIFIER_MODELS)
 
 
+def test_the_readme_lists_the_vae_estimators_and_shapes_of_the_command_line():
+    from minigrad.estimators.catalogue import VAE_ESTIMATORS
+    from minigrad.experiments.runs import VAE_MODELS
+
+    families = _paragraph(README.read_text(encoding="utf8"), "- **Families**")
+    listed = re.search(r"`--estimator` one of \(separated here by semicolons\) (.*?)\. ",
+                       families).group(1)
+    assert listed == "; ".join(VAE_ESTIMATORS)
+    shapes = re.search(r"`--model nNkK`, N categorical variables of K classes, e\.g\. "
+                       r"(.*?), 24 bits each", families).group(1)
+    assert shapes == ", ".join(VAE_MODELS)
+
+
 def test_the_readme_layout_names_every_estimator_module():
     text = README.read_text(encoding="utf8")
     layout = text[text.index("  estimators/"):text.index("  validate.py")]

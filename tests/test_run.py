@@ -1,8 +1,9 @@
 """Long runs: checkpoints that resume exactly, the command line, sweeps on an executor.
 
-A tiny SBN run (200 binarized MNIST images, short evaluation) is made in one go, killed with
-SIGKILL in the middle and resumed, stopped with SIGTERM and resumed: each must end with the
-same parameters, optimizer state, estimator state and history, bit for bit.
+A tiny SBN run and a tiny categorical VAE run (200 binarized MNIST images, short evaluation)
+are made in one go, killed with SIGKILL in the middle and resumed, stopped with SIGTERM and
+resumed: each must end with the same parameters, optimizer state, estimator state and
+history, bit for bit.
 """
 from __future__ import annotations
 
@@ -25,9 +26,25 @@ from minigrad.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 80
-TINY = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--seed", "3",
-        "--steps", str(STEPS), "--train-examples", "200", "--eval-examples", "20",
-        "--eval-k", "2", "--record-every", "10", "--checkpoint-every", "5", "--no-progress"]
+SMALL = ["--seed", "3", "--steps", str(STEPS), "--train-examples", "200",
+         "--eval-examples", "20", "--eval-k", "2", "--record-every", "10",
+         "--checkpoint-every", "5", "--no-progress"]
+TINY = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", *SMALL]
+# the VAE with the most state: RELAX's network and log temperature, and their own Adam
+TINY_VAE = ["--family", "vae", "--model", "n4k4", "--estimator", "RELAX, categorical",
+            *SMALL]
+#: Per family: the command, its RunSpec, the state a checkpoint holds, the history's lists.
+TINY_RUNS = {
+    "sbn": (TINY, RunSpec("sbn", "linear1", "NVIL", steps=STEPS, seed=3),
+            {"model", "optimizer", "control", "control_optimizer", "tracker", "batch_rng",
+             "noise_rng", "eval_rng", "stream", "history", "window", "steps_done", "racers"},
+            ("steps", "train_elbo", "log_variance")),
+    "vae": (TINY_VAE, RunSpec("vae", "n4k4", "RELAX, categorical", steps=STEPS, seed=3),
+            {"model", "optimizer", "control", "control_optimizer", "batch_rng", "noise_rng",
+             "eval_rng", "stream", "history", "window", "steps_done"},
+            ("steps", "train_elbo", "evaluations")),
+}
+WALL_TIMES = ("seconds", "elapsed", "epoch_seconds")
 
 
 def cli(*args, **kwargs) -> subprocess.Popen:
@@ -61,21 +78,20 @@ def final_state(folder: Path) -> tuple[dict, dict, dict]:
         arrays = {k: f[k] for k in f.files if k != "manifest"}
         manifest = json.loads(f["manifest"].tobytes())
     history = json.loads((folder / HISTORY).read_text())
-    history.pop("seconds")
     tree = manifest["state"]["dict"]
-    tree["history"]["attrs"].pop("seconds")
+    for key in WALL_TIMES:
+        history.pop(key, None)
+        tree["history"]["attrs"].pop(key, None)
     return arrays, tree, history
 
 
-def assert_same_run(a: Path, b: Path) -> None:
+def assert_same_run(a: Path, b: Path, state: set) -> None:
     arrays_a, tree_a, history_a = final_state(a)
     arrays_b, tree_b, history_b = final_state(b)
-    # model, Adam moments and step counts, NVIL's control (its network and running
-    # moments) and the Adam that steps it, the variance tracker, every Generator, the batch
-    # stream, the history (and the racers of a variance race: none here)
-    assert set(tree_a) == {"model", "optimizer", "control", "control_optimizer", "tracker",
-                           "batch_rng", "noise_rng", "eval_rng", "stream", "history",
-                           "window", "steps_done", "racers"}
+    # model, Adam moments and step counts, the control (NVIL's network and running moments;
+    # RELAX's network and temperature) and the Adam that steps it, every Generator, the
+    # batch stream, the history; an SBN's variance tracker (and racers: none here)
+    assert set(tree_a) == state
     assert tree_a == tree_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
@@ -88,16 +104,18 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert rows_a == rows_b
 
 
-@pytest.fixture(scope="module")
-def one_go(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("one_go")
-    code, _, err = finish(cli(*TINY, "--out", str(out)))
+@pytest.fixture(scope="module", params=list(TINY_RUNS))
+def one_go(request, tmp_path_factory) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp(f"one_go_{request.param}")
+    code, _, err = finish(cli(*TINY_RUNS[request.param][0], "--out", str(out)))
     assert code == 0, err
-    return out
+    return request.param, out
 
 
 def test_sigkill_in_the_middle_then_resume_is_bit_identical(one_go, tmp_path):
-    proc = cli(*TINY, "--out", str(tmp_path))
+    family, one_go = one_go
+    args, spec, state, lists = TINY_RUNS[family]
+    proc = cli(*args, "--out", str(tmp_path))
     wait_for_checkpoint(tmp_path / CHECKPOINT, proc)
     proc.send_signal(signal.SIGKILL)
     code, _, _ = finish(proc)
@@ -107,24 +125,26 @@ def test_sigkill_in_the_middle_then_resume_is_bit_identical(one_go, tmp_path):
     assert not (tmp_path / RESULTS).exists()
     # without --resume the run refuses to overwrite its checkpoint
     with pytest.raises(FileExistsError, match="--resume"):
-        execute(RunSpec("sbn", "linear1", "NVIL", steps=STEPS, seed=3), tmp_path)
+        execute(spec, tmp_path)
     # the history so far, read from the checkpoint while the run is unfinished
     partial, finished = read_history(tmp_path)
     assert not finished
     assert partial["steps"] == list(range(10, stopped_at + 1, 10))   # one record per 10 steps
-    code, out, err = finish(cli(*TINY, "--out", str(tmp_path), "--resume"))
+    code, out, err = finish(cli(*args, "--out", str(tmp_path), "--resume"))
     assert code == 0, err
-    assert_same_run(one_go, tmp_path)
+    assert_same_run(one_go, tmp_path, state)
     whole, finished = read_history(tmp_path)
     assert finished
     n = len(partial["steps"])
-    for key in ("steps", "train_elbo", "log_variance"):
+    for key in lists:
         assert whole[key][:n] == partial[key], key
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_writes_a_checkpoint_and_exits_then_resumes(signum, one_go, tmp_path):
-    proc = cli(*TINY, "--out", str(tmp_path))
+    family, one_go = one_go
+    args, _, state, _ = TINY_RUNS[family]
+    proc = cli(*args, "--out", str(tmp_path))
     wait_for_checkpoint(tmp_path / CHECKPOINT, proc)
     proc.send_signal(signum)
     code, _, err = finish(proc)
@@ -132,9 +152,9 @@ def test_a_signal_writes_a_checkpoint_and_exits_then_resumes(signum, one_go, tmp
     assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err
     stopped_at = manifest_step(tmp_path / CHECKPOINT)
     assert f"after step {stopped_at:,}" in err and 0 < stopped_at < STEPS
-    code, _, err = finish(cli(*TINY, "--out", str(tmp_path), "--resume"))
+    code, _, err = finish(cli(*args, "--out", str(tmp_path), "--resume"))
     assert code == 0, err
-    assert_same_run(one_go, tmp_path)
+    assert_same_run(one_go, tmp_path, state)
 
 
 # ---------------------------------------------------------------------- bad checkpoints
@@ -292,6 +312,18 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
      "lr (--lr) must be a positive number"),
     (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--seed", "-1"],
      "seed (--seed)"),
+    (["--family", "vae", "--model", "n12", "--estimator", "RLOO"],
+     "VAE model (--model) is the latent shape nNkK"),
+    (["--family", "vae", "--model", "n12k1", "--estimator", "RLOO"], "K >= 2 classes"),
+    (["--family", "vae", "--model", "n0k4", "--estimator", "RLOO"], "got 'n0k4'"),
+    (["--family", "vae", "--model", "n12k4", "--estimator", "NVIL"],
+     "VAE estimator (--estimator) must be one of 'REINFORCE, categorical'"),
+    (["--family", "vae", "--model", "n12k4", "--estimator", "RLOO", "--dataset", "mnist"],
+     "the VAE trains on binarized-mnist"),
+    (["--family", "vae", "--model", "n12k4", "--estimator", "RLOO", "--init", "reference"],
+     "init='reference' (--init) is an SBN option"),
+    (["--family", "vae", "--model", "n12k4", "--estimator", "RLOO", "--baseline",
+      "frozen"], "(--baseline) is an SBN option"),
 ])
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -367,7 +399,8 @@ def test_help_documents_every_option(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for option in ("--family", "--model", "--estimator", "--steps", "--seed", "--out",
                    "--checkpoint-every", "--resume", "--dataset", "--scheduler", "--budget",
-                   "--lr", "--batch-size", "--temperature", "REINFORCE", "paper 2,000,000"):
+                   "--lr", "--batch-size", "--temperature", "REINFORCE", "paper 2,000,000",
+                   "vae: the latent shape nNkK", "n4k64", "RELAX, categorical"):
         assert option in out
 
 
@@ -428,6 +461,12 @@ def test_sweep_on_dask_localcluster_equals_the_process_pool(dask_cluster, tmp_pa
             eval_examples=50, seed=4),
     RunSpec("sbn", "linear2", "REINFORCE", steps=12, train_examples=100, eval_examples=5,
             eval_k=2, record_every=4, seed=4),
+    RunSpec("vae", "n3k4", "VIMCO", steps=12, train_examples=100, eval_examples=5,
+            eval_k=2, record_every=4, seed=4),
+    RunSpec("vae", "n3k4", "Gumbel-softmax, relaxed", steps=12, train_examples=100,
+            eval_examples=5, eval_k=2, record_every=4, seed=4),
+    RunSpec("vae", "n2k8", "dynamic REBAR, categorical", steps=12, train_examples=100,
+            eval_examples=5, eval_k=2, record_every=4, seed=4),
 ], ids=lambda s: s.name)
 def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
     from threadpoolctl import threadpool_limits
@@ -446,8 +485,8 @@ def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
     assert resumed["rows"] == one_go["rows"]
     history_a, history_b = dict(one_go["history"]), dict(resumed["history"])
     for h in (history_a, history_b):
-        h.pop("seconds")
-        h.pop("epoch_seconds", None)
+        for key in WALL_TIMES:
+            h.pop(key, None)
     assert history_a == history_b
     _, tree_a, _ = final_state(tmp_path / "one_go")
     _, tree_b, _ = final_state(tmp_path)

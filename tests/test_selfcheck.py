@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from minigrad.selfcheck import SelfCheckFailed, check_gradient
+from minigrad.teaching.selfcheck import SelfCheckFailed, check_gradient
 from minigrad.tensor import Function
 
 
@@ -71,7 +71,7 @@ def test_a_backward_outside_the_graph_fails_the_second_order_check():
 
 # ---------------------------------------------------------------------- check_estimator
 from minigrad.estimators.score_function import bernoulli_sample, reinforce  # noqa: E402
-from minigrad.selfcheck import check_estimator  # noqa: E402
+from minigrad.teaching.selfcheck import check_estimator  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 
 
@@ -119,7 +119,7 @@ def test_check_estimator_says_when_the_shape_is_wrong():
 # ---------------------------------------------------------------------- check_function
 import math  # noqa: E402
 
-from minigrad import selfcheck as sc  # noqa: E402
+from minigrad.teaching import selfcheck as sc  # noqa: E402
 from minigrad.functions import unbroadcast  # noqa: E402
 from minigrad.estimators.black_box import centered_ranks, zero_one_loss  # noqa: E402
 from minigrad.estimators.exact import enumerate_binary_configurations  # noqa: E402
@@ -326,7 +326,7 @@ def test_an_exercise_check_explains_a_typical_wrong_answer(key, k):
 
 # ---------------------------------------------------------------------- named mistakes
 def test_a_backward_pass_on_data_is_named_not_called_zero():
-    import minigrad.selfcheck as sc
+    import minigrad.teaching.selfcheck as sc
     from minigrad.tensor import Function
 
     class SoftsignOnArrays(Function):
@@ -343,7 +343,7 @@ def test_a_backward_pass_on_data_is_named_not_called_zero():
 
 
 def test_a_missing_create_graph_is_named():
-    import minigrad.selfcheck as sc
+    import minigrad.teaching.selfcheck as sc
     from minigrad.tensor import grad
 
     def hvp(f, x, v):
@@ -357,7 +357,7 @@ def test_a_missing_create_graph_is_named():
 
 
 def test_a_nan_estimate_is_named():
-    import minigrad.selfcheck as sc
+    import minigrad.teaching.selfcheck as sc
     from minigrad.estimators.score_function import reinforce
 
     def with_a_nan(logits, f, u):
@@ -371,7 +371,7 @@ def test_a_nan_estimate_is_named():
 
 @pytest.mark.parametrize("answer", ["0.5", b"0.5", ["0.5", 1.0], np.array(["0.5"])])
 def test_a_string_answer_is_refused_not_converted(answer):
-    import minigrad.selfcheck as sc
+    import minigrad.teaching.selfcheck as sc
 
     with pytest.raises(sc.SelfCheckFailed, match="not a number or an array of numbers"):
         sc.check_function(lambda x: answer, lambda x: np.full(np.shape(answer), 0.5), [(1,)])

@@ -28,14 +28,18 @@ way to measure them all.
 **The table.** Each :class:`EstimatorSpec` names the library function a reader opens, how to
 call it under the contract, the control it needs (a factory), what it costs, whether it is
 unbiased, and the chapter that derives it. The oracle test, the SBN runs
-(:mod:`minigrad.experiments.sbn`), the command line and the catalogue chapter all read
-:data:`ESTIMATORS`; a new estimator joins all of them by adding one entry.
+(:mod:`minigrad.experiments.sbn`), the categorical VAE runs (:mod:`minigrad.experiments.vae`),
+the command line and the catalogue chapter all read :data:`ESTIMATORS`; a new estimator joins
+all of them by adding one entry.
 
 **The common problems** the catalogue measures every entry on:
 
 - **Bernoulli**: 3 examples of 3 units with logits :data:`BERNOULLI_LOGITS` and the loss
   ``f(b) = (b . w - t_n)^2 + 3``, which couples the units;
-- **categorical**: 2 examples of 2 one-hot units of 3 classes, ``f(b) = (sum b * v - t_n)^2 + 3``.
+- **categorical**: 2 examples of 2 one-hot units of 3 classes, ``f(b) = (sum b * v - t_n)^2 + 3``;
+- **categorical, k-sample bound**: the same units with the log-weight ``-f(b) / 2``; the exact
+  gradient is that of the k-sample bound ``E[log 1/k sum_j exp(-f(b_j) / 2)]`` (VIMCO's
+  target, not ``E[f]``).
 
 :func:`measure` compares ``samples`` single-sample estimates per example with the exact gradient
 by enumeration (:mod:`minigrad.estimators.exact`): the largest bias in standard errors, the
@@ -50,11 +54,19 @@ import numpy as np
 
 from minigrad.estimators.antithetic import arm, disarm
 from minigrad.estimators.binary import hard_sigmoid, pass_through_sigmoid, straight_through
+from minigrad.estimators.categorical import (RebarControl, RelaxControl, arsm, coupled_v,
+                                             gumbel_softmax_categorical, indecater,
+                                             rebar_categorical,
+                                             rebar_categorical_variance_gradient,
+                                             relax_categorical,
+                                             relax_categorical_variance_gradient, rloo,
+                                             st_gumbel_softmax_categorical, vimco)
 from minigrad.estimators.controls import (ModelRelaxedControl, MovingAverageBaseline,
                                           NVILControl, RelaxedControl, RelaxSurrogate,
                                           RowwiseSurrogate)
 from minigrad.estimators.diagnostics import summarize_estimates
-from minigrad.estimators.exact import exact_gradient, exact_gradient_categorical
+from minigrad.estimators.exact import (exact_gradient, exact_gradient_categorical,
+                                       exact_k_sample_gradient_categorical)
 from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softmax_estimate,
                                         st_hardmax_estimate, straight_through_categorical)
 from minigrad.estimators.relaxed import (concrete, concrete_relaxation, coupled_noise,
@@ -66,7 +78,8 @@ from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor
 
 __all__ = ["EstimatorSpec", "Problem", "Measurement", "ESTIMATORS", "SPECS", "BERNOULLI",
-           "CATEGORICAL", "measure", "draw_noise", "make_control"]
+           "CATEGORICAL", "CATEGORICAL_K_SAMPLE", "E_F", "K_SAMPLE_BOUND", "SBN_ESTIMATORS",
+           "VAE_ESTIMATORS", "measure", "draw_noise", "make_control"]
 
 # ---------------------------------------------------------------------- the common problems
 BERNOULLI_LOGITS = np.array([[0.8, -0.6, 0.3],
@@ -105,6 +118,26 @@ BERNOULLI = Problem("Bernoulli", BERNOULLI_LOGITS, bernoulli_loss,
 CATEGORICAL = Problem("categorical", CATEGORICAL_LOGITS, categorical_loss,
                       lambda z, f, p: exact_gradient_categorical(z, f))
 
+#: k of the multi-sample categorical estimators (RLOO, VIMCO) in the table.
+K_SAMPLES = 4
+
+
+def categorical_log_weight(b: Tensor) -> Tensor:
+    """``-f(b) / 2``, :func:`categorical_loss` made a log-weight for the k-sample bound."""
+    return categorical_loss(b) * -0.5
+
+
+def _exact_k_sample(z, f, p):
+    return Tensor(exact_k_sample_gradient_categorical(z, f, K_SAMPLES))
+
+
+CATEGORICAL_K_SAMPLE = Problem(f"categorical, {K_SAMPLES}-sample bound", CATEGORICAL_LOGITS,
+                               categorical_log_weight, _exact_k_sample)
+
+#: What an estimator estimates the gradient of (:attr:`EstimatorSpec.target`).
+E_F = "E[f(b)]"
+K_SAMPLE_BOUND = "the k-sample bound E[log 1/k sum_j exp f(b_j)]"
+
 
 # ---------------------------------------------------------------------- the table
 @dataclass(frozen=True)
@@ -119,6 +152,15 @@ class EstimatorSpec:
     passes the logits). ``sbn``: whether the SBN runs can train with it. On the toy
     problem (:mod:`minigrad.experiments.toy`) the relaxed control variates are trained
     through :func:`~minigrad.estimators.relaxed.relaxed_estimate` with their control.
+
+    Categorical latents (the VAE of :mod:`minigrad.experiments.vae`, ``vae`` True):
+    ``target`` is what the estimate is the gradient of (:data:`E_F`, or
+    :data:`K_SAMPLE_BOUND` for VIMCO, whose ``f`` is a log-weight); ``relaxed_sample``
+    says that ``f`` is evaluated at a relaxed sample (the VAE trains its decoder there);
+    ``cost(n, K, k)`` counts the evaluations of ``f`` per example for ``n`` variables of
+    ``K`` classes and ``k`` samples; ``tune(logits, f, u, control)``, for a control trained
+    on the estimate's variance, returns the estimate and ``d sum(g^2) / d phi`` for each
+    of the control's Parameters.
     """
 
     name: str
@@ -136,6 +178,11 @@ class EstimatorSpec:
     samples: int = 1                   # independent samples per estimate (leave-one-out)
     sbn: bool = False                  # an SBN run can train with it
     note: str = ""
+    target: str = E_F                  # what it estimates the gradient of
+    vae: bool = False                  # the categorical VAE can train with it
+    relaxed_sample: bool = False       # f is evaluated at a relaxed sample
+    cost: Callable | None = None       # (n, K, k) -> evaluations of f per example
+    tune: Callable | None = None       # (logits, f, u, control) -> (g, control gradients)
 
 
 def make_control(spec: EstimatorSpec, model=None, config=None, rows: int | None = None,
@@ -226,6 +273,48 @@ def _relax_control(model=None, config=None, rows=None, rng=None, **_):
                           surrogate=RelaxSurrogate(3, (8,), rng=5, dtype=np.float64))
 
 
+def _rebar_categorical_control(model=None, config=None, **_):
+    if model is None:   # the catalogue: REBAR's eta 1 and temperature 0.5
+        return RebarControl()
+    return RebarControl(temperature=config.temperature, dtype=model.dtype)
+
+
+def _dynamic_rebar_categorical_control(model=None, config=None, **_):
+    if model is None:   # the catalogue: tuned in training; here fixed values not REBAR's
+        return RebarControl(0.7, 0.3)
+    return RebarControl(temperature=config.temperature, dtype=model.dtype)
+
+
+def _relax_categorical_control(model=None, config=None, **_):
+    if model is None:   # the catalogue: a small untrained network as r, fixed seed
+        n, classes = CATEGORICAL_LOGITS.shape[1:]
+        return RelaxControl(n, classes, hidden=(8,), rng=5, zero_last=False)
+    return RelaxControl(model.n, model.classes, hidden=(config.relax_hidden,),
+                        temperature=config.temperature, rng=config.seed + 11,
+                        dtype=model.dtype)
+
+
+# ---- evaluations of f per example: n variables of K classes, k samples
+def _one(n, classes, k):
+    return 1
+
+
+def _k(n, classes, k):
+    return k
+
+
+def _three(n, classes, k):
+    return 3
+
+
+def _n_times_k(n, classes, k):
+    return n * classes
+
+
+def _pairs_and_one(n, classes, k):
+    return classes * (classes - 1) // 2 + 1
+
+
 # ---- how each function is called under the contract
 def _plain(fn):
     def estimate(a, f, u, control, x):
@@ -264,6 +353,25 @@ def _relax(a, f, u, control, x):
     return relax(a, f, u, coupled_noise(a, u), control)
 
 
+def _with_temperature(fn):
+    def estimate(a, f, u, control, x):
+        return fn(a, f, u, temperature=control)
+
+    estimate.__name__ = fn.__name__
+    return estimate
+
+
+def _coupled(fn):
+    """REBAR's coupled noise: ``v`` from ``u`` (:func:`~minigrad.estimators.categorical.
+    coupled_v`), as the binary rows do with :func:`~minigrad.estimators.relaxed.
+    coupled_noise`."""
+    def estimate(a, f, u, control, x=None):
+        return fn(a, f, u, coupled_v(a, u), control)
+
+    estimate.__name__ = fn.__name__
+    return estimate
+
+
 def _straight_through(probability):
     def estimate(a, f, u, control, x):
         return straight_through(a, f, u, probability)
@@ -275,6 +383,7 @@ _VALUE = "only f(b)"
 _DIFF = "f differentiable in b (evaluated at relaxed b)"
 _RELAXED = "f defined and differentiable at relaxed b"
 _SCORE, _RCV = "score function", "relaxed control variate"
+_CATEGORICAL = "10_estimator_catalogue"   # derived in the catalogue until a chapter does
 SPECS: list[EstimatorSpec] = [
     EstimatorSpec("REINFORCE", reinforce, _reinforce_moving_average, _SCORE, True, "1", _VALUE,
                   "03_hard_nonlinearities", control=_moving_average, sbn=True,
@@ -284,7 +393,8 @@ SPECS: list[EstimatorSpec] = [
                   note="baseline 3, the loss's offset"),
     EstimatorSpec("REINFORCE, categorical", reinforce_categorical,
                   _plain(reinforce_categorical), _SCORE, True, "1", _VALUE,
-                  "05_onehot_neurons", problem=CATEGORICAL),
+                  "05_onehot_neurons", problem=CATEGORICAL, vae=True, cost=_one,
+                  note="no baseline"),
     EstimatorSpec("REINFORCE LOO", reinforce_loo, _plain(reinforce_loo), _SCORE, True, "2",
                   _VALUE, "06_sbn_score_function", samples=2, sbn=True,
                   note="leave-one-out centring over 2 samples"),
@@ -332,19 +442,58 @@ SPECS: list[EstimatorSpec] = [
                   problem=CATEGORICAL, note="deterministic: no noise"),
     EstimatorSpec("Concrete", concrete, _concrete, "relaxation", False, "1 + a gradient",
                   _DIFF, "06_sbn_score_function", control=_temperature, sbn=True,
+                  relaxed_sample=True,
                   note="temperature 0.5 (an SBN run: its configured temperature)"),
     EstimatorSpec("ST Gumbel-softmax", st_gumbel_softmax_estimate,
-                  _plain(st_gumbel_softmax_estimate), "relaxation", False, "1 + a gradient",
-                  _DIFF, "05_onehot_neurons", problem=CATEGORICAL, noise="per logit"),
+                  _with_temperature(st_gumbel_softmax_categorical), "relaxation", False,
+                  "1 + a gradient", _DIFF, "05_onehot_neurons", control=_temperature,
+                  problem=CATEGORICAL, noise="per logit", vae=True, cost=_one,
+                  note="temperature 0.5 (a VAE run: its configured temperature)"),
     EstimatorSpec("Gumbel-softmax, relaxed", gumbel_softmax_estimate,
-                  _plain(gumbel_softmax_estimate), "relaxation", False, "1 + a gradient",
-                  _DIFF, "05_onehot_neurons", problem=CATEGORICAL, noise="per logit"),
+                  _with_temperature(gumbel_softmax_categorical), "relaxation", False,
+                  "1 + a gradient", _DIFF, "05_onehot_neurons", control=_temperature,
+                  problem=CATEGORICAL, noise="per logit", vae=True, relaxed_sample=True,
+                  cost=_one, note="temperature 0.5; f at the relaxed sample"),
+    # ---- categorical latents: the estimators of minigrad.estimators.categorical
+    EstimatorSpec("RLOO", rloo, _plain(rloo), _SCORE, True, "k", _VALUE, _CATEGORICAL,
+                  problem=CATEGORICAL, samples=K_SAMPLES, vae=True, cost=_k,
+                  note=f"leave-one-out centring over k = {K_SAMPLES} samples"),
+    EstimatorSpec("VIMCO", vimco, _plain(vimco), _SCORE, True, "k", _VALUE, _CATEGORICAL,
+                  problem=CATEGORICAL_K_SAMPLE, samples=K_SAMPLES, vae=True, cost=_k,
+                  target=K_SAMPLE_BOUND,
+                  note=f"the gradient of the k-sample bound (k = {K_SAMPLES}), not of E[f]; "
+                       "f is a log-weight"),
+    EstimatorSpec("IndeCateR", indecater, _plain(indecater), _SCORE, True, "n K", _VALUE,
+                  _CATEGORICAL, problem=CATEGORICAL, vae=True, cost=_n_times_k,
+                  note="each variable's K classes summed exactly, the others sampled"),
+    EstimatorSpec("ARSM", arsm, _plain(arsm), "antithetic", True, "K (K - 1) / 2 + 1",
+                  _VALUE, _CATEGORICAL, problem=CATEGORICAL, noise="per logit", vae=True,
+                  cost=_pairs_and_one, note="swaps of a Dirichlet(1) draw's entries"),
+    EstimatorSpec("REBAR, categorical", rebar_categorical, _coupled(rebar_categorical), _RCV,
+                  True, "3 + gradients", _RELAXED, _CATEGORICAL,
+                  control=_rebar_categorical_control, problem=CATEGORICAL, noise="per logit",
+                  vae=True, cost=_three,
+                  note="eta 1, temperature 0.5, conditional Gumbel with coupled noise"),
+    EstimatorSpec("dynamic REBAR, categorical", rebar_categorical,
+                  _coupled(rebar_categorical), _RCV, True, "3 + gradients", _RELAXED,
+                  _CATEGORICAL, control=_dynamic_rebar_categorical_control,
+                  problem=CATEGORICAL, noise="per logit", vae=True, cost=_three,
+                  tune=_coupled(rebar_categorical_variance_gradient),
+                  note="eta and the temperature are tuned in training; here 0.7 and 0.3"),
+    EstimatorSpec("RELAX, categorical", relax_categorical, _coupled(relax_categorical), _RCV,
+                  True, "3 + gradients", _RELAXED, _CATEGORICAL,
+                  control=_relax_categorical_control, problem=CATEGORICAL,
+                  noise="per logit", vae=True, cost=_three,
+                  tune=_coupled(relax_categorical_variance_gradient),
+                  note="a small untrained network as the learned part of the control"),
 ]
 
 #: The table by name: the one place an estimator's name is looked up.
 ESTIMATORS: dict[str, EstimatorSpec] = {spec.name: spec for spec in SPECS}
 #: The names an SBN run can train with (the command line's choices).
 SBN_ESTIMATORS = tuple(spec.name for spec in SPECS if spec.sbn)
+#: The names the categorical VAE can train with (the command line's choices).
+VAE_ESTIMATORS = tuple(spec.name for spec in SPECS if spec.vae)
 
 
 # ---------------------------------------------------------------------- measuring

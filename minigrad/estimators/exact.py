@@ -27,12 +27,15 @@ from minigrad.functions import log_softmax, sigmoid
 from minigrad.tensor import Tensor, grad
 
 __all__ = [
+    "exact_k_sample_gradient_categorical",
     "MAX_CONFIGURATIONS", "enumerate_binary_configurations",
     "enumerate_categorical_configurations", "exact_expectation", "exact_gradient",
     "exact_expectation_categorical", "exact_gradient_categorical",
 ]
 
 MAX_CONFIGURATIONS = 1024
+#: The most joint configurations of k samples the k-sample enumeration sums over.
+MAX_JOINT_CONFIGURATIONS = 100_000
 
 
 def _check_count(count: int, who: str) -> None:
@@ -133,3 +136,36 @@ def exact_gradient_categorical(logits: Tensor, f: Objective,
     x = differentiable_logits(logits)
     (g,) = grad(exact_expectation_categorical(x, f).sum(), x, create_graph=create_graph)
     return g
+
+
+def exact_k_sample_gradient_categorical(logits, f: Objective, k: int) -> np.ndarray:
+    """``d E[log 1/k sum_j exp f(b_j)] / d logits`` for ``k`` independent samples
+    ``b_1 .. b_k`` of the categorical units (batch, units, classes), exactly.
+
+    The target of VIMCO (the k-sample bound, Burda et al. 2016), with ``f`` fixed (it does
+    not depend on the logits): the sum over the ``classes^(units k)`` joint configurations
+    of ``P(b_1..b_k) L(b_1..b_k) sum_j (b_j - p)``. Float64 NumPy, no graph.
+    """
+    z = np.asarray(logits.data if isinstance(logits, Tensor) else logits, dtype=np.float64)
+    batch, units, classes = z.shape
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"exact_k_sample_gradient_categorical: k must be a whole number "
+                         f">= 1, got {k!r}")
+    if classes ** (units * k) > MAX_JOINT_CONFIGURATIONS:
+        raise ValueError(
+            f"exact_k_sample_gradient_categorical: {classes}^({units} x {k}) joint "
+            f"configurations is more than {MAX_JOINT_CONFIGURATIONS:,}; use fewer units, "
+            "classes or samples (the enumeration is for small checks)")
+    configs = enumerate_categorical_configurations(units, classes)   # (C, units, classes)
+    p = np.exp(z - z.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    values = np.stack([np.asarray(f(Tensor(np.broadcast_to(c, z.shape).copy())).data,
+                                  dtype=np.float64) for c in configs])      # (C, batch)
+    prob = np.prod((configs[:, None] * p[None]).sum(axis=-1), axis=-1)       # (C, batch)
+    score = configs[:, None] - p[None]                                        # (C, batch, u, c)
+    joint = np.indices((len(configs),) * k).reshape(k, -1)                    # (k, C^k)
+    f_joint = values[joint]                                                   # (k, C^k, batch)
+    top = f_joint.max(axis=0)
+    bound = np.log(np.exp(f_joint - top).mean(axis=0)) + top                  # (C^k, batch)
+    weight = np.prod(prob[joint], axis=0) * bound                             # (C^k, batch)
+    return sum(np.einsum("mb,mbuc->buc", weight, score[joint[j]]) for j in range(k))

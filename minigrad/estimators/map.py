@@ -104,6 +104,20 @@ EDGES: list[tuple[str, str, str]] = [
     ("ST sampled softmax", "relaxes the sample", "ST Gumbel-softmax"),
     ("Concrete", "categorical version", "Gumbel-softmax, relaxed"),
     ("Gumbel-softmax, relaxed", "changes the backward slope", "ST Gumbel-softmax"),
+    # categorical latents
+    ("REINFORCE LOO", "categorical version", "RLOO"),
+    ("REINFORCE, categorical", "adds a baseline", "RLOO"),
+    ("RLOO", "adds a baseline", "VIMCO"),
+    ("REINFORCE, categorical", "Rao-Blackwellises", "IndeCateR"),
+    ("ARM", "categorical version", "ARSM"),
+    ("REINFORCE, categorical", "antithetic samples", "ARSM"),
+    ("REBAR (Concrete relaxation)", "categorical version", "REBAR, categorical"),
+    ("Gumbel-softmax, relaxed", "relaxed control variate", "REBAR, categorical"),
+    ("REBAR, categorical", "tunes / learns the control variate",
+     "dynamic REBAR, categorical"),
+    ("REBAR, categorical", "tunes / learns the control variate", "RELAX, categorical"),
+    ("dynamic REBAR", "categorical version", "dynamic REBAR, categorical"),
+    ("RELAX", "categorical version", "RELAX, categorical"),
 ]
 
 
@@ -305,7 +319,8 @@ def which_estimator_when(rows: Sequence[MeasuredRow], batch: int = 100
     measured variance and "a fixed budget of time" the smallest variance times seconds (an
     average of as many estimates as the time buys). "Some bias allowed" ranks every row by
     the squared error of a minibatch's average gradient, bias squared plus variance over
-    ``batch``, relative to the exact gradient.
+    ``batch``, relative to the exact gradient. Rows are compared within their problem only,
+    and a problem with a single row (an estimator with a target of its own) gets no advice.
     """
     if not rows:
         raise ValueError("which_estimator_when: no measured rows; call measure_rows() first")
@@ -323,6 +338,8 @@ def which_estimator_when(rows: Sequence[MeasuredRow], batch: int = 100
 
     for problem in dict.fromkeys(r.problem for r in rows):
         mine = [r for r in rows if r.problem == problem]
+        if len(mine) < 2:   # one estimator of its target (VIMCO's bound): nothing to choose
+            continue
         unbiased = [r for r in mine if r.unbiased]
         units = f"{problem} units"
         add(f"{units}; f is a black box (only its values); no bias allowed",

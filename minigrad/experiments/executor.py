@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from minigrad.tensor import keep_freed_memory
+
 __all__ = ["Stopped", "RunNotStarted", "SweepInterrupted", "default_workers", "map_runs",
            "stop_requested"]
 
@@ -212,6 +214,7 @@ def map_runs(fn: Callable, runs: Sequence[tuple], *, executor: cf.Executor | Non
     process dies.
     """
     runs = [tuple(run) for run in runs]
+    keep_freed_memory()     # for this process and the workers it forks (see its docstring)
     bar = tqdm(total=len(runs), desc=desc, disable=not progress)
     try:
         if executor is not None:

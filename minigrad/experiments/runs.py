@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from minigrad.fileio import (UnreadableFile, atomic_write, read_json,
                              remove_temp_files)
+from minigrad.tensor import keep_freed_memory
 
 from .checkpoint import CheckpointError, Resumable
 from .executor import RunNotStarted, Stopped, map_runs, stop_requested
@@ -41,19 +42,24 @@ __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run
            "HISTORY",
            "RESULTS"]
 
-FAMILIES = ("classifier", "sbn", "lenet")
+FAMILIES = ("classifier", "sbn", "lenet", "vae")
 CHECKPOINT, HISTORY, RESULTS = "checkpoint.npz", "history.json", "results.json"
 
 #: SBN models by name: (stochastic layers, nonlinear), as in the REBAR paper's tables.
 SBN_MODELS = {"linear1": (1, False), "linear2": (2, False), "nonlinear": (1, True)}
 SBN_DATASETS = ("binarized-mnist", "omniglot")
 LENET_LOSSES = ("es", "cross_entropy")
+#: A categorical VAE's latent shape as a model name: ``n24k2`` is 24 variables of 2 classes.
+VAE_MODEL = re.compile(r"^n([1-9][0-9]*)k([1-9][0-9]*)$")
+#: Latent shapes of 24 bits each (n log2 K = 24), the comparison's: any nNkK is accepted.
+VAE_MODELS = ("n24k2", "n12k4", "n6k16", "n4k64")
 
 #: Training steps per run at each budget: the book's full and smoke scales, and the papers'.
 STEPS = {
     "sbn": {"smoke": 200, "full": 30_000, "paper": 2_000_000},
     "classifier": {"smoke": 200, "full": 20_000, "paper": 20_000},
     "lenet": {"smoke": 24, "full": 50 * 430, "paper": 50 * 430},
+    "vae": {"smoke": 200, "full": 20_000, "paper": 1_000_000},
 }
 
 
@@ -103,7 +109,9 @@ class RunSpec:
     ``model``: SBN ``linear1``/``linear2``/``nonlinear``; classifier: a hidden neuron
     (:data:`CLASSIFIER_MODELS`); LeNet-5: ``lenet5``. ``estimator``: SBN: a key of
     :data:`minigrad.estimators.catalogue.SBN_ESTIMATORS`; LeNet-5: ``es`` or ``cross_entropy``;
-    classifier: the neuron is the estimator, leave it empty. Fields left ``None`` take the
+    classifier: the neuron is the estimator, leave it empty; VAE: the latent shape ``nNkK``
+    (N variables of K classes, e.g. ``n12k4``) and a name of
+    :data:`minigrad.estimators.catalogue.VAE_ESTIMATORS`. Fields left ``None`` take the
     book's values for the family. ``train_examples`` trains on the first so many examples
     only (for quick checks).
     """
@@ -148,7 +156,7 @@ class SpecError(ValueError):
 #: Training examples of each dataset when ``train_examples`` is not given.
 TRAIN_SIZES = {"mnist": 55_000, "binarized-mnist": 50_000}
 #: The book's minibatch size of each family when ``batch_size`` is not given.
-BATCH_SIZES = {"sbn": 24, "classifier": 50, "lenet": 128}
+BATCH_SIZES = {"sbn": 24, "classifier": 50, "lenet": 128, "vae": 50}
 
 
 def _positive(spec, name, allow_none=True):
@@ -181,7 +189,8 @@ def check_spec(spec: RunSpec) -> None:
         raise SpecError(f"baseline={spec.baseline!r} (--baseline) is an SBN option (REBAR's "
                         f"C(x)); the {spec.family} family has no such baseline")
     FAMILY_RECORDS[spec.family].check(spec)
-    dataset = spec.dataset or ("binarized-mnist" if spec.family == "sbn" else "mnist")
+    dataset = spec.dataset or ("binarized-mnist" if spec.family in ("sbn", "vae")
+                               else "mnist")
     batch = spec.batch_size or BATCH_SIZES[spec.family]
     n = spec.train_examples or TRAIN_SIZES.get(dataset)
     n = min(n, TRAIN_SIZES.get(dataset, n)) if n is not None else None
@@ -214,6 +223,31 @@ def _check_sbn(spec: RunSpec) -> None:
     if spec.baseline == "frozen" and ESTIMATORS[spec.estimator].family != RELAXED_FAMILY:
         raise SpecError(f"a frozen baseline (--baseline) is for REBAR, dynamic REBAR and "
                         f"RELAX; {spec.estimator} trains its own")
+
+
+def vae_shape(model: str) -> tuple[int, int]:
+    """``(n, K)`` of a VAE model name ``nNkK``; a SpecError for anything else."""
+    match = VAE_MODEL.match(model) if isinstance(model, str) else None
+    if match is None or int(match.group(2)) < 2:
+        raise SpecError(f"VAE model (--model) is the latent shape nNkK, N categorical "
+                        f"variables of K >= 2 classes, e.g. {', '.join(VAE_MODELS)}; "
+                        f"got {model!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _check_vae(spec: RunSpec) -> None:
+    from minigrad.estimators.catalogue import VAE_ESTIMATORS
+
+    vae_shape(spec.model)
+    if spec.estimator not in VAE_ESTIMATORS:
+        names = ", ".join(repr(name) for name in VAE_ESTIMATORS)
+        raise SpecError(f"VAE estimator (--estimator) must be one of {names} (quote a "
+                        f"name with spaces); got {spec.estimator!r}")
+    if spec.dataset not in (None, "binarized-mnist"):
+        raise SpecError(f"the VAE trains on binarized-mnist; got --dataset {spec.dataset!r}")
+    if spec.init != "glorot":
+        raise SpecError(f"init={spec.init!r} (--init) is an SBN option; the VAE's "
+                        "weights are initialised one way")
 
 
 def _check_classifier(spec: RunSpec) -> None:
@@ -351,6 +385,22 @@ def _build_lenet(spec: RunSpec):
                          epochs=epochs, max_steps_per_epoch=cap,
                          max_eval=spec.eval_examples)
     return LeNetRun(config, train, mnist.validation, mnist.test, spec.seed), config
+
+
+def _build_vae(spec: RunSpec):
+    from minigrad.data import load_binarized_mnist
+
+    from .vae import VAEConfig, VAERun
+
+    data = load_binarized_mnist()
+    n, classes = vae_shape(spec.model)
+    config = VAEConfig(
+        spec.estimator, spec.estimator, steps=spec.steps, n=n, classes=classes,
+        batch_size=spec.batch_size or BATCH_SIZES["vae"], lr=spec.lr or 1e-3,
+        temperature=spec.temperature, record_every=spec.record_every or min(100, spec.steps),
+        eval_k=spec.eval_k, eval_examples=spec.eval_examples, seed=spec.seed)
+    train_x = _slice(data.train.x, spec.train_examples)
+    return VAERun(config, train_x, data.validation.x), config
 
 
 # ---------------------------------------------------------------------- running
@@ -498,6 +548,11 @@ def _classifier_metrics(spec: RunSpec, history) -> dict:
     return {"final validation accuracy": history.final_val}
 
 
+def _vae_metrics(spec: RunSpec, history) -> dict:
+    return {"final training ELBO": history.train_elbo[-1],
+            f"validation IWAE bound (k={spec.eval_k})": history.val_bound}
+
+
 def _lenet_metrics(spec: RunSpec, history) -> dict:
     return {"final validation accuracy": history.final_val,
             "test accuracy": history.test_accuracy}
@@ -521,6 +576,7 @@ FAMILY_RECORDS = {
                                STEPS["classifier"]),
     "sbn": FamilyRecord(_check_sbn, _build_sbn, _sbn_metrics, STEPS["sbn"]),
     "lenet": FamilyRecord(_check_lenet, _build_lenet, _lenet_metrics, STEPS["lenet"]),
+    "vae": FamilyRecord(_check_vae, _build_vae, _vae_metrics, STEPS["vae"]),
 }
 
 
@@ -573,6 +629,7 @@ def execute(spec: RunSpec, out: str | Path, *, checkpoint_every: int = 1000,
     if checkpoint.exists() and not resume:
         raise FileExistsError(f"{checkpoint} exists: pass resume=True (--resume) to continue "
                               "that run, or choose another output folder")
+    keep_freed_memory()     # opt-in, for the process that trains (see its docstring)
     with threadpool_limits(limits=1, user_api="blas"), _StopOnSignals(sweep_file) as stop:
         if stop.poll() is not None:
             raise RunNotStarted(stop.signum)

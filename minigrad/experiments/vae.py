@@ -14,10 +14,13 @@ step (:func:`step_loss`):
 - an estimator with a trained control (dynamic REBAR, RELAX) gets ``d sum(g^2) / d phi``
   from its variance-gradient function, and its own Adam steps the control.
 
-:data:`VAE_ESTIMATORS` lists how each estimator of
-:mod:`minigrad.estimators.categorical` is run on the VAE: its noise, its number of samples,
-the objective it trains and its control. The history records the training ELBO, the
-validation bound, the seconds and the evaluations of ``f`` (decoder passes over a batch).
+The estimators are the rows of the spec table (:data:`minigrad.estimators.catalogue.SPECS`)
+with ``vae`` set (:data:`~minigrad.estimators.catalogue.VAE_ESTIMATORS`, their names): the
+row gives the estimate, its noise and number of samples, its target (the ELBO's ``E[f]``, or
+the k-sample bound for VIMCO), whether ``f`` is evaluated at a relaxed sample, the control
+(made by the row's factory from the model and the config) and how it is tuned, and the
+evaluations of ``f`` per step. The history records the training ELBO, the validation bound,
+the seconds and the evaluations of ``f`` (decoder passes over a batch).
 
 :func:`variance_race` follows one estimator's trajectory and, every ``record_every`` steps,
 evaluates every estimator of a list ``draws`` times at the same parameters and minibatch:
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -36,8 +38,9 @@ from tqdm import tqdm
 from minigrad.data import minibatch_stream
 from minigrad.estimators import categorical as C
 from minigrad.estimators.base import surrogate
+from minigrad.estimators.catalogue import (ESTIMATORS, K_SAMPLE_BOUND, VAE_ESTIMATORS,
+                                           EstimatorSpec, draw_noise, make_control)
 from minigrad.estimators.onehot import gumbel_from_uniform, gumbel_softmax
-from minigrad.estimators.score_function import reinforce_categorical
 from minigrad.models.vae import CategoricalVAE
 from minigrad.optim import Adam
 from minigrad.tensor import Tensor, grad, no_grad
@@ -45,172 +48,66 @@ from minigrad.tensor import Tensor, grad, no_grad
 from .checkpoint import Resumable
 from .executor import map_runs
 
-__all__ = ["VAEEstimator", "VAE_ESTIMATORS", "vae_estimator", "VAEConfig", "VAEHistory",
-           "VAERun", "train_vae", "run_vae_comparison", "step_loss", "encoder_gradient",
-           "VAEVarianceRace", "variance_race", "shapes_with_bits"]
+__all__ = ["VAE_ESTIMATORS", "vae_estimator", "draw_vae_noise", "hard_samples", "VAEConfig",
+           "VAEHistory", "VAERun", "train_vae", "run_vae_comparison", "step_loss",
+           "encoder_gradient", "VAEVarianceRace", "variance_race", "shapes_with_bits"]
 
 
-# ---------------------------------------------------------------------- noise
-def _k_per_variable(rng, batch, n, classes, k):
-    return (rng.random((k, batch, n)),)
+# ---------------------------------------------------------------------- the table
+def vae_estimator(name: str) -> EstimatorSpec:
+    """The spec-table row called ``name``, if the VAE can train with it."""
+    if name not in VAE_ESTIMATORS:
+        raise ValueError(f"unknown VAE estimator {name!r}; one of {list(VAE_ESTIMATORS)} "
+                         "(the rows of minigrad.estimators.catalogue.SPECS with vae=True)")
+    return ESTIMATORS[name]
 
 
-def _per_variable(rng, batch, n, classes, k):
-    return (rng.random((batch, n)),)
+def draw_vae_noise(spec: EstimatorSpec, rng, batch: int, n: int, classes: int
+                   ) -> np.ndarray:
+    """The noise of one estimate for a minibatch: the table's :func:`draw_noise`."""
+    return draw_noise(spec, (batch, n, classes), rng)
 
 
-def _per_logit(rng, batch, n, classes, k):
-    return (rng.random((batch, n, classes)),)
-
-
-def _u_and_v(rng, batch, n, classes, k):
-    return rng.random((batch, n, classes)), rng.random((batch, n, classes))
-
-
-def _inverse_cdf_samples(logits, noise):
-    u = noise[0]
-    return [C.categorical_sample(logits, u_i) for u_i in (u if u.ndim == 3 else [u])]
-
-
-def _gumbel_max_samples(logits, noise):
-    return [C.gumbel_max_sample(logits, noise[0])]
-
-
-@dataclass(frozen=True)
-class Noise:
-    """How an estimator's noise is drawn, and the one-hot samples it makes."""
-
-    name: str
-    draw: Callable        # (rng, batch, n, K, k) -> tuple of arrays
-    samples: Callable     # (logits array, noise) -> list of one-hot arrays (batch, n, K)
-
-
-K_PER_VARIABLE = Noise("u (k, batch, n)", _k_per_variable, _inverse_cdf_samples)
-PER_VARIABLE = Noise("u (batch, n)", _per_variable, _inverse_cdf_samples)
-PER_LOGIT = Noise("u (batch, n, K)", _per_logit, _gumbel_max_samples)
-U_AND_V = Noise("u, v (batch, n, K)", _u_and_v, _gumbel_max_samples)
-
-
-# ---------------------------------------------------------------------- estimators
-def _reinforce(logits, f, u, control=None):
-    """REINFORCE without a baseline, as an array (the reference every estimator beats)."""
-    return reinforce_categorical(Tensor(logits), f, u).data
-
-
-def _rebar_control(model, config):
-    return C.RebarControl(temperature=config.temperature, dtype=model.dtype)
-
-
-def _relax_control(model, config):
-    return C.RelaxControl(model.n, model.classes, hidden=(config.relax_hidden,),
-                          temperature=config.temperature, rng=config.seed + 11,
-                          dtype=model.dtype)
-
-
-@dataclass(frozen=True)
-class VAEEstimator:
-    """How one estimator is run on the VAE.
-
-    ``function(logits, f, *noise, control=..., [temperature=...])`` is the estimator;
-    ``bound`` is ``"elbo"`` (learning signal ``log p(x | b)``, KL exact) or ``"k-sample"``
-    (learning signal the log-weight); ``decoder`` is ``"hard"`` or ``"relaxed"`` (the decoder
-    is trained at ``softmax((logits + G) / tau)``); ``control(model, config)`` makes the
-    control, and ``variance_gradient``, if given, trains it; ``evaluations(n, K, k)`` counts
-    the evaluations of ``f`` per step.
-    """
-
-    name: str
-    function: Callable
-    noise: Noise
-    evaluations: Callable
-    samples: int = 1
-    bound: str = "elbo"
-    decoder: str = "hard"
-    control: Callable | None = None
-    variance_gradient: Callable | None = None
-    uses_temperature: bool = False
-    unbiased: bool = True
-
-
-def _one(n, classes, k):
-    return 1
-
-
-def _k(n, classes, k):
-    return k
-
-
-def _three(n, classes, k):
-    return 3
-
-
-def _n_times_k(n, classes, k):
-    return n * classes
-
-
-def _pairs_and_one(n, classes, k):
-    return classes * (classes - 1) // 2 + 1
-
-
-VAE_ESTIMATORS: list[VAEEstimator] = [
-    VAEEstimator("REINFORCE", _reinforce, PER_VARIABLE, _one),
-    VAEEstimator("RLOO", C.rloo, K_PER_VARIABLE, _k, samples=4),
-    VAEEstimator("VIMCO", C.vimco, K_PER_VARIABLE, _k, samples=4, bound="k-sample"),
-    VAEEstimator("IndeCateR", C.indecater, PER_VARIABLE, _n_times_k),
-    VAEEstimator("ARSM", C.arsm, PER_LOGIT, _pairs_and_one),
-    VAEEstimator("Gumbel-softmax", C.gumbel_softmax_categorical, PER_LOGIT, _one,
-                 decoder="relaxed", uses_temperature=True, unbiased=False),
-    VAEEstimator("ST Gumbel-softmax", C.st_gumbel_softmax_categorical, PER_LOGIT, _one,
-                 uses_temperature=True, unbiased=False),
-    VAEEstimator("REBAR", C.rebar_categorical, U_AND_V, _three, control=_rebar_control),
-    VAEEstimator("dynamic REBAR", C.rebar_categorical, U_AND_V, _three,
-                 control=_rebar_control,
-                 variance_gradient=C.rebar_categorical_variance_gradient),
-    VAEEstimator("RELAX", C.relax_categorical, U_AND_V, _three, control=_relax_control,
-                 variance_gradient=C.relax_categorical_variance_gradient),
-]
-
-
-def vae_estimator(name: str) -> VAEEstimator:
-    """The entry of :data:`VAE_ESTIMATORS` called ``name``."""
-    for spec in VAE_ESTIMATORS:
-        if spec.name == name:
-            return spec
-    raise ValueError(f"unknown VAE estimator {name!r}; one of "
-                     f"{[spec.name for spec in VAE_ESTIMATORS]}")
+def hard_samples(spec: EstimatorSpec, logits: np.ndarray, u: np.ndarray) -> list:
+    """The one-hot samples the estimator drew from ``u``: by the inverse CDF from noise
+    per variable (``k`` of them for a multi-sample estimator), by Gumbel-max from noise
+    per logit (ARSM's argmin over a Dirichlet draw is the same sample)."""
+    if spec.noise == "per logit":
+        return [C.gumbel_max_sample(logits, u)]
+    return [C.categorical_sample(logits, u_i) for u_i in (u if spec.samples > 1 else [u])]
 
 
 # ---------------------------------------------------------------------- one step
-def _decoder_samples(model, spec, logits, noise, temperature):
-    if spec.decoder == "relaxed":
-        g = gumbel_from_uniform(noise[0]).astype(model.dtype)
+def _decoder_samples(model, spec, logits, u, temperature):
+    if spec.relaxed_sample:
+        g = gumbel_from_uniform(u).astype(model.dtype)
         with no_grad():
             return [gumbel_softmax(Tensor(logits), temperature, g).data]
-    return spec.noise.samples(logits, noise)
+    return hard_samples(spec, logits, u)
 
 
-def step_loss(model: CategoricalVAE, spec: VAEEstimator, control, x, noise,
+def step_loss(model: CategoricalVAE, spec: EstimatorSpec, control, x, u,
               temperature: float = 0.5):
     """The loss whose gradient is one step's (descent) gradient for the model's parameters.
 
-    Returns ``(loss, elbo, control_gradients)``: ``elbo`` is the one-sample ELBO per example
-    at the first hard sample (what the history records); ``control_gradients`` the
-    variance gradient of a trained control (else None).
+    ``spec``: a row of the spec table the VAE can train with; ``u`` its noise
+    (:func:`draw_vae_noise`). Returns ``(loss, elbo, control_gradients)``: ``elbo`` is the
+    one-sample ELBO per example at the first hard sample (what the history records);
+    ``control_gradients`` the variance gradient of a trained control (else None).
     """
     x = model.check_images(x)
     batch = len(x)
     logits = model.encoder_logits(x)
     values = logits.data
-    f = (model.log_weight(x, values) if spec.bound == "k-sample"
-         else model.reconstruction(x))
-    keywords = {"temperature": temperature} if spec.uses_temperature else {}
+    k_sample = spec.target == K_SAMPLE_BOUND
+    f = model.log_weight(x, values) if k_sample else model.reconstruction(x)
     control_gradients = None
-    if spec.variance_gradient is not None:
-        g, control_gradients = spec.variance_gradient(values, f, *noise, control)
+    if spec.tune is not None:
+        g, control_gradients = spec.tune(Tensor(values), f, u, control)
     else:
-        g = spec.function(values, f, *noise, control=control, **keywords)
-    hard = spec.noise.samples(values, noise)
-    if spec.bound == "k-sample":
+        g = spec.estimate(Tensor(values), f, u, control, values)
+    hard = hard_samples(spec, values, u)
+    if k_sample:
         # the pathwise part of the k-sample bound: sum_i w_i d log_weight(b_i), w = softmax
         weights = [model.log_likelihood(x, b) + model.log_prior(b) - model.log_q(b, logits)
                    for b in hard]
@@ -220,7 +117,7 @@ def step_loss(model: CategoricalVAE, spec: VAEEstimator, control, x, noise,
         objective = sum(w * Tensor(normalised[i].astype(model.dtype))
                         for i, w in enumerate(weights))
     else:
-        decoded = _decoder_samples(model, spec, values, noise, temperature)
+        decoded = _decoder_samples(model, spec, values, u, temperature)
         objective = sum(model.log_likelihood(x, s) for s in decoded) * (1.0 / len(decoded))
         objective = objective - model.kl(logits)
     loss = objective.sum() * (-1.0 / batch) - surrogate(logits, g) * (1.0 / batch)
@@ -233,9 +130,9 @@ def encoder_parameters(model: CategoricalVAE) -> list:
     return model.encoder.parameters()
 
 
-def encoder_gradient(model, spec, control, x, noise, temperature=0.5) -> np.ndarray:
+def encoder_gradient(model, spec, control, x, u, temperature=0.5) -> np.ndarray:
     """One estimate of the encoder's (descent) gradient, flattened; changes nothing."""
-    loss, _, _ = step_loss(model, spec, control, x, noise, temperature)
+    loss, _, _ = step_loss(model, spec, control, x, u, temperature)
     params = encoder_parameters(model)
     found = grad(loss, params, allow_unused=True)
     return np.concatenate([(np.zeros_like(p.data) if d is None else d.data).ravel()
@@ -245,7 +142,8 @@ def encoder_gradient(model, spec, control, x, noise, temperature=0.5) -> np.ndar
 # ---------------------------------------------------------------------- runs
 @dataclass
 class VAEConfig:
-    """One training run: the latent shape, the estimator (a name in :data:`VAE_ESTIMATORS`)."""
+    """One training run: the latent shape, the estimator (a name in :data:`VAE_ESTIMATORS`,
+    a row of the spec table)."""
 
     label: str
     estimator: str
@@ -303,15 +201,14 @@ class VAERun(Resumable):
         self.model = CategoricalVAE(np.asarray(train_x).mean(axis=0), config.n,
                                     config.classes, config.hidden, rng=init_rng)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
-        self.control = (None if self.spec.control is None
-                        else self.spec.control(self.model, config))
-        self.control_optimizer = (None if self.spec.variance_gradient is None
+        self.control = make_control(self.spec, model=self.model, config=config)
+        self.control_optimizer = (None if self.spec.tune is None
                                   else Adam(self.control.parameters(), lr=config.control_lr))
         self.stream = minibatch_stream(train_x, None, config.batch_size, self.batch_rng)
         self.history = VAEHistory(config.label)
         self.window: list[float] = []
         self.steps_done = 0
-        self.per_step = self.spec.evaluations(config.n, config.classes, self.spec.samples)
+        self.per_step = self.spec.cost(config.n, config.classes, self.spec.samples)
 
     @property
     def total_steps(self) -> int:
@@ -332,8 +229,8 @@ class VAERun(Resumable):
         """One training step on the minibatch ``x``, with noise from the run's Generator."""
         config, model, spec = self.config, self.model, self.spec
         started = time.perf_counter()
-        noise = spec.noise.draw(self.noise_rng, len(x), model.n, model.classes, spec.samples)
-        loss, elbo, control_grads = step_loss(model, spec, self.control, x, noise,
+        u = draw_vae_noise(spec, self.noise_rng, len(x), model.n, model.classes)
+        loss, elbo, control_grads = step_loss(model, spec, self.control, x, u,
                                               config.temperature)
         self.optimizer.zero_grad()
         loss.backward()
@@ -426,9 +323,8 @@ def variance_race(config: VAEConfig, train_x: np.ndarray, estimators: list[str],
         run = VAERun(config, train_x, train_x[:1])
         specs = [vae_estimator(name) for name in estimators]
         controls = [run.control if s.name == run.spec.name else
-                    (None if s.control is None else s.control(run.model, config))
-                    for s in specs]
-        optimizers = [None if s.variance_gradient is None or s.name == run.spec.name
+                    make_control(s, model=run.model, config=config) for s in specs]
+        optimizers = [None if s.tune is None or s.name == run.spec.name
                       else Adam(c.parameters(), lr=config.control_lr)
                       for s, c in zip(specs, controls)]
         race = VAEVarianceRace(config.estimator, draws,
@@ -446,8 +342,8 @@ def variance_race(config: VAEConfig, train_x: np.ndarray, estimators: list[str],
                     started = time.perf_counter()
                     grads = np.stack([
                         encoder_gradient(model, s, c, x,
-                                         s.noise.draw(rng, len(x), model.n, model.classes,
-                                                      s.samples), config.temperature)
+                                         draw_vae_noise(s, rng, len(x), model.n,
+                                                        model.classes), config.temperature)
                         for _ in range(draws)])
                     race.seconds_per_estimate[s.name] += time.perf_counter() - started
                     race.log_variance[s.name].append(
@@ -455,8 +351,8 @@ def variance_race(config: VAEConfig, train_x: np.ndarray, estimators: list[str],
                 timed += draws
             for s, c, opt in zip(specs, controls, optimizers):
                 if opt is not None:   # the other trained controls follow the trajectory
-                    noise = s.noise.draw(rng, len(x), model.n, model.classes, s.samples)
-                    _, _, d = step_loss(model, s, c, x, noise, config.temperature)
+                    u = draw_vae_noise(s, rng, len(x), model.n, model.classes)
+                    _, _, d = step_loss(model, s, c, x, u, config.temperature)
                     for p, g in zip(c.parameters(), d):
                         p.grad = Tensor(g)
                     opt.step()

@@ -1,6 +1,6 @@
 """The student edition: the same book with every solution taken out.
 
-``make student`` (``python -m minigrad.edition``) builds it from a book that ``make book`` has
+``make student`` (``python -m minigrad.teaching.edition``) builds it from a book that ``make book`` has
 already executed: it copies the executed chapters, removes each solution (the
 ``{solution-start}`` ... ``{solution-end}`` cells of a notebook, and ``{solution}`` blocks in
 Markdown), and builds the result without executing anything again, so the student edition
@@ -165,7 +165,7 @@ def build_student_edition(root: Path, build: Path, out: Path, extra_args=()) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m minigrad.edition",
+        prog="python -m minigrad.teaching.edition",
         description="Build the student edition (no solutions) from an executed book.")
     parser.add_argument("--root", default=".", help="the book's root (holding _toc.yml)")
     parser.add_argument("--build", default="_build",
