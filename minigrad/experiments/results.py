@@ -50,15 +50,13 @@ def mean_std_text(mean: float, std: float, n: int, decimals: int = 3) -> str:
     return f"{mean:.{decimals}f} ± {spread}"
 
 
-def chapter_titles(root: Path | None = None) -> dict[str, str]:
-    """The book's chapters in reading order (``_toc.yml``), each chapter's results key
-    (its file name without the ``NN_`` number, as in :func:`record_results`) mapped to its
-    title: the first heading of its notebook."""
+def toc_files(root: Path | None = None) -> list[str]:
+    """Every document of the book's ``_toc.yml``, the root first, in reading order (paths
+    without their extension)."""
     import yaml  # installed with jupyter-book
 
-    root = repo_root(root)
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
-    files: list[str] = []
+    toc = yaml.safe_load((repo_root(root) / "_toc.yml").read_text(encoding="utf8"))
+    files = [toc["root"]]
 
     def walk(node):
         if isinstance(node, list):
@@ -70,7 +68,16 @@ def chapter_titles(root: Path | None = None) -> dict[str, str]:
             for key in ("parts", "chapters", "sections"):
                 walk(node.get(key, []))
 
-    walk(toc.get("parts", toc.get("chapters", [])))
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return files
+
+
+def chapter_titles(root: Path | None = None) -> dict[str, str]:
+    """The book's chapters in reading order (``_toc.yml``), each chapter's results key
+    (its file name without the ``NN_`` number, as in :func:`record_results`) mapped to its
+    title: the first heading of its notebook."""
+    root = repo_root(root)
+    files = toc_files(root)[1:]
     titles = {}
     for name in files:
         path = root / f"{name}.ipynb"

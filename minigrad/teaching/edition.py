@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from minigrad.experiments.results import toc_files
+
 __all__ = ["strip_solutions_text", "strip_solutions_notebook", "prepare_student_sources",
            "build_student_edition"]
 
@@ -87,23 +89,6 @@ def strip_solutions_notebook(nb: dict) -> dict:
     return nb
 
 
-def _toc_files(toc: dict) -> list[str]:
-    files = [toc["root"]]
-
-    def walk(node):
-        if isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            if "file" in node:
-                files.append(node["file"])
-            for key in ("parts", "chapters", "sections"):
-                walk(node.get(key, []))
-
-    walk(toc.get("parts", []) + toc.get("chapters", []))
-    return files
-
-
 def prepare_student_sources(root: Path, executed: Path, dest: Path) -> list[Path]:
     """Write the student edition's sources into ``dest``; returns the chapter files written.
 
@@ -130,8 +115,7 @@ def prepare_student_sources(root: Path, executed: Path, dest: Path) -> list[Path
                                     f"not a folder under {root}")
         shutil.copytree(root / static, dest / static)
     written = []
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
-    for name in _toc_files(toc):
+    for name in toc_files(root):
         target_dir = (dest / name).parent
         target_dir.mkdir(parents=True, exist_ok=True)
         if (root / f"{name}.md").exists():
