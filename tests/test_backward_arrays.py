@@ -50,6 +50,9 @@ CASES = {
     "IndexAdd": (lambda a: a[[0, 0, 1]][:, 1:], [(3, 4)], False),
     "Where": (lambda a, b: F.where(np.array([True, False, True, True]), a, b), [(3, 4), (4,)],
               False),
+    "BernoulliLogLikelihood": (lambda b, a: F.bernoulli_log_likelihood(b, a), [(3, 4), (3, 4)],
+                               False),
+    "RelaxedSigmoid": (lambda z, t: F.relaxed_sigmoid(z, t), [(3, 4), (4,)], True),
     "LogSoftmax": (lambda a: F.log_softmax(a, axis=0), [(3, 4)], False),
     "Softmax": (lambda a: F.softmax(a, axis=1), [(3, 4)], False),
     "SoftmaxCrossEntropy": (
