@@ -20,8 +20,8 @@ import pytest
 
 from minigrad import budget
 from minigrad.experiments.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute, read_history,
-                                      run_specs)
+from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute,
+                                      read_history, run_specs)
 from minigrad.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """The student edition: the same book with every solution taken out.
 
-``make student`` (``python -m minigrad.teaching.edition``) builds it from a book that ``make book`` has
-already executed: it copies the executed chapters, removes each solution (the
+``make student`` (``python -m minigrad.teaching.edition``) builds it from a book that
+``make book`` has already executed: it copies the executed chapters, removes each solution (the
 ``{solution-start}`` ... ``{solution-end}`` cells of a notebook, and ``{solution}`` blocks in
 Markdown), and builds the result without executing anything again, so the student edition
 shows exactly the numbers and figures of the teacher's book. Each page's download button
