@@ -16,7 +16,7 @@ from minigrad.estimators import controls, relaxed, score_function
 from minigrad.estimators.exact import exact_expectation
 from minigrad.gradcheck import gradcheck
 from minigrad.models.sbn import SigmoidBeliefNet, bernoulli_log_likelihood, log_mean_exp
-from minigrad.tensor import Tensor, grad
+from minigrad.tensor import Tensor, grad, no_grad
 from conftest import (N_UNITS, N_VISIBLE, TRAIN_MEAN, X, all_configurations,  # noqa: F401
                       encoder_params, exact, tiny_model, z_scores)
 
@@ -314,3 +314,121 @@ def test_reference_init_is_the_truncated_variance_scaling_of_the_rebar_code():
             assert abs(b.data.std() * np.sqrt(fan_in / 2.0) - 1.0) < 0.05, name
         else:  # biases, the output bias at the data's logit, the prior: unchanged
             np.testing.assert_array_equal(a.data, b.data)
+
+
+# ---------------------------------------------------------------------- the REBAR code's
+def test_muprop_with_control_at_eta_one_and_no_baseline_is_muprop():
+    from minigrad.estimators.catalogue import bernoulli_loss
+    from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
+
+    logits = Tensor(np.tile(A, (50, 1)))
+    u = np.random.default_rng(4).random(logits.shape)
+    np.testing.assert_array_equal(E.muprop_with_control(logits, bernoulli_loss, u),
+                                  E.muprop(logits, bernoulli_loss, u))
+    # other values change the estimate (the arguments are used)
+    other = E.muprop_with_control(logits, bernoulli_loss, u, 0.5, 0.7, 1.3)
+    assert np.abs(other - E.muprop(logits, bernoulli_loss, u)).max() > 1e-3
+
+
+def test_nvil_rebar_code_is_nvil_with_c_of_x_alone_and_scale_one():
+    from minigrad.estimators.catalogue import ESTIMATORS, bernoulli_loss, make_control
+    from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
+
+    spec = ESTIMATORS["NVIL (REBAR code)"]
+    control = make_control(spec)
+    logits = Tensor(np.tile(A, (20, 1)))
+    x = logits.data
+    signal = np.linspace(-3.0, 9.0, len(x))
+    control.update(signal, control.fit_gradients(x, signal)[1])   # c and v now far from 0, 1
+    assert abs(float(control.mean.data)) > 1.0 and float(control.var.data) > 4.0
+    u = np.random.default_rng(6).random(logits.shape)
+    with_c_of_x = E.nvil(logits, bernoulli_loss, u, control.baseline(x).data, 1.0)
+    np.testing.assert_array_equal(spec.estimate(logits, bernoulli_loss, u, control, x),
+                                  with_c_of_x)
+    # and C(x) is fitted to f itself, not to f - c
+    grads, predicted = control.fit_gradients(x, signal)
+    plain = controls.NVILControl(np.zeros(3), rng=7, n_hidden=4, normalise=False,
+                                 running_mean=False, dtype=np.float64)
+    for g, h in zip(grads, plain.fit_gradients(x, signal)[0]):
+        np.testing.assert_array_equal(g, h)
+
+
+def test_the_muprop_control_learns_to_lower_the_mean_square_of_its_signal():
+    """Adam on fit_gradients lowers mean(L^2) on a fixed problem; eta0, eta1 and C(x)
+    all move. The REBAR code's MuProp trains them this way (its baseline loss)."""
+    from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
+    from minigrad.estimators.catalogue import bernoulli_loss
+    from minigrad.optim import Adam
+
+    control = controls.MuPropControl(np.zeros(3), rng=1, n_hidden=8, dtype=np.float64)
+    logits = Tensor(np.tile(A, (100, 1)))
+    rng = np.random.default_rng(7)
+    optimizer = Adam(control.parameters(), lr=1e-2)
+    start = {k: v.copy() for k, v in control.state_dict().items()}
+
+    def mean_square(seed: int) -> float:   # on fresh samples, the same for every control
+        s = E.muprop_signal(logits, bernoulli_loss, np.random.default_rng(seed)
+                            .random(logits.shape))
+        with no_grad():
+            signal = control.signal(logits.data, s.f_sample, s.f_mean, s.taylor).data
+        return float(np.mean(signal ** 2))
+
+    before = np.mean([mean_square(100 + k) for k in range(5)])
+    for _ in range(300):
+        s = E.muprop_signal(logits, bernoulli_loss, rng.random(logits.shape))
+        grads, _ = control.fit_gradients(logits.data, s.f_sample, s.f_mean, s.taylor)
+        for p, d in zip(control.parameters(), grads):
+            p.grad = Tensor(d)
+        optimizer.step()
+    after = np.mean([mean_square(100 + k) for k in range(5)])
+    print(f"\nmean(L^2): {before:.3f} -> {after:.3f}; etas {control.values(logits.data)[1:]}")
+    assert after < 0.5 * before
+    for k, v in control.state_dict().items():
+        assert np.abs(v - start[k]).max() > 1e-3, k
+
+
+def test_the_muprop_control_gradients_match_finite_differences():
+    from minigrad.estimators.catalogue import BERNOULLI_LOGITS as A
+    from minigrad.estimators.catalogue import bernoulli_loss
+
+    control = controls.MuPropControl(np.zeros(3), rng=2, n_hidden=3, eta=(0.8, 1.2),
+                                     dtype=np.float64)
+    logits = Tensor(np.tile(A, (4, 1)))
+    s = E.muprop_signal(logits, bernoulli_loss, np.random.default_rng(8).random((12, 3)))
+    grads, _ = control.fit_gradients(logits.data, s.f_sample, s.f_mean, s.taylor)
+
+    def loss() -> float:
+        with no_grad():
+            L = control.signal(logits.data, s.f_sample, s.f_mean, s.taylor).data
+        return float(np.mean(L ** 2))
+
+    h = 1e-6
+    for p, g in zip(control.parameters(), grads):
+        flat = p.data.reshape(-1)
+        for i in range(flat.size):
+            keep = flat[i]
+            flat[i] = keep + h
+            up = loss()
+            flat[i] = keep - h
+            down = loss()
+            flat[i] = keep
+            # truncation h^2 |f'''| and round-off eps |f| / h, both tiny against |L^2| ~ 10
+            tol = 1e-7 * max(1.0, loss())
+            assert abs((up - down) / (2 * h) - g.reshape(-1)[i]) <= tol, p._name
+
+
+def test_a_two_layer_sbn_trains_one_muprop_control_per_layer():
+    from minigrad.experiments.sbn import SBNConfig, SBNRun
+
+    rng = np.random.default_rng(5)
+    train_x = (rng.random((30, 784)) < 0.3).astype(np.float32)
+    run = SBNRun(SBNConfig("m", "MuProp (REBAR code)", 3, n_layers=2, record_every=1),
+                 train_x, train_x[:2])
+    control = run.control
+    assert isinstance(control, controls.ModelMuPropControl)
+    assert control.layer(0) is not control.layer(1)
+    start = [p.data.copy() for p in control.parameters()]
+    for _ in range(3):
+        run.step()
+    moved = [np.abs(p.data - q).max() > 0 for p, q in zip(control.parameters(), start)]
+    assert all(moved)   # every layer's C(x), eta0 and eta1 took their steps

@@ -61,9 +61,9 @@ from minigrad.estimators.categorical import (RebarControl, RelaxControl, arsm, c
                                              relax_categorical,
                                              relax_categorical_variance_gradient, rloo,
                                              st_gumbel_softmax_categorical, vimco)
-from minigrad.estimators.controls import (ModelRelaxedControl, MovingAverageBaseline,
-                                          NVILControl, RelaxedControl, RelaxSurrogate,
-                                          RowwiseSurrogate)
+from minigrad.estimators.controls import (ModelMuPropControl, ModelRelaxedControl,
+                                          MovingAverageBaseline, MuPropControl, NVILControl,
+                                          RelaxedControl, RelaxSurrogate, RowwiseSurrogate)
 from minigrad.estimators.diagnostics import summarize_estimates
 from minigrad.estimators.exact import (exact_gradient, exact_gradient_categorical,
                                        exact_k_sample_gradient_categorical)
@@ -71,9 +71,9 @@ from minigrad.estimators.onehot import (gumbel_softmax_estimate, st_gumbel_softm
                                         st_hardmax_estimate, straight_through_categorical)
 from minigrad.estimators.relaxed import (concrete, concrete_relaxation, coupled_noise,
                                          muprop_relaxation, rebar, relax)
-from minigrad.estimators.score_function import (muprop, nvil, reinforce,
-                                                reinforce_categorical, reinforce_loo,
-                                                simple_muprop)
+from minigrad.estimators.score_function import (muprop, muprop_with_control, nvil,
+                                                reinforce, reinforce_categorical,
+                                                reinforce_loo, simple_muprop)
 from minigrad.functions import sigmoid
 from minigrad.tensor import Tensor
 
@@ -217,6 +217,23 @@ def _nvil_control(model=None, config=None, **_):
                        dtype=model.dtype)
 
 
+def _nvil_rebar_code_control(model=None, config=None, **_):
+    # the REBAR code's NVIL: C(x) alone, no running mean, no normalisation
+    if model is None:
+        return NVILControl(np.zeros(3), rng=7, n_hidden=4, normalise=False,
+                           running_mean=False, dtype=np.float64)
+    return NVILControl(model.input_mean, rng=config.seed + 7, normalise=False,
+                       running_mean=False, dtype=model.dtype)
+
+
+def _muprop_rebar_code_control(model=None, config=None, **_):
+    if model is None:   # one layer; etas tuned in training, here fixed values that are not 1
+        return MuPropControl(np.zeros(3), rng=7, n_hidden=4, eta=(0.6, 1.4),
+                             dtype=np.float64)
+    return ModelMuPropControl(model.input_mean, model.n_layers, rng=config.seed + 7,
+                              dtype=model.dtype)
+
+
 def _temperature(model=None, config=None, **_):
     return 0.5 if config is None else config.temperature
 
@@ -337,6 +354,11 @@ def _nvil(a, f, u, control, x):
     return nvil(a, f, u, values, scale)
 
 
+def _muprop_with_control(a, f, u, control, x):
+    c, eta0, eta1 = control.values(x)
+    return muprop_with_control(a, f, u, c, eta0, eta1)
+
+
 def _nvil_constant(a, f, u, control, x):
     return nvil(a, f, u, np.full(a.shape[0], OFFSET))
 
@@ -404,6 +426,10 @@ SPECS: list[EstimatorSpec] = [
     EstimatorSpec("NVIL (constant baseline, no normalisation)", nvil, _nvil_constant,
                   _SCORE, True, "1", _VALUE, "06_sbn_score_function",
                   note="in training the baseline is a network of x"),
+    EstimatorSpec("NVIL (REBAR code)", nvil, _nvil, _SCORE, True, "1", _VALUE,
+                  "06_sbn_score_function", control=_nvil_rebar_code_control, sbn=True,
+                  note="C(x) alone: no running mean, no normalisation (the REBAR code's); "
+                       "here an untrained network of the logits"),
     EstimatorSpec("ARM", arm, _plain(arm), "antithetic", True, "2", _VALUE, "08_arm_disarm",
                   sbn=True, note="two samples from one uniform: 1[u < p] and 1[u > 1 - p]"),
     EstimatorSpec("DisARM", disarm, _plain(disarm), "antithetic", True, "2", _VALUE,
@@ -423,6 +449,11 @@ SPECS: list[EstimatorSpec] = [
                   "f defined at the mean field p", "06_sbn_score_function", sbn=True),
     EstimatorSpec("MuProp", muprop, _plain(muprop), _SCORE, True, "2 + a gradient",
                   "f differentiable at the mean field p", "06_sbn_score_function", sbn=True),
+    EstimatorSpec("MuProp (REBAR code)", muprop_with_control, _muprop_with_control, _SCORE,
+                  True, "2 + a gradient", "f differentiable at the mean field p",
+                  "06_sbn_score_function", control=_muprop_rebar_code_control, sbn=True,
+                  note="eta0, eta1 and C(x) per layer, trained on mean(L^2); here eta 0.6 "
+                       "and 1.4 and an untrained C(x) of the logits"),
     EstimatorSpec("ST sigmoid-adjusted", straight_through, _straight_through(sigmoid),
                   "straight-through", False, "1 + a gradient", _DIFF, "04_binary_neurons"),
     EstimatorSpec("ST pass-through", straight_through,

@@ -18,6 +18,10 @@ MovingAverageBaseline          ``c``, a moving average of the loss           REI
 VarianceAdjustingBaseline      one baseline per unit (Bengio et al. 2013)    REINFORCE neuron
 InputBaseline                  ``C(x)``, one tanh layer of 100               NVIL, REBAR, RELAX
 NVILControl                    ``C(x)``, running mean and variance           NVIL
+MuPropControl                  ``C(x)``, eta0 and eta1 of one layer          MuProp (REBAR
+                                                                             code)
+ModelMuPropControl             one MuPropControl per stochastic layer        the same, on
+                                                                             an SBN
 RelaxedControl                 eta, log temperature, RELAX's ``r_rho``       REBAR, RELAX
 ModelRelaxedControl            ``C(x)``, eta per parameter tensor, log       dynamic REBAR,
                                temperature, one ``r_rho`` per layer          RELAX on a model
@@ -41,6 +45,7 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 
 __all__ = [
     "MovingAverageBaseline", "VarianceAdjustingBaseline", "InputBaseline", "NVILControl",
+    "MuPropControl", "ModelMuPropControl",
     "RelaxedControl", "ModelRelaxedControl", "RelaxSurrogate", "RowwiseSurrogate",
 ]
 
@@ -169,17 +174,20 @@ class NVILControl(Module):
 
     :meth:`values` gives what :func:`~minigrad.estimators.score_function.nvil` takes:
     ``C(x) + c`` per example and the scale ``s = max(1, sqrt(v))`` (1 with
-    ``normalise=False``, the REBAR code's NVIL). ``C`` is trained by the caller's optimizer
-    (the REBAR code: Adam at 10x the model's learning rate) on
-    :meth:`fit_gradients`; the moments change only through :meth:`update`.
+    ``normalise=False``). With ``running_mean=False`` the baseline is ``C(x)`` alone and
+    ``C`` is fitted to ``f`` itself: with ``normalise=False`` too, the REBAR code's NVIL.
+    ``C`` is trained by the caller's optimizer (the REBAR code: Adam at 10x the model's
+    learning rate) on :meth:`fit_gradients`; the moments change only through
+    :meth:`update`.
     """
 
     def __init__(self, input_mean, rng, n_hidden: int = 100, decay: float = 0.8,
-                 normalise: bool = True, dtype=np.float32):
+                 normalise: bool = True, running_mean: bool = True, dtype=np.float32):
         super().__init__()
         self.baseline = InputBaseline(input_mean, rng, n_hidden, dtype)
         self.decay = checks.decay_rate(decay, "NVILControl")
         self.normalise = normalise
+        self.running_mean = running_mean
         self.mean = Buffer(np.float64(0.0))
         self.var = Buffer(np.float64(1.0))
         self.steps = Buffer(np.int64(0))
@@ -191,9 +199,13 @@ class NVILControl(Module):
     def values(self, x) -> tuple[np.ndarray, float]:
         """``(C(x) + c, s)``: the baseline per example and the variance normalisation."""
         with no_grad():
-            values = self.baseline(x).data + float(self.mean.data)
+            values = self.baseline(x).data + self._level()
         scale = max(1.0, float(np.sqrt(float(self.var.data)))) if self.normalise else 1.0
         return values, scale
+
+    def _level(self) -> float:
+        """``c``, or 0 without the running mean."""
+        return float(self.mean.data) if self.running_mean else 0.0
 
     def fit_gradients(self, x, f_values) -> tuple[list[np.ndarray], np.ndarray]:
         """The gradients of ``mean((f - c - C(x))^2)`` for ``C``'s parameters (in the
@@ -203,7 +215,7 @@ class NVILControl(Module):
         params = self.parameters()
         with enable_grad():
             predicted = self.baseline(x)
-            residual = Tensor(f_values - float(self.mean.data)) - predicted
+            residual = Tensor(f_values - self._level()) - predicted
             found = grad((residual * residual).mean(), params, allow_unused=True)
         grads = [np.zeros_like(p.data) if d is None else d.data for p, d in zip(params, found)]
         return grads, predicted.data
@@ -219,6 +231,88 @@ class NVILControl(Module):
         var = a * float(self.var.data) + (1 - a) * float(np.mean((r - mean) ** 2))
         self.mean.data, self.var.data = np.float64(mean), np.float64(var)
         self.steps.data = self.steps.data + 1
+
+
+def _eta_logit(eta: float, who: str) -> float:
+    """``w`` with ``2 sigmoid(w) = eta``."""
+    eta = checks.positive_number(eta, "eta", who)
+    if not eta < 2.0:
+        raise ValueError(f"{who}: eta = 2 sigmoid(w) lies in (0, 2), got {eta}; give a "
+                         "value between 0 and 2 (1 is MuProp's own)")
+    return math.log(eta / (2.0 - eta))
+
+
+class MuPropControl(Module):
+    """The control of MuProp as the REBAR code has it, for one layer of units.
+
+    - ``baseline``: ``C(x)`` (:class:`InputBaseline`);
+    - ``w0``, ``w1``: Parameters, ``eta0 = 2 sigmoid(w0)`` scales the mean-field value
+      ``f(p)`` and ``eta1 = 2 sigmoid(w1)`` the Taylor term ``f'(p).(b - p)``; both start
+      at ``eta`` (the REBAR code: 1, ``w = 0``).
+
+    The learning signal is ``L = f(b) - eta0 f(p) - eta1 f'(p).(b - p) - C(x)``
+    (:func:`~minigrad.estimators.score_function.muprop_with_control`). All three are
+    trained by the caller's optimizer on :meth:`fit_gradients`, the gradients of
+    ``mean(L^2)`` (the REBAR code's baseline loss, Adam at 10x the model's learning rate).
+    """
+
+    def __init__(self, input_mean, rng, n_hidden: int = 100, eta=(1.0, 1.0),
+                 dtype=np.float32):
+        super().__init__()
+        self.w0 = Parameter(np.array(_eta_logit(eta[0], "MuPropControl"), dtype))
+        self.w1 = Parameter(np.array(_eta_logit(eta[1], "MuPropControl"), dtype))
+        self.baseline = InputBaseline(input_mean, rng, n_hidden, dtype)
+
+    def etas(self) -> tuple[Tensor, Tensor]:
+        return 2.0 * F.sigmoid(self.w0), 2.0 * F.sigmoid(self.w1)
+
+    def values(self, x) -> tuple[np.ndarray, float, float]:
+        """``(C(x), eta0, eta1)``: what ``muprop_with_control`` takes."""
+        with no_grad():
+            c = self.baseline(x).data
+            eta0, eta1 = self.etas()
+        return c, float(eta0.data), float(eta1.data)
+
+    def signal(self, x, f_sample, f_mean, taylor) -> Tensor:
+        """``L = f(b) - eta0 f(p) - eta1 f'(p).(b - p) - C(x)`` per example, a Tensor
+        differentiable in the control's Parameters; ``taylor`` is ``f'(p).(b - p)``."""
+        who = "MuPropControl.signal"
+        dtype = self.baseline.input_mean.dtype
+        parts = [np.asarray(validate.finite(v, name, who, _FIX_F), dtype=dtype)
+                 for v, name in ((f_sample, "f(b)"), (f_mean, "f(p)"),
+                                 (taylor, "f'(p).(b - p)"))]
+        eta0, eta1 = self.etas()
+        return (Tensor(parts[0]) - eta0 * Tensor(parts[1]) - eta1 * Tensor(parts[2])
+                - self.baseline(x))
+
+    def fit_gradients(self, x, f_sample, f_mean, taylor
+                      ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The gradients of ``mean(L^2)`` for the Parameters (in the order of
+        :meth:`parameters`), and ``L`` per example."""
+        params = self.parameters()
+        with enable_grad():
+            signal = self.signal(x, f_sample, f_mean, taylor)
+            found = grad((signal * signal).mean(), params, allow_unused=True)
+        grads = [np.zeros_like(p.data) if d is None else d.data for p, d in zip(params, found)]
+        return grads, signal.data
+
+
+class ModelMuPropControl(Module):
+    """One :class:`MuPropControl` per stochastic layer of a model (the REBAR code makes a
+    ``C(x)`` and two etas for each layer); :meth:`layer` gives layer ``i``'s. Its
+    :meth:`parameters` are the layers' in order."""
+
+    def __init__(self, input_mean, n_layers: int, rng, n_hidden: int = 100,
+                 dtype=np.float32):
+        super().__init__()
+        rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+        self.layers = [MuPropControl(input_mean, rng, n_hidden, dtype=dtype)
+                       for _ in range(n_layers)]
+        for i, control in enumerate(self.layers):
+            setattr(self, f"layer{i}", control)
+
+    def layer(self, i: int) -> MuPropControl:
+        return self.layers[i]
 
 
 # ---------------------------------------------------------------------- relaxed controls

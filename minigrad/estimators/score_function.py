@@ -27,6 +27,8 @@ reinforce      ``f(b) - c``, c a moving average                     Williams 199
 reinforce_loo  ``f(b_k) - mean_{j != k} f(b_j)``, K samples         Mnih & Rezende 2016
 nvil           ``(f(b) - C(x) - c) / max(1, sqrt(v))``              Mnih & Gregor 2014
 muprop         ``f(b) - f(p) - f'(p).(b - p)`` (+ ``f'(p) p(1-p)``)  Gu et al. 2016
+muprop_with_   ``f(b) - eta0 f(p) - eta1 f'(p).(b - p) - C(x)``     the REBAR code
+control        (+ ``eta1 f'(p) p(1-p)``)                            (Tucker et al. 2017)
 simple_muprop  ``f(b) - f(p)``                                      Gu et al. 2016
 =============  ===================================================  =====================
 
@@ -39,6 +41,8 @@ estimator; the training step gives it the loss (see
 :mod:`minigrad.experiments.classifier`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +59,8 @@ from minigrad.tensor import Tensor, enable_grad, grad, is_grad_enabled, no_grad
 
 __all__ = [
     "reinforce_from_sample", "reinforce", "reinforce_categorical", "reinforce_surrogate",
-    "reinforce_loo", "nvil", "muprop", "simple_muprop", "ReinforceNeuron",
+    "reinforce_loo", "nvil", "muprop", "muprop_with_control", "MuPropSignal",
+    "muprop_signal", "muprop_from_signal", "simple_muprop", "ReinforceNeuron",
     # the sampler and the baselines, from base and controls, for the neuron's readers
     "bernoulli_sample", "MovingAverageBaseline", "VarianceAdjustingBaseline",
 ]
@@ -215,6 +220,59 @@ def muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:
     taylor = f_mean + ((b - p) * slope).sum(axis=1)
     signal = value_at(f, b, "muprop") - taylor
     return estimate_array(signal[:, None] * (b - p) + slope * p * (1 - p), logits)
+
+
+@dataclass(frozen=True)
+class MuPropSignal:
+    """What MuProp computes from one sample, as arrays: the sample ``b``, the mean field
+    ``p``, ``f'(p)``, and per example ``f(b)``, ``f(p)`` and the Taylor term
+    ``f'(p).(b - p)``. The estimate and the training of its control both read it."""
+
+    b: np.ndarray
+    p: np.ndarray
+    slope: np.ndarray
+    f_sample: np.ndarray
+    f_mean: np.ndarray
+    taylor: np.ndarray
+
+
+def muprop_signal(logits: Tensor, f: Objective, u: np.ndarray,
+                  who: str = "muprop_signal") -> MuPropSignal:
+    """``b = 1[u < p]``, ``f(b)``, and ``f(p)``, ``f'(p)`` at the mean field ``p``."""
+    b = bernoulli_sample(logits, u, who)
+    p = _probabilities(logits)
+    f_mean, slope = _mean_field(f, p)
+    validate.finite(f_mean, "the objective's value f(p) at the mean field", who, _FIX_F)
+    return MuPropSignal(b, p, slope, value_at(f, b, who), f_mean,
+                        ((b - p) * slope).sum(axis=1))
+
+
+def muprop_from_signal(logits: Tensor, s: MuPropSignal, baseline=0.0, eta0: float = 1.0,
+                       eta1: float = 1.0) -> np.ndarray:
+    """The estimate of :func:`muprop_with_control` from its :class:`MuPropSignal`."""
+    validate.finite(baseline, "the baseline", "muprop_with_control")
+    validate.finite([eta0, eta1], "eta0 and eta1", "muprop_with_control")
+    c = _per_example(baseline, len(s.b), s.p.dtype)
+    signal = s.f_sample - (eta0 * s.f_mean + eta1 * s.taylor + c)
+    return estimate_array(signal[:, None] * (s.b - s.p) + eta1 * s.slope * s.p * (1 - s.p),
+                          logits)
+
+
+def muprop_with_control(logits: Tensor, f: Objective, u: np.ndarray, baseline=0.0,
+                        eta0: float = 1.0, eta1: float = 1.0) -> np.ndarray:
+    """MuProp as the REBAR code has it (Tucker et al. 2017): the control variate
+    ``eta0 f(p) + eta1 f'(p).(b - p)`` and a baseline ``c`` (its ``C(x)``)::
+
+        L = f(b) - eta0 f(p) - eta1 f'(p).(b - p) - c
+        g = L (b - p) + eta1 f'(p) * p (1 - p)
+
+    Unbiased for every ``eta0``, ``eta1`` and every ``c`` that does not depend on ``b``:
+    ``eta0 f(p) + c`` is a baseline and the second term is ``d E[eta1 f'(p).(b - p)] / d
+    logits``. ``eta0 = eta1 = 1`` and ``c = 0`` is :func:`muprop`. The control
+    (:class:`~minigrad.estimators.controls.MuPropControl`) is trained on ``mean(L^2)``.
+    """
+    s = muprop_signal(logits, f, u, "muprop_with_control")
+    return muprop_from_signal(logits, s, baseline, eta0, eta1)
 
 
 def simple_muprop(logits: Tensor, f: Objective, u: np.ndarray) -> np.ndarray:

@@ -27,11 +27,12 @@ from tqdm import tqdm
 from minigrad.data import minibatch_stream
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.catalogue import ESTIMATORS, SBN_ESTIMATORS, make_control
-from minigrad.estimators.controls import (ModelRelaxedControl, MovingAverageBaseline,
-                                          NVILControl)
+from minigrad.estimators.controls import (ModelMuPropControl, ModelRelaxedControl,
+                                          MovingAverageBaseline, NVILControl)
 from minigrad.estimators.diagnostics import EMALogVariance
 from minigrad.estimators.relaxed import (coupled_noise, parameter_estimates, relaxed_parts,
                                          variance_gradient)
+from minigrad.estimators.score_function import muprop_from_signal, muprop_signal
 from minigrad.models.sbn import SigmoidBeliefNet
 from minigrad.nn import Module
 from minigrad.optim import Adam
@@ -42,7 +43,8 @@ from .executor import map_runs
 
 __all__ = ["BASELINES", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
            "control_and_optimizer",
-           "time_sbn_steps", "backward_pass", "relaxed_training_step", "train_control",
+           "time_sbn_steps", "backward_pass", "relaxed_training_step", "muprop_training_step",
+           "train_control",
            "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race"]
 
 
@@ -286,6 +288,22 @@ def relaxed_training_step(model, control, x, logits, samples, u, encoder):
     return [gp.data * scale for gp in g], control_grads
 
 
+def muprop_training_step(model, control, x, logits, samples, u):
+    """MuProp as the REBAR code has it, on an SBN: each layer's estimate with its own
+    control (``C_i(x)``, ``eta0_i``, ``eta1_i``), and the gradients of each layer's
+    ``mean(L_i^2)`` for them, from the same samples (:class:`~minigrad.estimators.
+    score_function.MuPropSignal`), in the order of ``control.parameters()``."""
+    inp, _ = model.split(x)
+    gs, control_grads = [], []
+    for i, lg in enumerate(logits):
+        layer = control.layer(i)
+        s = muprop_signal(lg, model.learning_signal(x, samples, i, u, logits), u[i])
+        c, eta0, eta1 = layer.values(inp)
+        gs.append(muprop_from_signal(lg, s, c, eta0, eta1))
+        control_grads += layer.fit_gradients(inp, s.f_sample, s.f_mean, s.taylor)[0]
+    return gs, control_grads
+
+
 def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     """The gradients of one training step on the minibatch ``x`` with the noise ``u``.
 
@@ -301,6 +319,8 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     if isinstance(control, ModelRelaxedControl):
         uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
                                                       encoder)
+    elif isinstance(control, ModelMuPropControl):
+        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u)
     else:
         inp, _ = model.split(x)
         gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
@@ -322,7 +342,8 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
 def train_control(control, optimizer, model, x, f_values, control_grads) -> None:
     """After the model's step: a control's moving averages take their step, and its
     Parameters take one with ``optimizer`` on their gradients (the variance gradient of
-    the relaxed control variates, or NVIL's squared error of ``C(x)``)."""
+    the relaxed control variates, NVIL's squared error of ``C(x)``, or the mean square
+    of the learning signal of MuProp as the REBAR code has it)."""
     if isinstance(control, MovingAverageBaseline):
         control.update(f_values)
     elif isinstance(control, NVILControl):
@@ -347,12 +368,17 @@ def encoder_gradient(spec, control, model, x, u, rng) -> tuple[np.ndarray, list 
                                                       encoder)
         return np.concatenate([a.ravel() for a in uphill]), control_grads
     inp, _ = model.split(x)
-    terms = [surrogate(lg, spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
-                                         _layer_noise(spec, u[i], rng), control, inp))
-             for i, lg in enumerate(logits)]
+    control_grads = None
+    if isinstance(control, ModelMuPropControl):
+        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u)
+    else:
+        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
+                            _layer_noise(spec, u[i], rng), control, inp)
+              for i, lg in enumerate(logits)]
+    terms = [surrogate(lg, g) for lg, g in zip(logits, gs)]
     found = grad(sum(terms) * (1.0 / len(x)), encoder, allow_unused=True)
     flat = [np.zeros_like(p.data) if d is None else d.data for p, d in zip(encoder, found)]
-    return np.concatenate([a.ravel() for a in flat]), None
+    return np.concatenate([a.ravel() for a in flat]), control_grads
 
 
 def _history(config, train_x, val_x):
