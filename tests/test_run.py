@@ -461,6 +461,9 @@ def test_sweep_on_dask_localcluster_equals_the_process_pool(dask_cluster, tmp_pa
             eval_examples=50, seed=4),
     RunSpec("sbn", "linear2", "REINFORCE", steps=12, train_examples=100, eval_examples=5,
             eval_k=2, record_every=4, seed=4),
+    # a control per stochastic layer (C(x), eta0, eta1) and the Adam that steps them
+    RunSpec("sbn", "linear2", "MuProp (REBAR code)", steps=12, train_examples=100,
+            eval_examples=5, eval_k=2, record_every=4, seed=4),
     RunSpec("vae", "n3k4", "VIMCO", steps=12, train_examples=100, eval_examples=5,
             eval_k=2, record_every=4, seed=4),
     RunSpec("vae", "n3k4", "Gumbel-softmax, relaxed", steps=12, train_examples=100,

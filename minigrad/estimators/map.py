@@ -56,6 +56,7 @@ def _chapter(entry) -> str:
 #: Kind of relation -> its colour on the map.
 RELATIONS = {
     "adds a baseline": "tab:blue",
+    "drops a part of the baseline": "navy",
     "control variate from a Taylor expansion": "tab:cyan",
     "relaxed control variate": "tab:purple",
     "tunes / learns the control variate": "tab:red",
@@ -84,8 +85,10 @@ EDGES: list[tuple[str, str, str]] = [
     ("REINFORCE, constant baseline", "adds a baseline",
      "NVIL (constant baseline, no normalisation)"),
     ("NVIL (constant baseline, no normalisation)", "adds a baseline", "NVIL"),
+    ("NVIL", "drops a part of the baseline", "NVIL (REBAR code)"),
     ("REINFORCE", "control variate from a Taylor expansion", "SimpleMuProp"),
     ("SimpleMuProp", "control variate from a Taylor expansion", "MuProp"),
+    ("MuProp", "tunes / learns the control variate", "MuProp (REBAR code)"),
     ("MuProp", "relaxed control variate", "REBAR"),
     ("Concrete", "relaxed control variate", "REBAR"),
     ("REBAR", "relaxes the sample", "REBAR (Concrete relaxation)"),
@@ -184,8 +187,9 @@ def _layout(nodes: list[MapNode], edges) -> dict[str, tuple[float, float]]:
 
 
 def _label(name: str, width: int = 13) -> str:
-    """The name without its parenthetical details, wrapped to lines of ``width``."""
-    name = re.sub(r"\s*\([^)]*\)", "", name).strip()
+    """The name without its long parenthetical details (a short one such as "REBAR code"
+    stays: it tells two nodes apart), wrapped to lines of ``width``."""
+    name = re.sub(r"\s*\([^)]{11,}\)", "", name).strip()
     words, lines, line = name.split(), [], ""
     for word in words:
         if line and len(line) + 1 + len(word) > width:
