@@ -385,6 +385,8 @@ def test_the_muprop_control_learns_to_lower_the_mean_square_of_its_signal():
     assert after < 0.5 * before
     for k, v in control.state_dict().items():
         assert np.abs(v - start[k]).max() > 1e-3, k
+    with pytest.raises(ValueError, match="between 0 and 2"):
+        controls.MuPropControl(np.zeros(3), rng=1, eta=(1.0, 2.0))
 
 
 def test_the_muprop_control_gradients_match_finite_differences():

@@ -264,6 +264,7 @@ class MuPropControl(Module):
         self.baseline = InputBaseline(input_mean, rng, n_hidden, dtype)
 
     def etas(self) -> tuple[Tensor, Tensor]:
+        """``eta0 = 2 sigmoid(w0)`` and ``eta1 = 2 sigmoid(w1)``, Tensors."""
         return 2.0 * F.sigmoid(self.w0), 2.0 * F.sigmoid(self.w1)
 
     def values(self, x) -> tuple[np.ndarray, float, float]:
@@ -312,6 +313,7 @@ class ModelMuPropControl(Module):
             setattr(self, f"layer{i}", control)
 
     def layer(self, i: int) -> MuPropControl:
+        """The control of layer ``i``'s logits."""
         return self.layers[i]
 
 
