@@ -292,7 +292,12 @@ def muprop_training_step(model, control, x, logits, samples, u):
     """MuProp as the REBAR code has it, on an SBN: each layer's estimate with its own
     control (``C_i(x)``, ``eta0_i``, ``eta1_i``), and the gradients of each layer's
     ``mean(L_i^2)`` for them, from the same samples (:class:`~minigrad.estimators.
-    score_function.MuPropSignal`), in the order of ``control.parameters()``."""
+    score_function.MuPropSignal`), in the order of ``control.parameters()``.
+
+    With one stochastic layer this is the REBAR code's estimator. With several, ``f(p)``
+    and ``f'(p)`` are those of layer ``i``'s learning signal (the later layers resampled
+    hard from the same noise), where the REBAR code puts every layer at its mean field at
+    once and differentiates that mean-field ELBO through the later layers."""
     inp, _ = model.split(x)
     gs, control_grads = [], []
     for i, lg in enumerate(logits):
