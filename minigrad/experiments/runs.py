@@ -35,7 +35,7 @@ from minigrad.fileio import (UnreadableFile, atomic_write, read_json,
 from minigrad.tensor import keep_freed_memory
 
 from .checkpoint import CheckpointError, Resumable
-from .executor import RunNotStarted, Stopped, map_runs, stop_requested
+from .executor import RunNotStarted, Stopped, _Signals, map_runs, stop_requested
 
 __all__ = ["FAMILIES", "RunSpec", "RunInterrupted", "build_run", "execute", "run_specs",
            "sweep", "default_steps", "load_run_results", "read_history", "runs_dir", "CHECKPOINT",
@@ -479,7 +479,7 @@ class _Heartbeat:
             self.path.unlink(missing_ok=True)
 
 
-class _StopOnSignals:
+class _StopOnSignals(_Signals):
     """Within ``with``: SIGINT and SIGTERM set a flag instead of stopping the process.
 
     Where stopping loses nothing (``raising`` True: before training, during the final
@@ -490,8 +490,7 @@ class _StopOnSignals:
     """
 
     def __init__(self, sweep_file: str | Path | None = None):
-        self.signum: int | None = None
-        self._old: dict = {}
+        super().__init__()
         self.raising = True
         self.step, self.path, self.when = 0, None, "setup"
         self._sweep = _SweepFile(sweep_file) if sweep_file is not None else None
@@ -513,17 +512,6 @@ class _StopOnSignals:
     def interrupt(self):
         self.raising = False   # one exception, however many signals
         raise RunInterrupted(self.signum, self.step, self.path, self.when)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        return False
 
 
 def _history_dict(history) -> dict:
