@@ -84,9 +84,9 @@ def use_style() -> None:
 PALETTE: dict[str, str] = {
     # score function
     "REINFORCE": "#1f77b4",
-    "REINFORCE, constant baseline": "#6baed6",
+    "REINFORCE, constant baseline": "#aec7e8",
     "REINFORCE, categorical": "#08519c",
-    "REINFORCE LOO": "#3182bd",
+    "REINFORCE LOO": "#6baed6",
     "NVIL": "#9467bd",
     "NVIL (constant baseline, no normalisation)": "#c5b0d5",
     "NVIL (REBAR code)": "#6a3d9a",
@@ -153,12 +153,17 @@ def colour(name: str) -> str:
 
 
 def colours(names: Sequence[str]) -> dict[str, str]:
-    """Colours for the series of one figure: :func:`colour` of each name, except that an
-    unknown name whose fixed colour is already taken in this figure gets the next free one,
-    so that no two series of a figure share a colour."""
+    """Colours for the series of one figure: :func:`colour` of each name, except that a
+    name the palette does not know takes its estimator's colour when it is a variant of one
+    ("NVIL (no normalisation)" is NVIL's colour unless NVIL itself is in the figure), and
+    that no two series of a figure share a colour (a taken colour moves to a free one)."""
     out: dict[str, str] = {}
     for name in names:
         c = colour(name)
+        base = name.split(" (")[0].split(", ")[0].strip()
+        if name not in PALETTE and base in PALETTE and base not in names \
+                and PALETTE[base] not in out.values():
+            c = PALETTE[base]
         if name not in PALETTE and c in out.values():
             free = [f for f in _FALLBACK if f not in out.values()]
             c = free[0] if free else c
