@@ -35,6 +35,7 @@ The book's figure convention, which every chapter follows:
 """
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 
@@ -142,33 +143,46 @@ _FALLBACK = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
 
 
 def colour(name: str) -> str:
-    """The colour of ``name`` in every figure of the book: :data:`PALETTE`'s entry, else a
-    fixed colour chosen from the name (the same in every run)."""
+    """The colour of ``name`` in every figure of the book: :data:`PALETTE`'s entry, else that
+    of the estimator it is a variant of ("linear: ARM", "REINFORCE LOO-2", "NVIL (no
+    normalisation)"), else a fixed colour chosen from the name (the same in every run)."""
     if not isinstance(name, str):
         raise TypeError(f"colour() takes a series name (a str), got {type(name).__name__}; "
                         "pass the estimator's name as in ESTIMATORS")
     if name in PALETTE:
         return PALETTE[name]
+    base = _estimator_of(name)
+    if base is not None:
+        return PALETTE[base]
     return _FALLBACK[zlib.crc32(name.encode("utf8")) % len(_FALLBACK)]
 
 
+def _estimator_of(name: str) -> str | None:
+    """The palette's name a series label is a variant of: "linear: ARM" -> "ARM",
+    "NVIL (no normalisation)" -> "NVIL", "REINFORCE LOO-2" -> "REINFORCE LOO"."""
+    label = name.rsplit(": ", 1)[-1].strip()
+    for candidate in (label, label.split(" (")[0], label.split(", ")[0],
+                      re.sub(r"-\d+$", "", label.split(" (")[0])):
+        if candidate in PALETTE:
+            return candidate
+    return None
+
+
 def colours(names: Sequence[str]) -> dict[str, str]:
-    """Colours for the series of one figure: :func:`colour` of each name, except that a
-    name the palette does not know takes its estimator's colour when it is a variant of one
-    ("NVIL (no normalisation)" is NVIL's colour unless NVIL itself is in the figure), and
-    that no two series of a figure share a colour (a taken colour moves to a free one)."""
-    out: dict[str, str] = {}
+    """Colours for the series of one figure: :func:`colour` of each name, except that a name
+    the palette does not list whose colour is taken already in this figure ("NVIL (no
+    normalisation)" beside "NVIL") moves to a free one, so no two series share a colour."""
+    names = list(names)
+    out = {name: PALETTE[name] for name in names if name in PALETTE}
     for name in names:
+        if name in out:
+            continue
         c = colour(name)
-        base = name.split(" (")[0].split(", ")[0].strip()
-        if name not in PALETTE and base in PALETTE and base not in names \
-                and PALETTE[base] not in out.values():
-            c = PALETTE[base]
-        if name not in PALETTE and c in out.values():
+        if c in out.values():
             free = [f for f in _FALLBACK if f not in out.values()]
             c = free[0] if free else c
         out[name] = c
-    return out
+    return {name: out[name] for name in names}
 
 
 # ----------------------------------------------------------------------- sizes and layout

@@ -59,3 +59,13 @@ def test_figure_markdown_needs_caption_and_alt_and_names_the_target():
         plot.figure_markdown("fig-x", "A caption.", " ")
     with pytest.raises(ValueError, match="figure name"):
         plot.show(plt.figure(), "fig x!")
+
+
+def test_variants_take_their_estimators_colour_unless_it_is_taken():
+    assert plot.colour("linear: ARM") == plot.PALETTE["ARM"]
+    assert plot.colour("REINFORCE LOO-2") == plot.PALETTE["REINFORCE LOO"]
+    got = plot.colours(["NVIL (no normalisation)", "NVIL", "Concrete (t=0.5)",
+                        "Concrete (t=0.1)"])
+    assert got["NVIL"] == plot.PALETTE["NVIL"]
+    assert got["Concrete (t=0.5)"] == plot.PALETTE["Concrete"]
+    assert len(set(got.values())) == 4
