@@ -128,6 +128,7 @@ PALETTE: dict[str, str] = {
     "reference": "#d62728",
     "ours": "#1f77b4",
     "backprop": "#1f77b4",
+    "cross-entropy": "#1f77b4",
     "deterministic": "#1f77b4",
     "ES": "#ff7f0e",
     "evolution strategies": "#ff7f0e",
