@@ -1,13 +1,60 @@
-"""Figures in one consistent style: learning curves, activations, histograms, variances."""
+"""Figures in one consistent style: learning curves, activations, histograms, variances.
+
+The book's figure convention, which every chapter follows:
+
+- **one palette**: :data:`PALETTE` maps each estimator of
+  :data:`minigrad.estimators.catalogue.ESTIMATORS` (and the book's other series: the exact
+  gradient, published numbers, backpropagation, evolution strategies, ...) to one colour,
+  used by every figure; :func:`colour` looks a name up and gives an unknown name a fixed
+  colour of its own (the same in every run, from a hash of the name);
+- **one width**: figures are :data:`FIGURE_WIDTH` inches wide at :data:`DPI` dots per inch,
+  the width of the text column at 1280 px, so the page shows them at their own size;
+  :func:`panels` makes a figure of ``n`` panels at that width, wrapping to two panels per
+  row where more in one row would leave a panel under :data:`MIN_PANEL_WIDTH` inches;
+- **numbered, captioned figures**: a chapter draws a figure in a code cell (its input
+  hidden when it is only plotting) and hands it to :func:`show`, which glues it under a
+  name without displaying it; the next markdown cell places it with a number, a caption
+  and alt text, and the prose refers to it with ``{numref}``::
+
+      fig, axes = plot.panels(2)
+      ...
+      plot.show(fig, "fig-rebar-variance")
+
+  and in markdown::
+
+      ```{glue:figure} fig-rebar-variance
+      :name: fig-rebar-variance
+      :alt: Two panels: the variance of REINFORCE and REBAR against the temperature ...
+
+      Caption: what the figure shows and what to read from it.
+      ```
+
+      ... as {numref}`fig-rebar-variance` shows, ...
+
+  :func:`figure_markdown` writes that markdown for a name, caption and alt text.
+"""
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+#: Width of a figure in inches: the text column at 1280 px (about 660 px; the page shows it at 93% or more).
+FIGURE_WIDTH = 7.0
+#: Dots per inch of the figures on the page (7 inches -> 700 px, shown at its own size).
+DPI = 100
+#: The narrowest panel (inches) whose tick labels and legend stay readable.
+MIN_PANEL_WIDTH = 3.2
+#: Height of one row of panels, in inches.
+PANEL_HEIGHT = 3.0
+
 STYLE = {
-    "figure.figsize": (7.0, 4.2),
+    "figure.figsize": (FIGURE_WIDTH, 4.2),
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -30,6 +77,185 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
+# ------------------------------------------------------------------------------ the palette
+# Families share a hue (the REINFORCE family blues, the ARM family greens, REBAR and RELAX
+# reds and oranges, MuProp browns, straight-through estimators teals and greys, relaxations
+# purples and pinks), and members of a family differ in lightness, so that estimators shown
+# together stay apart and a reader learns one colour per estimator for the whole book.
+PALETTE: dict[str, str] = {
+    # score function
+    "REINFORCE": "#1f77b4",
+    "REINFORCE, constant baseline": "#aec7e8",
+    "REINFORCE, categorical": "#08519c",
+    "REINFORCE LOO": "#6baed6",
+    "NVIL": "#9467bd",
+    "NVIL (constant baseline, no normalisation)": "#c5b0d5",
+    "NVIL (REBAR code)": "#6a3d9a",
+    "RLOO": "#17becf",
+    "VIMCO": "#0e7c86",
+    # ARM family
+    "ARM": "#2ca02c",
+    "DisARM": "#006d2c",
+    "ARSM": "#74c476",
+    "IndeCateR": "#bcbd22",
+    # REBAR and RELAX
+    "REBAR": "#d62728",
+    "REBAR (Concrete relaxation)": "#ff9896",
+    "dynamic REBAR": "#ff7f0e",
+    "RELAX": "#8c0d0d",
+    "REBAR, categorical": "#e6550d",
+    "dynamic REBAR, categorical": "#fdae6b",
+    "RELAX, categorical": "#a63603",
+    # MuProp
+    "SimpleMuProp": "#c49c94",
+    "MuProp": "#8c564b",
+    "MuProp (REBAR code)": "#5b3a29",
+    # straight-through
+    "ST sigmoid-adjusted": "#7f7f7f",
+    "ST pass-through": "#525252",
+    "ST slope 2": "#a6a6a6",
+    "ST hard sigmoid": "#2b8c8c",
+    "ST sampled softmax": "#66c2a4",
+    "ST hardmax": "#4d4d00",
+    # relaxations
+    "Concrete": "#e377c2",
+    "ST Gumbel-softmax": "#ae017e",
+    "Gumbel-softmax, relaxed": "#f768a1",
+    # the book's other series
+    "exact": "#000000",
+    "exact gradient": "#000000",
+    "published": "#d62728",
+    "reference": "#d62728",
+    "ours": "#1f77b4",
+    "backprop": "#1f77b4",
+    "cross-entropy": "#1f77b4",
+    "deterministic": "#1f77b4",
+    "ES": "#ff7f0e",
+    "evolution strategies": "#ff7f0e",
+    "finite differences": "#7f7f7f",
+    "training": "#9ecae1",
+    "validation": "#1f77b4",
+}
+
+# Colours for names the palette does not know: picked by a hash of the name, so the same
+# name gets the same colour in every run and every chapter.
+_FALLBACK = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
+             "#31a354", "#756bb1", "#636363", "#e6550d", "#969696", "#9c9ede")
+
+
+def colour(name: str) -> str:
+    """The colour of ``name`` in every figure of the book: :data:`PALETTE`'s entry, else that
+    of the estimator it is a variant of ("linear: ARM", "REINFORCE LOO-2", "NVIL (no
+    normalisation)"), else a fixed colour chosen from the name (the same in every run)."""
+    if not isinstance(name, str):
+        raise TypeError(f"colour() takes a series name (a str), got {type(name).__name__}; "
+                        "pass the estimator's name as in ESTIMATORS")
+    if name in PALETTE:
+        return PALETTE[name]
+    base = _estimator_of(name)
+    if base is not None:
+        return PALETTE[base]
+    return _FALLBACK[zlib.crc32(name.encode("utf8")) % len(_FALLBACK)]
+
+
+def _estimator_of(name: str) -> str | None:
+    """The palette's name a series label is a variant of: "linear: ARM" -> "ARM",
+    "NVIL (no normalisation)" -> "NVIL", "REINFORCE LOO-2" -> "REINFORCE LOO"."""
+    label = name.rsplit(": ", 1)[-1].strip()
+    for candidate in (label, label.split(" (")[0], label.split(", ")[0],
+                      re.sub(r"-\d+$", "", label.split(" (")[0])):
+        if candidate in PALETTE:
+            return candidate
+    return None
+
+
+def colours(names: Sequence[str]) -> dict[str, str]:
+    """Colours for the series of one figure: :func:`colour` of each name, except that a name
+    the palette does not list whose colour is taken already in this figure ("NVIL (no
+    normalisation)" beside "NVIL") moves to a free one, so no two series share a colour."""
+    names = list(names)
+    out = {name: PALETTE[name] for name in names if name in PALETTE}
+    for name in names:
+        if name in out:
+            continue
+        c = colour(name)
+        if c in out.values():
+            free = [f for f in _FALLBACK if f not in out.values()]
+            c = free[0] if free else c
+        out[name] = c
+    return {name: out[name] for name in names}
+
+
+# ----------------------------------------------------------------------- sizes and layout
+def panels(n: int = 1, height: float = PANEL_HEIGHT, sharex: bool = False,
+           sharey: bool = False, per_row: int | None = None):
+    """A figure of ``n`` panels at the text column's width: ``(fig, axes)`` with ``axes`` a
+    flat list of ``n`` axes (unused grid cells removed).
+
+    All panels go in one row when each is at least :data:`MIN_PANEL_WIDTH` inches wide,
+    otherwise two per row (``per_row`` overrides). ``height`` is that of one row.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"panels(n) needs a whole number of panels >= 1, got {n!r}")
+    use_style()
+    if per_row is None:
+        per_row = n if FIGURE_WIDTH / n >= MIN_PANEL_WIDTH else min(2, n)
+    if per_row < 1:
+        raise ValueError(f"per_row must be >= 1, got {per_row}")
+    rows = -(-n // per_row)
+    cols = min(per_row, n)
+    fig, grid = plt.subplots(rows, cols, squeeze=False, sharex=sharex, sharey=sharey,
+                             figsize=(FIGURE_WIDTH, height * rows), layout="constrained")
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
+
+
+def clip_log_axis(ax, values, axis: str = "y", pad: float = 1.5) -> None:
+    """Limit a log axis to the positive finite ``values`` shown on it (times/over ``pad``),
+    so that an exact zero or a 1e-24 does not stretch the axis over empty decades."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return
+    lo, hi = v.min() / pad, v.max() * pad
+    if axis == "y":
+        ax.set_yscale("log")
+        ax.set_ylim(lo, hi)
+    elif axis == "x":
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+    else:
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+
+
+# -------------------------------------------------------------- numbered, captioned figures
+def figure_markdown(name: str, caption: str, alt: str) -> str:
+    """The markdown cell that places the figure glued as ``name``: numbered, captioned, with
+    alt text, and a target ``{numref}`` can refer to."""
+    if not caption.strip() or not alt.strip():
+        raise ValueError(f"figure {name!r}: give both a caption and an alt text that "
+                         "describes the figure (a reader without the image reads the alt)")
+    return (f"```{{glue:figure}} {name}\n:name: {name}\n:alt: {' '.join(alt.split())}\n\n"
+            f"{caption.strip()}\n```")
+
+
+def show(fig, name: str):
+    """Glue ``fig`` under ``name`` for a ``{glue:figure}`` cell (see the module's docstring)
+    and close it, so the code cell itself shows nothing. Returns None.
+
+    Outside a notebook (no kernel), the figure is only closed.
+    """
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"a figure name is letters, digits, '-' and '_' (it is the "
+                         f"{{numref}} target), got {name!r}")
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
 def _runs(value):
     return value if isinstance(value, Sequence) else [value]
 
@@ -46,10 +272,10 @@ def learning_curves(results: Mapping, title: str = "Learning curves", lower_y: f
     use_style()
     if ax is None:
         _, ax = plt.subplots()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, value) in enumerate(results.items()):
+    palette = colours(list(results))
+    for label, value in results.items():
         runs = _runs(value)
-        color = colors[i % len(colors)]
+        color = palette[label]
         steps_per_epoch = runs[0].train_steps[-1] / max(len(runs[0].val_epochs), 1)
         if show_train and runs[0].train_accuracy:
             train = np.array([h.train_accuracy for h in runs])
@@ -77,8 +303,9 @@ def activation_plot(x: np.ndarray, curves: Mapping[str, np.ndarray], title: str 
     use_style()
     if ax is None:
         _, ax = plt.subplots()
+    palette = colours(list(curves))
     for label, y in curves.items():
-        ax.plot(x, y, label=label, lw=1.5)
+        ax.plot(x, y, label=label, lw=1.5, color=palette[label])
     ax.set_xlabel("input")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

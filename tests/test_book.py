@@ -435,6 +435,46 @@ def build_mechanics_problems(static: str, page_text: str) -> list[str]:
     return problems
 
 
+def layout_report(dom: str, what: str) -> list:
+    """What book/_static/layout-check.js measured on the page (``figures``, ``equations``)."""
+    found = re.search(rf'data-layout-{what}="([^"]*)"', dom)
+    return json.loads(html_lib.unescape(found.group(1))) if found else []
+
+
+# A figure may be shown smaller than it was drawn, but not below this share of its width.
+MIN_SHOWN_SHARE = 0.6
+
+
+def figure_problems(figures: list[dict]) -> list[str]:
+    """Figures without a number, a caption or alt text, and figures shrunk below
+    MIN_SHOWN_SHARE of their width at 1280 px (minigrad.plot draws them for the column)."""
+    problems = []
+    for fig in figures:
+        name = Path(urlsplit(fig["src"]).path).name if not fig["src"].startswith("data:") \
+            else "an inline image"
+        if not fig["number"] or not fig["caption"]:
+            problems.append(f"a figure without a number and a caption ({name}): show it "
+                            "with minigrad.plot.show and a {glue:figure} cell")
+        alt = fig["alt"].strip()
+        if not alt or re.fullmatch(r"[\w.-]+\.(?:png|svg|jpe?g)", alt):
+            problems.append(f"a figure whose alt text does not describe it ({name}): {alt!r}")
+        if fig["natural"] and fig["shown"] < MIN_SHOWN_SHARE * fig["natural"]:
+            problems.append(f"a figure shown at {fig['shown'] / fig['natural']:.0%} of its "
+                            f"width at 1280 px ({name}, {fig['natural']} px drawn): draw it "
+                            "at minigrad.plot.FIGURE_WIDTH")
+    return problems
+
+
+def test_figure_problems_are_found():
+    """The figure rules catch what they are meant to catch (and pass a good figure)."""
+    good = {"src": "_images/a.png", "alt": "Variance against temperature, three lines",
+            "natural": 700, "shown": 700, "caption": "The variance.", "number": "Fig. 7.1"}
+    assert figure_problems([good]) == []
+    assert len(figure_problems([dict(good, caption="", number="")])) == 1
+    assert len(figure_problems([dict(good, alt="a.png")])) == 1
+    assert len(figure_problems([dict(good, natural=1500, shown=700)])) == 1
+
+
 def chapter_titles() -> list[str]:
     """The first heading of every chapter notebook, in reading order."""
     titles = []
@@ -557,6 +597,10 @@ def test_html_in_chromium(built_book: Path, chromium: str, docname: str):
     else:
         for block in json.loads(html_lib.unescape(overflow.group(1))):
             problems.append(f"scrolls sideways at 1280 px: {block}")
+        problems += figure_problems(layout_report(dom, "figures"))
+        for eq in layout_report(dom, "equations"):
+            problems.append(f"a display equation {eq['width']} px wide in a {eq['column']} px "
+                            f"column at 1280 px (break it with aligned): {eq['text']!r}")
 
     # Nothing loaded from another host (ordinary hyperlinks in the text are fine).
     for markup_ in (static, dom):
