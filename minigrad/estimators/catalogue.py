@@ -405,7 +405,7 @@ _VALUE = "only f(b)"
 _DIFF = "f differentiable in b (evaluated at relaxed b)"
 _RELAXED = "f defined and differentiable at relaxed b"
 _SCORE, _RCV = "score function", "relaxed control variate"
-_CATEGORICAL = "10_estimator_catalogue"   # derived in the catalogue until a chapter does
+_CATEGORICAL = "10_categorical_which_estimator"
 SPECS: list[EstimatorSpec] = [
     EstimatorSpec("REINFORCE", reinforce, _reinforce_moving_average, _SCORE, True, "1", _VALUE,
                   "03_hard_nonlinearities", control=_moving_average, sbn=True,

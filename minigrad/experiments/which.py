@@ -29,8 +29,10 @@ from minigrad.estimators.catalogue import ESTIMATORS, K_SAMPLE_BOUND
 from .executor import map_runs
 from .vae import VAEConfig, VAEHistory, run_vae_comparison, shapes_with_bits, variance_race
 
-__all__ = ["TRAINED", "plan", "summarise", "at_equal_cost", "run_races", "race_summary",
-           "verdicts", "ShapeRow", "shape_text", "result_rows"]
+__all__ = ["TRAINED", "plan", "train", "summarise", "at_equal_cost", "run_races",
+           "race_summary", "verdicts", "ShapeRow", "shape_text", "result_rows",
+           "race_figure", "bound_figure", "cost_figure", "bound_table", "race_table",
+           "cost_table", "evaluations_per_step"]
 
 #: The estimators the chapter trains (the VAE rows of the spec table but dynamic REBAR,
 #: which the variance race measures: its tuned control is RELAX's without the network).
@@ -261,3 +263,178 @@ def targets_note() -> str:
     """Which estimator aims at another objective than the ELBO."""
     other = [s.name for s in ESTIMATORS.values() if s.vae and s.target == K_SAMPLE_BOUND]
     return ", ".join(other)
+
+
+# ---------------------------------------------------------------------- figures and tables
+def race_figure(races: dict, costs_per_step: bool = False):
+    """One bar per estimator and shape: the race's mean log-variance of the encoder
+    gradient; with ``costs_per_step``, plus the log of the evaluations of ``f`` per step,
+    i.e. the log-variance of an average of single estimates of the same total cost."""
+    from minigrad import plot
+
+    shapes = sorted(races, key=lambda s: s[1])
+    names = list(dict.fromkeys(n for s in shapes for n in races[s].log_variance))
+    palette = plot.colours(names)
+    fig, (ax,) = plot.panels(1, height=3.6)
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        xs, ys = [], []
+        for i, (n, k) in enumerate(shapes):
+            lv = race_summary(races[n, k]).get(name)
+            if lv is None:
+                continue
+            if costs_per_step:
+                lv += float(np.log(evaluations_per_step(name, n, k)))
+            xs.append(i + (j - (len(names) - 1) / 2) * width)
+            ys.append(lv)
+        ax.bar(xs, ys, width=width, color=palette[name], label=name)
+    ax.set_xticks(range(len(shapes)), [shape_text(*s) for s in shapes])
+    ax.set_ylabel("log-variance" + (" + log(evaluations)" if costs_per_step else ""))
+    ax.legend(fontsize=8, ncol=2, loc="lower left", bbox_to_anchor=(0, 1.02))
+    return fig
+
+
+def bound_figure(rows: list[ShapeRow]):
+    """The validation bound after equal steps against K, one line per estimator (mean over
+    seeds, with the seeds' range as an error bar)."""
+    from minigrad import plot
+
+    names = list(dict.fromkeys(r.name for r in rows))
+    palette = plot.colours(names)
+    fig, (ax,) = plot.panels(1, height=3.8)
+    for name in names:
+        mine = sorted((r for r in rows if r.name == name), key=lambda r: r.classes)
+        ks = [r.classes for r in mine]
+        means = np.array([r.mean for r in mine])
+        spread = np.array([r.spread for r in mine])
+        style = "-" if _unbiased(name) else "--"
+        ax.errorbar(ks, means, yerr=spread, color=palette[name], ls=style, marker="o",
+                    ms=4, capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ks = sorted({r.classes for r in rows})
+    ax.set_xticks(ks, [f"K = {k}\nn = {next(r.n for r in rows if r.classes == k)}"
+                       for k in ks])
+    ax.set_ylabel("validation bound (nats)")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def cost_figure(histories: dict, axis: str = "evaluations"):
+    """The training ELBO against the evaluations of ``f`` (or the seconds) spent, one panel
+    per shape, one line per estimator (the mean over seeds), log x axis."""
+    from minigrad import plot
+
+    shapes = sorted({key[:2] for key in histories}, key=lambda s: s[1])
+    names = list(dict.fromkeys(key[2] for key in histories))
+    palette = plot.colours(names)
+    fig, axes = plot.panels(len(shapes), per_row=2)
+    for ax, shape in zip(axes, shapes):
+        low = []
+        for name in names:
+            hs = [h for key, h in histories.items() if key[:2] == shape and key[2] == name]
+            if not hs:
+                continue
+            xs = np.asarray(getattr(hs[0], axis), dtype=float)
+            if axis == "seconds":
+                xs = np.mean([h.seconds for h in hs], axis=0)
+            ys = np.mean([h.train_elbo for h in hs], axis=0)
+            ax.plot(xs, ys, color=palette[name], lw=1.2,
+                    ls="-" if _unbiased(name) else "--", label=name)
+            low.append(np.percentile(ys, 20))
+        ax.set_xscale("log")
+        ax.set_title(shape_text(*shape), fontsize=10)
+        ax.set_xlabel("evaluations of f (batches)" if axis == "evaluations"
+                      else "training seconds")
+        ax.set_ylabel("training ELBO")
+        ax.set_ylim(bottom=min(low) - 5)
+    axes[0].legend(fontsize=7, ncol=1)
+    return fig
+
+
+def bound_table(rows: list[ShapeRow]) -> str:
+    """Markdown: the validation bound per estimator (rows) and shape (columns)."""
+    shapes = sorted({(r.n, r.classes) for r in rows}, key=lambda s: s[1])
+    names = list(dict.fromkeys(r.name for r in rows))
+    by = {(r.n, r.classes, r.name): r for r in rows}
+    lines = ["| estimator | f per step | " + " | ".join(
+        f"K = {k} (n = {n})" for n, k in shapes) + " |",
+        "|---|---|" + "---|" * len(shapes)]
+    for name in names:
+        cells = []
+        for n, k in shapes:
+            r = by.get((n, k, name))
+            cells.append("not run" if r is None else f"{r.mean:.1f}"
+                         if len(r.val_bound) == 1 else f"{r.mean:.1f} ± {r.spread:.1f}")
+        cost = ", ".join(str(evaluations_per_step(name, n, k)) for n, k in shapes)
+        lines.append(f"| {name} | {cost} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def race_table(races: dict) -> str:
+    """Markdown: the race's mean log-variance, and the same per evaluation of ``f``."""
+    shapes = sorted(races, key=lambda s: s[1])
+    names = list(dict.fromkeys(n for s in shapes for n in races[s].log_variance))
+    lines = ["| estimator | " + " | ".join(f"K = {k}" for _, k in shapes) + " |",
+             "|---|" + "---|" * len(shapes)]
+    for name in names:
+        cells = []
+        for n, k in shapes:
+            lv = race_summary(races[n, k]).get(name)
+            cells.append("not run" if lv is None else
+                         f"{lv:.1f} ({lv + np.log(evaluations_per_step(name, n, k)):.1f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(costs: dict) -> str:
+    """Markdown: the training ELBO at equal evaluations and at equal time, per shape."""
+    shapes = sorted(costs, key=lambda s: s[1])
+    names = list(dict.fromkeys(n for s in shapes for n in costs[s]["by_evaluations"]))
+
+    def cell(v):
+        return "—" if not np.isfinite(v) else f"{v:.1f}"
+
+    lines = ["| estimator | " + " | ".join(
+        f"K = {k}: equal f / equal time" for _, k in shapes) + " |",
+        "|---|" + "---|" * len(shapes)]
+    for name in names:
+        cells = []
+        for s in shapes:
+            c = costs[s]
+            if name not in c["by_evaluations"]:
+                cells.append("not run")
+                continue
+            cells.append(f"{cell(c['by_evaluations'][name])} / "
+                         f"{cell(c['by_seconds'][name])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    points = "; ".join(f"K = {s[1]}: {costs[s]['evaluations']:,} evaluations, "
+                       f"{costs[s]['seconds']:.0f} s" for s in shapes)
+    return "\n".join(lines) + f"\n\nThe points of comparison: {points}."
+
+
+def plan_text(shapes, left_out, race_left_out, limit: int, race_limit: int) -> str:
+    """Markdown: the shapes, and what the training runs and the race leave out, and why."""
+    text = ("Latent shapes: " + "; ".join(shape_text(*s) for s in shapes) + ".")
+
+    def listed(items, what, cap):
+        if not items:
+            return f" Every estimator runs in {what}."
+        return (f" Left out of {what} (more than {cap:,} evaluations of f per step): "
+                + "; ".join(f"{name} at {shape_text(*shape)} ({cost:,})"
+                            for shape, name, cost in items) + ".")
+
+    return (text + listed(left_out, "the training runs", limit)
+            + listed(race_left_out, "the variance race", race_limit))
+
+
+def oracle_table(measured: dict, samples: int) -> str:
+    """Markdown: each estimator's largest |z| against the exact gradient, its relative
+    bias and mean variance (``measured``: name -> catalogue Measurement)."""
+    lines = [f"| estimator | unbiased by design | largest \\|z\\| ({samples:,} estimates) "
+             "| relative bias | variance |", "|---|---|---|---|---|"]
+    for name, m in measured.items():
+        spec = ESTIMATORS[name]
+        relative = m.bias_norm / np.linalg.norm(m.exact)
+        lines.append(f"| {name} | {'yes' if spec.unbiased else 'no'} | "
+                     f"{m.largest_abs_z:.1f} | {relative:.2g} | {m.mean_variance:.3g} |")
+    return "\n".join(lines)
