@@ -299,6 +299,29 @@ def test_rebar_stays_finite_for_extreme_float32_logits():
         assert g.dtype == np.float32 and np.all(np.isfinite(g))
 
 
+def test_the_conditional_gumbel_of_a_confident_float32_variable_is_finite():
+    # The largest Gumbel z_b is itself a Gumbel(0) variable, and the coupled
+    # v_b = exp(-exp(-z_b)) is within float32 rounding of 1 once z_b > 17 (one draw in
+    # 3e7: it happens in long runs). Cast to float32 first, -log v_b would be 0 and
+    # z~_b infinite. Here u_b = 1 - 1e-9 gives z_b = 20.7.
+    z = np.array([[[3.0, 0.0, -5.0]]], dtype=np.float32)
+    u = np.array([[[1 - 1e-9, 0.5, 0.5]]])
+    v = C.coupled_v(z, u)
+    assert np.float32(v[0, 0, 0]) == 1.0          # the case: rounds to 1 in float32
+    log_p = Tensor(z - np.log(np.exp(z.astype(np.float64)).sum(-1, keepdims=True))
+                   .astype(np.float32))
+    b = C.gumbel_max_sample(z, u)
+    z_tilde = C.conditional_gumbel(log_p, b, v).data
+    assert z_tilde.dtype == np.float32 and np.all(np.isfinite(z_tilde))
+    # in value it is z (the coupling inverts the conditional sample), to float32 rounding
+    z_full = log_p.data.astype(np.float64) - np.log(-np.log(u))
+    assert np.allclose(z_tilde, z_full, rtol=0, atol=1e-4 * np.abs(z_full).max())
+    control = C.RebarControl(dtype=np.float32)
+    g = C.rebar_categorical(z, lambda s: (s * Tensor(VALUES[:1].astype(np.float32)))
+                            .sum(axis=(1, 2)) ** 2, u, v, control)
+    assert g.dtype == np.float32 and np.all(np.isfinite(g))
+
+
 # ---------------------------------------------------------------------- variance gradients
 def _central(fn, h):
     return (fn(h) - fn(-h)) / (2 * h)

@@ -332,10 +332,16 @@ def conditional_gumbel(log_p: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
         z~_k = -log(-log(v_k) / p_k - log v_b)          k != b
              = log p_k - log(-log(v_k) - p_k log v_b)   (no 1 / p_k to overflow)
 
-    A Tensor function of ``log_p``, so ``d c(z~) / d logits`` goes through it.
+    A Tensor function of ``log_p``, so ``d c(z~) / d logits`` goes through it. The
+    exponentials ``-log v`` are taken in ``v``'s own precision before the cast to
+    ``log_p``'s dtype: a float64 ``v`` within float32 rounding of 1 (the coupled ``v`` of a
+    confident variable) would round to 1 in float32 and make ``-log v_b = 0``, ``z~_b = inf``.
     """
-    e = Tensor(-np.log(v))                            # exponential variables, > 0
-    e_b = Tensor((-np.log(v) * b).sum(axis=-1, keepdims=True))
+    dtype = log_p.data.dtype
+    tiny = np.finfo(dtype).tiny
+    exponential = np.maximum(-np.log(np.asarray(v, dtype=np.float64)), tiny)   # > 0
+    e = Tensor(exponential.astype(dtype))
+    e_b = Tensor((exponential * b).sum(axis=-1, keepdims=True).astype(dtype))
     top = -e_b.log()
     others = log_p - (e + e_b * log_p.exp()).log()
     hard = Tensor(b)
@@ -435,7 +441,7 @@ def _relaxed_control_variate(logits, f: Objective, u, v, control: Module,
     with enable_grad():
         log_p = log_softmax(x, axis=-1)
         z = log_p + Tensor(gumbel_from_uniform(u).astype(data.dtype))
-        z_tilde = conditional_gumbel(log_p, b, v.astype(data.dtype))
+        z_tilde = conditional_gumbel(log_p, b, v)   # v at its own precision
         c_z = control(z, f)
         c_tilde = control(z_tilde, f)
         (d_z,) = grad(c_z.sum(), x, create_graph=True, retain_graph=True)
