@@ -231,14 +231,17 @@ def clip_log_axis(ax, values, axis: str = "y", pad: float = 1.5) -> None:
 
 
 # -------------------------------------------------------------- numbered, captioned figures
-def figure_markdown(name: str, caption: str, alt: str) -> str:
+def figure_markdown(name: str, caption: str, alt: str, wide: bool = False) -> str:
     """The markdown cell that places the figure glued as ``name``: numbered, captioned, with
-    alt text, and a target ``{numref}`` can refer to."""
+    alt text, and a target ``{numref}`` can refer to. ``wide`` is for a diagram wider than
+    the column that must stay at its own size to be read: it scrolls sideways in the
+    column (class ``scroll-wide``, book/_static/book.css)."""
     if not caption.strip() or not alt.strip():
         raise ValueError(f"figure {name!r}: give both a caption and an alt text that "
                          "describes the figure (a reader without the image reads the alt)")
-    return (f"```{{glue:figure}} {name}\n:name: {name}\n:alt: {' '.join(alt.split())}\n\n"
-            f"{caption.strip()}\n```")
+    wide_class = ":figclass: scroll-wide\n" if wide else ""
+    return (f"```{{glue:figure}} {name}\n:name: {name}\n:alt: {' '.join(alt.split())}\n"
+            f"{wide_class}\n{caption.strip()}\n```")
 
 
 def show(fig, name: str):
@@ -383,4 +386,43 @@ def reproduction_figure(payload: Mapping, title: str | None = None):
         ax.legend(loc="best", fontsize=8)
     axes[0, 0].set_title(title or f"Chapter {payload['chapter']}: ours against published")
     fig.tight_layout()
+    return fig
+
+
+def bias_variance_dots(names: Sequence[str], variance: Sequence[float],
+                       relative_bias: Sequence[float], unbiased: Sequence[bool],
+                       title: str = ""):
+    """Every estimator on a row of its own, named on the left (so no label can fall on
+    another): its variance in the left panel and its relative bias in the right one, both on
+    log axes limited to the values shown. Circles are unbiased estimators, squares biased;
+    colours are the palette's. A zero (an exact estimator's bias) is drawn as a triangle at
+    the axis's left edge. Returns the figure."""
+    n = len(names)
+    if not (len(variance) == len(relative_bias) == len(unbiased) == n) or n == 0:
+        raise ValueError("bias_variance_dots needs one variance, relative bias and "
+                         f"unbiased flag per name; got {n} names, {len(variance)}, "
+                         f"{len(relative_bias)} and {len(unbiased)}")
+    use_style()
+    fig, (ax_var, ax_bias) = plt.subplots(
+        1, 2, sharey=True, figsize=(FIGURE_WIDTH, 0.9 + 0.21 * n), layout="constrained",
+        gridspec_kw={"width_ratios": (1, 1)})
+    palette = colours(list(names))
+    y = np.arange(n)
+    for ax, values in ((ax_var, variance), (ax_bias, relative_bias)):
+        values = np.asarray(values, dtype=float)
+        clip_log_axis(ax, values, axis="x")
+        lo = ax.get_xlim()[0]
+        for i, (name, v, fair) in enumerate(zip(names, values, unbiased)):
+            zero = not np.isfinite(v) or v <= 0
+            ax.plot(lo if zero else v, i, "<" if zero else ("o" if fair else "s"),
+                    color=palette[name], ms=6, clip_on=False)
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+        ax.grid(False, axis="y")
+    ax_var.set_yticks(y, list(names), fontsize=8)
+    ax_var.invert_yaxis()
+    ax_var.set_xlabel("variance of one estimate")
+    ax_bias.set_xlabel("relative bias |bias| / |gradient|")
+    ax_bias.tick_params(axis="y", left=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
