@@ -366,27 +366,39 @@ def reproduction_figure(payload: Mapping, title: str | None = None):
     if not metrics:
         return None
     heights = [sum(1 for m, _ in groups if m == metric) for metric in metrics]
-    fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
-                             figsize=(7.0, 0.9 + 0.32 * sum(heights) + 0.6 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), 1, squeeze=False, layout="constrained",
+                             figsize=(FIGURE_WIDTH, 0.9 + 0.42 * sum(heights)
+                                      + 0.55 * len(metrics)),
                              gridspec_kw={"height_ratios": heights})
     for ax, metric in zip(axes[:, 0], metrics):
         labels = [label for m, label in groups if m == metric]
         for y, label in enumerate(labels):
             values = np.array(groups[(metric, label)])
-            ax.plot([values.min(), values.max()], [y, y], color="tab:blue", lw=2)
-            ax.plot(values.mean(), y, "o", color="tab:blue",
+            ax.plot([values.min(), values.max()], [y, y], color=colour("ours"), lw=2)
+            ax.plot(values.mean(), y, "o", color=colour("ours"),
                     label="ours (mean, range of seeds)" if y == 0 else None)
-            ax.plot(refs[(metric, label)], y, "x", color="tab:red", ms=8, mew=2,
+            ax.plot(refs[(metric, label)], y, "x", color=colour("published"), ms=8, mew=2,
                     label="published" if y == 0 else None)
         ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels([label if len(label) <= 48 else label[:46] + "…"
-                            for label in labels], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_yticklabels([_two_lines(label) for label in labels], fontsize=8)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlabel(metric)
-        ax.legend(loc="best", fontsize=8)
-    axes[0, 0].set_title(title or f"Chapter {payload['chapter']}: ours against published")
-    fig.tight_layout()
+        ax.margins(x=0.08)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=9)
+    fig.suptitle(title or f"Chapter {payload['chapter']}: ours against published")
     return fig
+
+
+def _two_lines(label: str, width: int = 38) -> str:
+    """A long axis label on at most two lines (the rest elided), so it keeps to the margin."""
+    import textwrap
+
+    lines = textwrap.wrap(label, width)
+    if len(lines) > 2:
+        lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), width, placeholder=" …")]
+    return "\n".join(lines)
 
 
 def bias_variance_dots(names: Sequence[str], variance: Sequence[float],
