@@ -293,10 +293,16 @@ def learning_curves(results: Mapping, title: str = "Learning curves", lower_y: f
     ax.set_ylabel("accuracy")
     ax.set_ylim(lower_y, 1.0)
     ax.set_title(title)
-    ax.legend(loc="lower right")
-    if show_train:
-        ax.text(0.01, 0.01, "thin: training (mean of 100 steps); thick: validation",
-                transform=ax.transAxes, fontsize="small", alpha=0.7)
+    note = "thin: training (mean of 100 steps); thick: validation" if show_train else None
+    fig = ax.figure
+    width = ax.get_position().width * fig.get_size_inches()[0]
+    longest = max((len(t.get_text()) for t in ax.get_legend_handles_labels()[1]), default=0)
+    if width < 4.5 or longest > 40:
+        # a narrow panel or long labels: the legend goes under the axes, not over the curves
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, title=note,
+                  title_fontsize=8)
+    else:
+        ax.legend(loc="lower right", title=note, title_fontsize="small")
     return ax
 
 
