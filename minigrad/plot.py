@@ -296,7 +296,7 @@ def learning_curves(results: Mapping, title: str = "Learning curves", lower_y: f
     note = "thin: training (mean of 100 steps); thick: validation" if show_train else None
     fig = ax.figure
     width = ax.get_position().width * fig.get_size_inches()[0]
-    longest = max((len(t.get_text()) for t in ax.get_legend_handles_labels()[1]), default=0)
+    longest = max((len(label) for label in ax.get_legend_handles_labels()[1]), default=0)
     if width < 4.5 or longest > 40:
         # a narrow panel or long labels: the legend goes under the axes, not over the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, title=note,

@@ -69,3 +69,21 @@ def test_variants_take_their_estimators_colour_unless_it_is_taken():
     assert got["NVIL"] == plot.PALETTE["NVIL"]
     assert got["Concrete (t=0.5)"] == plot.PALETTE["Concrete"]
     assert len(set(got.values())) == 4
+
+
+def test_learning_curves_keep_a_narrow_panels_legend_off_the_curves():
+    from minigrad.experiments import History
+
+    runs = {name: [History(name, seed, train_steps=[100, 200], train_accuracy=[0.5, 0.6],
+                           val_epochs=[1, 2], val_accuracy=[0.7, 0.8]) for seed in (0, 1)]
+            for name in ("REINFORCE", "a configuration with a rather long label, lr 0.1")}
+    fig, axes = plot.panels(3)
+    ax = plot.learning_curves(runs, ax=axes[0])
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().y0 < ax.bbox.y0
+    assert [line.get_color() for line in ax.lines if line.get_label() == "REINFORCE (n=2)"] \
+        == [plot.colour("REINFORCE")]
+    plt.close(fig)
+    ax = plot.learning_curves({"REINFORCE": runs["REINFORCE"]})
+    assert ax.get_legend() is not None
+    plt.close(ax.figure)
