@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-#: Width of a figure in inches: the text column at 1280 px (about 660 px; the page shows it at 93% or more).
+#: Width of a figure in inches: the text column at 1280 px (about 660 px; shown at 93% or more).
 FIGURE_WIDTH = 7.0
 #: Dots per inch of the figures on the page (7 inches -> 700 px, shown at its own size).
 DPI = 100
