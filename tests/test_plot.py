@@ -10,6 +10,15 @@ from minigrad import plot  # noqa: E402
 from minigrad.estimators.catalogue import ESTIMATORS  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _keep_rcparams():
+    """plot.use_style changes matplotlib's global settings: put them back after each test,
+    so that tests drawing with the defaults (the estimator map's SVG) do not depend on the
+    order the tests run in."""
+    with matplotlib.rc_context():
+        yield
+
+
 def test_every_catalogue_estimator_has_its_own_colour():
     missing = [name for name in ESTIMATORS if name not in plot.PALETTE]
     assert not missing, f"estimators without a colour in plot.PALETTE: {missing}"
