@@ -344,7 +344,9 @@ def bias_variance_bars(labels: Sequence[str], bias: np.ndarray, std: np.ndarray,
     ax.bar(pos - 0.2, bias, width=0.4, label="|bias|")
     ax.bar(pos + 0.2, std, width=0.4, label="standard deviation")
     ax.set_xticks(pos, labels, rotation=20, ha="right")
-    ax.set_yscale("log")
+    # log scale over the values shown (an unbiased estimator's tiny sampling bias must not
+    # stretch the axis over empty decades; a zero is simply not drawn)
+    clip_log_axis(ax, np.concatenate([np.ravel(bias), np.ravel(std)]), pad=2.0)
     ax.set_title(title)
     ax.legend()
     return ax

@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from minigrad import plot  # noqa: E402
@@ -95,4 +96,12 @@ def test_learning_curves_keep_a_narrow_panels_legend_off_the_curves():
     plt.close(fig)
     ax = plot.learning_curves({"REINFORCE": runs["REINFORCE"]})
     assert ax.get_legend() is not None
+    plt.close(ax.figure)
+
+
+def test_bias_variance_bars_keep_the_log_axis_to_the_values():
+    ax = plot.bias_variance_bars(["a", "b"], np.array([1e-9, 0.0]), np.array([0.5, 2.0]))
+    lo, hi = ax.get_ylim()
+    assert ax.get_yscale() == "log"
+    assert lo == pytest.approx(1e-9 / 2) and hi == pytest.approx(4.0)
     plt.close(ax.figure)
