@@ -182,16 +182,17 @@ def relaxed_correction(logits: Tensor, control: ControlVariate, u: np.ndarray,
     so ``g = (f(b) - baseline) (b - theta) + h`` is the estimator. ``create_graph=True``
     keeps ``h`` differentiable in whatever ``c`` depends on (eta, lambda, phi).
     """
-    # a leaf: the estimate is a function of the logits' values
-    x = Tensor(logits.data, requires_grad=True)
+    # leaves: the estimate is a function of the logits' values; z and z~ get one each,
+    # so that one backward pass gives both gradients
+    x, x_tilde = (Tensor(logits.data, requires_grad=True) for _ in range(2))
     b = hard_sample(x, u, "relaxed_correction")
     score = Tensor(b - F._sigmoid_array(x.data))
     v = checks.noise_of_shape(v, x.shape, "relaxed_correction", what="uniform noise v")
     with enable_grad():
         c_z = control(logistic_sample(x, u), x)
-        c_tilde = control(conditional_logistic_sample(x, b, v), x)
-        (d_z,) = grad_keeping_graph(c_z.sum(), x, create_graph)
-        (d_tilde,) = grad_keeping_graph(c_tilde.sum(), x, create_graph)
+        c_tilde = control(conditional_logistic_sample(x_tilde, b, v), x_tilde)
+        d_z, d_tilde = grad_keeping_graph([c_z.sum(), c_tilde.sum()], [x, x_tilde],
+                                          create_graph)
         signal = c_tilde.reshape((-1,) + (1,) * (x.ndim - 1))
         return d_z - d_tilde - signal * score
 
