@@ -193,6 +193,8 @@ def relaxed_correction(logits: Tensor, control: ControlVariate, u: np.ndarray,
         c_tilde = control(conditional_logistic_sample(x_tilde, b, v), x_tilde)
         d_z, d_tilde = grad_keeping_graph([c_z.sum(), c_tilde.sum()], [x, x_tilde],
                                           create_graph)
+        if not create_graph:   # h is only read: no graph for it
+            c_tilde = c_tilde.detach()
         signal = c_tilde.reshape((-1,) + (1,) * (x.ndim - 1))
         return d_z - d_tilde - signal * score
 
@@ -230,14 +232,15 @@ def relaxed_parts(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
     validate.unit_interval_noise(v, "the uniform noise v", who)
     validate.finite(control.log_temperature, "the log temperature", who)
     validate.finite(control.eta, "eta", who)
-    f_relaxed = relaxed_objective(f, control.temperature(), control.relaxation)
+    temperature = control.temperature()
+    f_relaxed = relaxed_objective(f, temperature, control.relaxation)
     b = hard_sample(logits, u, "rebar")
     f_b = value_at(f, b, "rebar")
     reinforce_part = reinforce_from_sample(Tensor(logits.data), b, f_b, baseline)
     surrogate = control.surrogate
 
     def c(z: Tensor, x: Tensor) -> Tensor:
-        value = f_relaxed(control.relaxation(z, x, control.temperature()))
+        value = f_relaxed(control.relaxation(z, x, temperature))
         return value if surrogate is None else value + surrogate(z)
 
     create_graph = _needs_graph(control.log_temperature) or surrogate is not None
