@@ -5,7 +5,8 @@ at its own sample) and takes the gradients of ``c(z)`` and ``c(z~)`` in one back
 Neither may change a run: for every estimator an SBN trains with, on one and two linear
 layers and (for the estimators with their own step code) the nonlinear model, a 12-step run
 must record the training ELBO, the encoder gradient's log-variance and the validation bound
-that the previous code recorded (the numbers below were computed by it, from the same data,
+that the previous code recorded, and so must a variance race, where every racer is given the
+step's f(b) (the numbers below were computed by the previous code, from the same data,
 seed and configuration).
 
 The tolerance is float32 rounding, not a fit to the data: the values are float32 sums of
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from minigrad.estimators.catalogue import SBN_ESTIMATORS
-from minigrad.experiments.sbn import SBNConfig, train_sbn
+from minigrad.experiments.sbn import SBNConfig, train_sbn, variance_race
 
 ULPS = 4
 RTOL = ULPS * float(np.finfo(np.float32).eps)
@@ -192,3 +193,45 @@ def test_a_short_run_records_what_it_recorded_before(case):
     # a log-variance near 0 has no scale of its own: that of its variance, 1 nat
     np.testing.assert_allclose(history.log_variance, log_variance, rtol=RTOL, atol=RTOL)
     np.testing.assert_allclose(history.val_iwae, val_iwae, rtol=RTOL, atol=0)
+
+
+# A variance race (REBAR followed, the others evaluated on its minibatches and noise, each
+# racer given the step's f(b)): (layers, nonlinear): (training ELBO, log-variance per racer)
+RACERS = ["NVIL", "MuProp", "DisARM", "dynamic REBAR", "RELAX", "MuProp (REBAR code)"]
+PINNED_RACES = {
+    (1, True): (
+        [-477.9535675048828, -477.1228561401367],
+        {
+        'REBAR': [-4.979015954921233, -4.739021514518296],
+        'NVIL': [3.911297951495861, 3.370321501282289],
+        'MuProp': [-2.7137644539050547, -2.5292071588586644],
+        'DisARM': [-3.7714385369810848, -3.780589894704267],
+        'dynamic REBAR': [-5.0586819207200096, -4.781251652946487],
+        'RELAX': [-4.893468574623205, -4.684521376775661],
+        'MuProp (REBAR code)': [-2.9173352315374874, -2.984286619562211]}),
+    (2, False): (
+        [-545.6410675048828, -544.8476104736328],
+        {
+        'REBAR': [-0.09424097394764737, 0.05678248437149862],
+        'NVIL': [5.199058797877077, 4.658049641664982],
+        'MuProp': [1.0757084231907164, 1.2534658688501679],
+        'DisARM': [-1.3548019959088138, -1.220801998252701],
+        'dynamic REBAR': [-0.20365603741561472, -0.18910661912771212],
+        'RELAX': [0.28029498350275917, 0.23773639150449652],
+        'MuProp (REBAR code)': [1.0269010124481044, 1.1035800272147973]}),
+}
+
+
+@pytest.mark.parametrize("case", list(PINNED_RACES), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_a_variance_race_records_what_it_recorded_before(case):
+    layers, nonlinear = case
+    train, _ = _data()
+    config = SBNConfig("race", "REBAR", steps=8, n_layers=layers, nonlinear=nonlinear,
+                       record_every=4, seed=3)
+    race = variance_race(config, train, RACERS)
+    elbo, log_variance = PINNED_RACES[case]
+    np.testing.assert_allclose(race.train_elbo, elbo, rtol=RTOL, atol=0)
+    assert set(race.log_variance) == set(log_variance)
+    for name, values in log_variance.items():
+        np.testing.assert_allclose(race.log_variance[name], values, rtol=RTOL, atol=RTOL,
+                                   err_msg=name)

@@ -198,7 +198,7 @@ class SBNRun(Resumable):
         # the optimizer minimises -ELBO: the variance of the direction of increase is the same
         self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
         raced = {name: encoder_gradient(ESTIMATORS[name], r.control, model, x, u,
-                                        self.noise_rng)
+                                        self.noise_rng, f_values)
                  for name, r in self.racers.items()}
         self.optimizer.step()
         train_control(self.control, self.control_optimizer, model, x, f_values, control_grads)
@@ -368,22 +368,25 @@ def train_control(control, optimizer, model, x, f_values, control_grads) -> None
     optimizer.step()
 
 
-def encoder_gradient(spec, control, model, x, u, rng) -> tuple[np.ndarray, list | None]:
+def encoder_gradient(spec, control, model, x, u, rng, f_values=None
+                     ) -> tuple[np.ndarray, list | None]:
     """One estimator's estimate of the encoder's direction of increase ``d ELBO / d phi`` (the
     batch mean), flattened, and the gradients for its control's Parameters: what the
-    variance race tracks. Changes no parameter."""
+    variance race tracks. Changes no parameter. ``f_values``: ``f(b)`` at the samples of
+    ``u``, if the step has it already."""
     encoder = model.encoder_parameters()
     logits, samples = model.sample_encoder(x, u)
     if isinstance(control, ModelRelaxedControl):
         uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
-                                                      encoder)
+                                                      encoder, f_values)
         return np.concatenate([a.ravel() for a in uphill]), control_grads
     inp, _ = model.split(x)
     control_grads = None
     if isinstance(control, ModelMuPropControl):
-        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u)
+        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u,
+                                                 f_values)
     else:
-        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
+        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits, f_values),
                             _layer_noise(spec, u[i], rng), control, inp)
               for i, lg in enumerate(logits)]
     terms = [surrogate(lg, g) for lg, g in zip(logits, gs)]
