@@ -81,8 +81,9 @@ ControlVariate = Callable[[Tensor, Tensor], Tensor]       # (z, logits) -> one v
 
 
 def concrete_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
-    """The binary Concrete relaxation ``sigma_lambda(z) = sigmoid(z / lambda)``."""
-    return F.sigmoid(z / temperature)
+    """The binary Concrete relaxation ``sigma_lambda(z) = sigmoid(z / lambda)``, one
+    Function (:class:`~minigrad.functions.RelaxedSigmoid`) with its derivative in lambda."""
+    return F.relaxed_sigmoid(z, temperature)
 
 
 def muprop_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
