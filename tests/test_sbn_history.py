@@ -235,3 +235,31 @@ def test_a_variance_race_records_what_it_recorded_before(case):
     for name, values in log_variance.items():
         np.testing.assert_allclose(race.log_variance[name], values, rtol=RTOL, atol=RTOL,
                                    err_msg=name)
+
+
+def test_a_learning_signal_returns_its_given_value_only_at_its_own_sample():
+    from minigrad.models.sbn import SigmoidBeliefNet
+    from minigrad.tensor import Tensor, no_grad
+
+    train, _ = _data()
+    x = train[:5]
+    model = SigmoidBeliefNet(train.mean(axis=0), n_hidden=6, n_layers=2, rng=0)
+    u = model.noise(np.random.default_rng(1), len(x))
+    logits, samples = model.sample_encoder(x, u)
+    with no_grad():
+        exact = model.objective(x, samples, logits).data
+    marker = exact + 1000.0   # not f(b): shows which values were returned
+    for layer in range(2):
+        f = model.learning_signal(x, samples, layer, u, logits, value=marker)
+        with no_grad():
+            np.testing.assert_array_equal(f(Tensor(samples[layer])).data, marker)
+            other = 1.0 - samples[layer]
+            plain = model.learning_signal(x, samples, layer, u, logits)(Tensor(other)).data
+            np.testing.assert_array_equal(f(Tensor(other)).data, plain)   # evaluated
+        with_graph = f(Tensor(samples[layer]))      # gradients on: evaluated, with its graph
+        np.testing.assert_array_equal(with_graph.data, exact)
+        assert with_graph.requires_grad
+    with pytest.raises(ValueError, match="one f\\(b\\) per example"):
+        model.learning_signal(x, samples, 0, u, logits, value=marker[:3])
+    with pytest.raises(ValueError, match="must be finite"):
+        model.learning_signal(x, samples, 0, u, logits, value=marker * np.nan)

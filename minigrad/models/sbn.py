@@ -343,15 +343,15 @@ class LearningSignal(RelaxableObjective):
         self.model, self.x, self.layer, self.u = model, x, layer, u
         self.given = list(samples[:layer])
         self.known = [lg.detach() for lg in logits[:layer + 1]]
-        self.sample = np.asarray(_as_tensor(samples[layer], model.dtype).data)
-        if value is not None:
-            value = validate.finite(value, "value", "learning_signal",
-                                    "it is f(b) at the samples, one value per example")
-            if np.shape(value) != self.sample.shape[:1]:
+        self.sample, self.value = None, None
+        if value is not None:   # f at samples[layer]: returned, not evaluated again
+            self.sample = np.asarray(_as_tensor(samples[layer], model.dtype).data)
+            self.value = validate.finite(value, "value", "learning_signal",
+                                         "it is f(b) at the samples, one per example")
+            if self.value.shape != self.sample.shape[:1]:
                 raise ValueError(f"learning_signal: value must hold one f(b) per example "
                                  f"(shape {self.sample.shape[:1]}), got shape "
-                                 f"{np.shape(value)}")
-        self.value = value
+                                 f"{self.value.shape}")
 
     def _value_at(self, b: Tensor):
         """``f(b)`` if it was given for this very ``b`` and no graph is wanted, else None."""
