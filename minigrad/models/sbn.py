@@ -273,9 +273,9 @@ class SigmoidBeliefNet(Module):
         :meth:`sample_encoder`), saves recomputing those of layers up to ``layer``,
         which do not depend on ``b_layer``; they are used as constants. The signal's
         :meth:`LearningSignal.relaxed` relaxes the later layers too, for REBAR's and
-        RELAX's control variate. ``value``, the objective at ``samples`` (one value per
-        example, as a training step has it), is returned when the signal is asked for its
-        value at that same sample, so that a step evaluates ``f(b)`` once.
+        RELAX's control variate. ``value``, the objective at ``samples`` (one value
+        per example, as a training step has it), is returned when the signal is asked
+        for its value at that same sample, so that a step evaluates ``f(b)`` once.
         """
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
