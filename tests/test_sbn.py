@@ -507,3 +507,21 @@ def test_dynamic_binarization_refuses_bits_and_bad_names():
         SBNRun(config, grey * 255, bits[:2])
     with pytest.raises(ValueError, match="binarization must be one of"):
         SBNConfig("t", "NVIL", 1, binarization="static")
+
+
+def test_a_comparison_takes_the_images_of_each_configurations_binarization():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minigrad.experiments.sbn import SBNConfig, run_sbn_comparison
+
+    grey, bits = _images()
+    common = dict(steps=2, record_every=1, eval_k=1, eval_examples=2)
+    configs = [SBNConfig("fixed", "NVIL", **common),
+               SBNConfig("dynamic", "NVIL", binarization="dynamic", **common)]
+    with ThreadPoolExecutor(1) as pool:
+        out = run_sbn_comparison(configs, {"fixed": bits, "dynamic": grey}, bits,
+                                 progress=False, executor=pool)
+    assert list(out) == ["fixed", "dynamic"]
+    assert all(np.isfinite(h.val_iwae) for h in out.values())
+    with pytest.raises(ValueError, match="needs the 'dynamic' training images"):
+        run_sbn_comparison(configs, {"fixed": bits}, bits, progress=False)
