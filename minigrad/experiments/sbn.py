@@ -41,8 +41,8 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 from .checkpoint import Resumable
 from .executor import map_runs
 
-__all__ = ["BASELINES", "BINARIZATIONS", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
-           "control_and_optimizer",
+__all__ = ["BASELINES", "BINARIZATIONS", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn",
+           "run_sbn_comparison", "control_and_optimizer",
            "time_sbn_steps", "backward_pass", "relaxed_training_step", "muprop_training_step",
            "train_control",
            "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race"]
@@ -357,8 +357,8 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     logits get the estimate of ``spec`` (an entry of the spec table, called under its
     contract with ``control``) through the surrogate; the relaxed control variates give
     the encoder's gradient per tensor (:func:`relaxed_training_step`). Returns the loss,
-    ``f(b)`` per example (the model's objective) and the gradients for the control's Parameters (or None), for
-    :func:`train_control` after the optimizer's step.
+    ``f(b)`` per example (the model's objective) and the gradients for the control's
+    Parameters (or None), for :func:`train_control` after the optimizer's step.
     """
     logits, samples = model.sample_encoder(x, u)
     uphill, control_grads, gs = None, None, []
