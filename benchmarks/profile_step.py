@@ -4,6 +4,7 @@
     python benchmarks/profile_step.py mlp1            # MLP 784-100-10, B=50
     python benchmarks/profile_step.py lenet --steps 40
     python benchmarks/profile_step.py mlp1 --cprofile  # also the top of a cProfile listing
+    python benchmarks/profile_step.py sbn_nonlinear_rebar --cprofile  # an SBN estimator step
 
 Runs at one thread (the thread variables are set before NumPy is imported, unless already
 set). Prints:
@@ -21,6 +22,10 @@ set). Prints:
    about 0.3 us per call, so the breakdown adds up to a bit more than the plain step time;
    each line is a median over the steps (robust to interruptions), so they need not add up
    exactly to the median total.
+
+For an SBN row (``sbn_<model>_<estimator>``, the step of bench.py's SBN rows) it prints 1, the
+number of backward passes per step (``Tensor.backward`` and every ``grad``) and 2; a step
+calls estimator code of its own between its passes, so the breakdown is left to ``--cprofile``.
 """
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ def build(workload: str):
 
     wl = bench.WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    mg = (bench.MinigradMLP if wl["kind"] == "mlp" else bench.MinigradLeNet)(wl, rng)
+    mg = {"mlp": bench.MinigradMLP, "lenet": bench.MinigradLeNet,
+          "sbn": bench.MinigradSBN}[wl["kind"]](wl, rng)
     return wl, mg, bench.make_batches(wl, rng)
 
 
@@ -74,6 +80,7 @@ def count_applies(mg, batch):
         return apply0(cls, *args, **kwargs)
 
     def run_backward(*args, **kwargs):
+        counts[("passes", "backward")] += 1
         phase[0] = "backward"
         try:
             return run_backward0(*args, **kwargs)
@@ -169,24 +176,26 @@ def breakdown(mg, batches, n: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Profile one minigrad training step.")
-    parser.add_argument("workload", choices=[w for w, wl in bench.WORKLOADS.items()
-                                             if wl["kind"] in ("mlp", "lenet")])
+    parser.add_argument("workload", choices=list(bench.WORKLOADS))
     parser.add_argument("--steps", type=int, default=None,
-                        help="steps per measurement (default 500 for MLPs, 40 for LeNet)")
+                        help="steps per measurement (default 500 for MLPs, 40 for LeNet "
+                        "and the SBN rows)")
     parser.add_argument("--cprofile", action="store_true", help="also print a cProfile listing")
     args = parser.parse_args(argv)
     wl, mg, batches = build(args.workload)
     n = args.steps or (500 if wl["kind"] == "mlp" else 40)
+    sbn = wl["kind"] == "sbn"
     for i in range(5):  # warm-up, Numba compilation included
         mg.step(*batches[i % len(batches)])
 
     print(f"{wl['title']}, {os.environ['OPENBLAS_NUM_THREADS']} thread(s), {n} steps per figure")
     counts = count_applies(mg, batches[0])
+    passes = counts.pop(("passes", "backward"), 0)
     for ph in ("forward", "backward"):
         by_cls = {c: k for (p, c), k in counts.items() if p == ph}
         listing = ", ".join(f"{c} {k}" for c, k in sorted(by_cls.items(), key=lambda kv: -kv[1]))
         print(f"Function.apply calls, {ph} pass: {sum(by_cls.values())} ({listing})")
-    print(f"Function.apply calls per step: {sum(counts.values())}")
+    print(f"Function.apply calls per step: {sum(counts.values())}; backward passes: {passes}")
 
     t_mg = median_ms(mg.step, batches, n)
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -197,11 +206,14 @@ def main(argv=None) -> int:
           f"{(after.ru_minflt - before.ru_minflt) / n:.0f} minor page faults, "
           f"{1e3 * (after.ru_stime - before.ru_stime) / n:.3f} ms system CPU time")
 
-    parts, per_op, total = breakdown(mg, batches, n)
-    print(f"breakdown of the instrumented minigrad step (medians per step; total {total:.3f} ms):")
+    parts, per_op, total = ({}, {}, 0.0) if sbn else breakdown(mg, batches, n)
+    if not sbn:
+        print("breakdown of the instrumented minigrad step (medians per step; "
+              f"total {total:.3f} ms):")
     for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
         print(f"  {k:<55} {v:8.3f} ms  {100 * v / total:5.1f} %")
-    print("array time per Function.forward / backward kernel (mean ms per step):")
+    if not sbn:
+        print("array time per Function.forward / backward kernel (mean ms per step):")
     for (ph, name), v in sorted(per_op.items(), key=lambda kv: -kv[1]):
         print(f"  {ph:<9} {name:<22} {v:8.3f}")
 

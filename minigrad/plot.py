@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-#: Width of a figure in inches: the text column at 1280 px (about 660 px; the page shows it at 93% or more).
+#: Width of a figure in inches: the text column at 1280 px (about 660 px; shown at 93% or more).
 FIGURE_WIDTH = 7.0
 #: Dots per inch of the figures on the page (7 inches -> 700 px, shown at its own size).
 DPI = 100
@@ -231,14 +231,17 @@ def clip_log_axis(ax, values, axis: str = "y", pad: float = 1.5) -> None:
 
 
 # -------------------------------------------------------------- numbered, captioned figures
-def figure_markdown(name: str, caption: str, alt: str) -> str:
+def figure_markdown(name: str, caption: str, alt: str, wide: bool = False) -> str:
     """The markdown cell that places the figure glued as ``name``: numbered, captioned, with
-    alt text, and a target ``{numref}`` can refer to."""
+    alt text, and a target ``{numref}`` can refer to. ``wide`` is for a diagram wider than
+    the column that must stay at its own size to be read: it scrolls sideways in the
+    column (class ``scroll-wide``, book/_static/book.css)."""
     if not caption.strip() or not alt.strip():
         raise ValueError(f"figure {name!r}: give both a caption and an alt text that "
                          "describes the figure (a reader without the image reads the alt)")
-    return (f"```{{glue:figure}} {name}\n:name: {name}\n:alt: {' '.join(alt.split())}\n\n"
-            f"{caption.strip()}\n```")
+    wide_class = ":figclass: scroll-wide\n" if wide else ""
+    return (f"```{{glue:figure}} {name}\n:name: {name}\n:alt: {' '.join(alt.split())}\n"
+            f"{wide_class}\n{caption.strip()}\n```")
 
 
 def show(fig, name: str):
@@ -290,10 +293,16 @@ def learning_curves(results: Mapping, title: str = "Learning curves", lower_y: f
     ax.set_ylabel("accuracy")
     ax.set_ylim(lower_y, 1.0)
     ax.set_title(title)
-    ax.legend(loc="lower right")
-    if show_train:
-        ax.text(0.01, 0.01, "thin: training (mean of 100 steps); thick: validation",
-                transform=ax.transAxes, fontsize="small", alpha=0.7)
+    note = "thin: training (mean of 100 steps); thick: validation" if show_train else None
+    fig = ax.figure
+    width = ax.get_position().width * fig.get_size_inches()[0]
+    longest = max((len(label) for label in ax.get_legend_handles_labels()[1]), default=0)
+    if width < 4.5 or longest > 40:
+        # a narrow panel or long labels: the legend goes under the axes, not over the curves
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, title=note,
+                  title_fontsize=8)
+    else:
+        ax.legend(loc="lower right", title=note, title_fontsize="small")
     return ax
 
 
@@ -335,7 +344,9 @@ def bias_variance_bars(labels: Sequence[str], bias: np.ndarray, std: np.ndarray,
     ax.bar(pos - 0.2, bias, width=0.4, label="|bias|")
     ax.bar(pos + 0.2, std, width=0.4, label="standard deviation")
     ax.set_xticks(pos, labels, rotation=20, ha="right")
-    ax.set_yscale("log")
+    # log scale over the values shown (an unbiased estimator's tiny sampling bias must not
+    # stretch the axis over empty decades; a zero is simply not drawn)
+    clip_log_axis(ax, np.concatenate([np.ravel(bias), np.ravel(std)]), pad=2.0)
     ax.set_title(title)
     ax.legend()
     return ax
@@ -363,24 +374,75 @@ def reproduction_figure(payload: Mapping, title: str | None = None):
     if not metrics:
         return None
     heights = [sum(1 for m, _ in groups if m == metric) for metric in metrics]
-    fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
-                             figsize=(7.0, 0.9 + 0.32 * sum(heights) + 0.6 * len(metrics)),
+    fig, axes = plt.subplots(len(metrics), 1, squeeze=False, layout="constrained",
+                             figsize=(FIGURE_WIDTH, 0.9 + 0.42 * sum(heights)
+                                      + 0.55 * len(metrics)),
                              gridspec_kw={"height_ratios": heights})
     for ax, metric in zip(axes[:, 0], metrics):
         labels = [label for m, label in groups if m == metric]
         for y, label in enumerate(labels):
             values = np.array(groups[(metric, label)])
-            ax.plot([values.min(), values.max()], [y, y], color="tab:blue", lw=2)
-            ax.plot(values.mean(), y, "o", color="tab:blue",
+            ax.plot([values.min(), values.max()], [y, y], color=colour("ours"), lw=2)
+            ax.plot(values.mean(), y, "o", color=colour("ours"),
                     label="ours (mean, range of seeds)" if y == 0 else None)
-            ax.plot(refs[(metric, label)], y, "x", color="tab:red", ms=8, mew=2,
+            ax.plot(refs[(metric, label)], y, "x", color=colour("published"), ms=8, mew=2,
                     label="published" if y == 0 else None)
         ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels([label if len(label) <= 48 else label[:46] + "…"
-                            for label in labels], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_yticklabels([_two_lines(label) for label in labels], fontsize=8)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_xlabel(metric)
-        ax.legend(loc="best", fontsize=8)
-    axes[0, 0].set_title(title or f"Chapter {payload['chapter']}: ours against published")
-    fig.tight_layout()
+        ax.margins(x=0.08)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=9)
+    fig.suptitle(title or f"Chapter {payload['chapter']}: ours against published")
+    return fig
+
+
+def _two_lines(label: str, width: int = 38) -> str:
+    """A long axis label on at most two lines (the rest elided), so it keeps to the margin."""
+    import textwrap
+
+    lines = textwrap.wrap(label, width)
+    if len(lines) > 2:
+        lines = [lines[0], textwrap.shorten(" ".join(lines[1:]), width, placeholder=" …")]
+    return "\n".join(lines)
+
+
+def bias_variance_dots(names: Sequence[str], variance: Sequence[float],
+                       relative_bias: Sequence[float], unbiased: Sequence[bool],
+                       title: str = ""):
+    """Every estimator on a row of its own, named on the left (so no label can fall on
+    another): its variance in the left panel and its relative bias in the right one, both on
+    log axes limited to the values shown. Circles are unbiased estimators, squares biased;
+    colours are the palette's. A zero (an exact estimator's bias) is drawn as a triangle at
+    the axis's left edge. Returns the figure."""
+    n = len(names)
+    if not (len(variance) == len(relative_bias) == len(unbiased) == n) or n == 0:
+        raise ValueError("bias_variance_dots needs one variance, relative bias and "
+                         f"unbiased flag per name; got {n} names, {len(variance)}, "
+                         f"{len(relative_bias)} and {len(unbiased)}")
+    use_style()
+    fig, (ax_var, ax_bias) = plt.subplots(
+        1, 2, sharey=True, figsize=(FIGURE_WIDTH, 0.9 + 0.21 * n), layout="constrained",
+        gridspec_kw={"width_ratios": (1, 1)})
+    palette = colours(list(names))
+    y = np.arange(n)
+    for ax, values in ((ax_var, variance), (ax_bias, relative_bias)):
+        values = np.asarray(values, dtype=float)
+        clip_log_axis(ax, values, axis="x")
+        lo = ax.get_xlim()[0]
+        for i, (name, v, fair) in enumerate(zip(names, values, unbiased)):
+            zero = not np.isfinite(v) or v <= 0
+            ax.plot(lo if zero else v, i, "<" if zero else ("o" if fair else "s"),
+                    color=palette[name], ms=6, clip_on=False)
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+        ax.grid(False, axis="y")
+    ax_var.set_yticks(y, list(names), fontsize=8)
+    ax_var.invert_yaxis()
+    ax_var.set_xlabel("variance of one estimate")
+    ax_bias.set_xlabel("relative bias |bias| / |gradient|")
+    ax_bias.tick_params(axis="y", left=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig

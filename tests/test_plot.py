@@ -4,10 +4,20 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from minigrad import plot  # noqa: E402
 from minigrad.estimators.catalogue import ESTIMATORS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _keep_rcparams():
+    """plot.use_style changes matplotlib's global settings: put them back after each test,
+    so that tests drawing with the defaults (the estimator map's SVG) do not depend on the
+    order the tests run in."""
+    with matplotlib.rc_context():
+        yield
 
 
 def test_every_catalogue_estimator_has_its_own_colour():
@@ -69,3 +79,29 @@ def test_variants_take_their_estimators_colour_unless_it_is_taken():
     assert got["NVIL"] == plot.PALETTE["NVIL"]
     assert got["Concrete (t=0.5)"] == plot.PALETTE["Concrete"]
     assert len(set(got.values())) == 4
+
+
+def test_learning_curves_keep_a_narrow_panels_legend_off_the_curves():
+    from minigrad.experiments import History
+
+    runs = {name: [History(name, seed, train_steps=[100, 200], train_accuracy=[0.5, 0.6],
+                           val_epochs=[1, 2], val_accuracy=[0.7, 0.8]) for seed in (0, 1)]
+            for name in ("REINFORCE", "a configuration with a rather long label, lr 0.1")}
+    fig, axes = plot.panels(3)
+    ax = plot.learning_curves(runs, ax=axes[0])
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().y0 < ax.bbox.y0
+    assert [line.get_color() for line in ax.lines if line.get_label() == "REINFORCE (n=2)"] \
+        == [plot.colour("REINFORCE")]
+    plt.close(fig)
+    ax = plot.learning_curves({"REINFORCE": runs["REINFORCE"]})
+    assert ax.get_legend() is not None
+    plt.close(ax.figure)
+
+
+def test_bias_variance_bars_keep_the_log_axis_to_the_values():
+    ax = plot.bias_variance_bars(["a", "b"], np.array([1e-9, 0.0]), np.array([0.5, 2.0]))
+    lo, hi = ax.get_ylim()
+    assert ax.get_yscale() == "log"
+    assert lo == pytest.approx(1e-9 / 2) and hi == pytest.approx(4.0)
+    plt.close(ax.figure)

@@ -333,9 +333,10 @@ def conditional_gumbel(log_p: Tensor, b: np.ndarray, v: np.ndarray) -> Tensor:
              = log p_k - log(-log(v_k) - p_k log v_b)   (no 1 / p_k to overflow)
 
     A Tensor function of ``log_p``, so ``d c(z~) / d logits`` goes through it. The
-    exponentials ``-log v`` are taken in ``v``'s own precision before the cast to
-    ``log_p``'s dtype: a float64 ``v`` within float32 rounding of 1 (the coupled ``v`` of a
-    confident variable) would round to 1 in float32 and make ``-log v_b = 0``, ``z~_b = inf``.
+    exponentials ``-log v`` are taken in ``v``'s own precision, then cast to
+    ``log_p``'s dtype: a float64 ``v`` within float32 rounding of 1 (the coupled ``v``
+    of a confident variable) would round to 1 in float32, and ``-log v_b = 0`` would
+    make ``z~_b`` infinite.
     """
     dtype = log_p.data.dtype
     tiny = np.finfo(dtype).tiny

@@ -81,8 +81,9 @@ ControlVariate = Callable[[Tensor, Tensor], Tensor]       # (z, logits) -> one v
 
 
 def concrete_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
-    """The binary Concrete relaxation ``sigma_lambda(z) = sigmoid(z / lambda)``."""
-    return F.sigmoid(z / temperature)
+    """The binary Concrete relaxation ``sigma_lambda(z) = sigmoid(z / lambda)``, one
+    Function (:class:`~minigrad.functions.RelaxedSigmoid`) with its derivative in lambda."""
+    return F.relaxed_sigmoid(z, temperature)
 
 
 def muprop_relaxation(z: Tensor, logits: Tensor, temperature) -> Tensor:
@@ -182,16 +183,19 @@ def relaxed_correction(logits: Tensor, control: ControlVariate, u: np.ndarray,
     so ``g = (f(b) - baseline) (b - theta) + h`` is the estimator. ``create_graph=True``
     keeps ``h`` differentiable in whatever ``c`` depends on (eta, lambda, phi).
     """
-    # a leaf: the estimate is a function of the logits' values
-    x = Tensor(logits.data, requires_grad=True)
+    # leaves: the estimate is a function of the logits' values; z and z~ get one each,
+    # so that one backward pass gives both gradients
+    x, x_tilde = (Tensor(logits.data, requires_grad=True) for _ in range(2))
     b = hard_sample(x, u, "relaxed_correction")
     score = Tensor(b - F._sigmoid_array(x.data))
     v = checks.noise_of_shape(v, x.shape, "relaxed_correction", what="uniform noise v")
     with enable_grad():
         c_z = control(logistic_sample(x, u), x)
-        c_tilde = control(conditional_logistic_sample(x, b, v), x)
-        (d_z,) = grad_keeping_graph(c_z.sum(), x, create_graph)
-        (d_tilde,) = grad_keeping_graph(c_tilde.sum(), x, create_graph)
+        c_tilde = control(conditional_logistic_sample(x_tilde, b, v), x_tilde)
+        d_z, d_tilde = grad_keeping_graph([c_z.sum(), c_tilde.sum()], [x, x_tilde],
+                                          create_graph)
+        if not create_graph:   # h is only read: no graph for it
+            c_tilde = c_tilde.detach()
         signal = c_tilde.reshape((-1,) + (1,) * (x.ndim - 1))
         return d_z - d_tilde - signal * score
 
@@ -229,14 +233,15 @@ def relaxed_parts(logits: Tensor, f: Objective, u: np.ndarray, v: np.ndarray,
     validate.unit_interval_noise(v, "the uniform noise v", who)
     validate.finite(control.log_temperature, "the log temperature", who)
     validate.finite(control.eta, "eta", who)
-    f_relaxed = relaxed_objective(f, control.temperature(), control.relaxation)
+    temperature = control.temperature()
+    f_relaxed = relaxed_objective(f, temperature, control.relaxation)
     b = hard_sample(logits, u, "rebar")
     f_b = value_at(f, b, "rebar")
     reinforce_part = reinforce_from_sample(Tensor(logits.data), b, f_b, baseline)
     surrogate = control.surrogate
 
     def c(z: Tensor, x: Tensor) -> Tensor:
-        value = f_relaxed(control.relaxation(z, x, control.temperature()))
+        value = f_relaxed(control.relaxation(z, x, temperature))
         return value if surrogate is None else value + surrogate(z)
 
     create_graph = _needs_graph(control.log_temperature) or surrogate is not None

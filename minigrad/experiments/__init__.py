@@ -12,7 +12,7 @@
 """
 from .checkpoint import CheckpointError
 from .classifier import (ClassifierConfig, ClassifierRun, History, accuracy, history_rows,
-                         run_runs_with_models, run_sweep, run_sweep_with_models, seed_loss,
+                         output_health, run_runs_with_models, run_sweep, run_sweep_with_models, seed_loss,
                          step_loss, summarize, summary_table, train_classifier)
 from .executor import default_workers, map_runs
 from .lenet import (LeNetConfig, LeNetHistory, LeNetRun, es_spread, lenet_accuracy,
@@ -26,7 +26,8 @@ from .runs import RunInterrupted, RunSpec, execute, load_run_results, run_specs,
 from .sbn import SBNConfig, SBNHistory, SBNRun, run_sbn_comparison, time_sbn_steps, train_sbn
 
 __all__ = [
-    "ClassifierConfig", "History", "accuracy", "history_rows", "run_runs_with_models",
+    "ClassifierConfig", "History", "accuracy", "history_rows", "output_health",
+    "run_runs_with_models",
     "run_sweep", "run_sweep_with_models", "seed_loss",
     "step_loss", "summarize", "summary_table", "train_classifier", "default_workers", "map_runs",
     "load_results", "record_results", "repo_root", "results_dir", "results_path",

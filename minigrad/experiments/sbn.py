@@ -223,7 +223,7 @@ class SBNRun(Resumable):
         # the optimizer minimises -ELBO: the variance of the direction of increase is the same
         self.tracker.update(np.concatenate([p.grad.data.ravel() for p in self.encoder]))
         raced = {name: encoder_gradient(ESTIMATORS[name], r.control, model, x, u,
-                                        self.noise_rng)
+                                        self.noise_rng, f_values)
                  for name, r in self.racers.items()}
         self.optimizer.step()
         train_control(self.control, self.control_optimizer, model, x, f_values, control_grads)
@@ -302,9 +302,11 @@ def _layer_noise(spec, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([u[None], extra])
 
 
-def relaxed_training_step(model, control, x, logits, samples, u, encoder):
+def relaxed_training_step(model, control, x, logits, samples, u, encoder,
+                          f_values=None):
     """REBAR, dynamic REBAR and RELAX on an SBN: the encoder's direction of increase,
     one array per parameter tensor, and the variance gradient for the control.
+    ``f_values``: ``f(b)`` at ``samples`` if the step has it already.
 
     Each layer's estimate is split into its REINFORCE part, centred by ``C(x)``, and
     its zero-mean correction (``relaxed_parts``; ``z~`` from the coupled noise, so
@@ -318,7 +320,7 @@ def relaxed_training_step(model, control, x, logits, samples, u, encoder):
         c = control.baseline(inp).reshape((-1, 1))
         parts = []
         for i, lg in enumerate(logits):
-            f = model.learning_signal(x, samples, i, u, logits)
+            f = model.learning_signal(x, samples, i, u, logits, f_values)
             v = coupled_noise(lg, u[i])
             parts.append(relaxed_parts(lg, f, u[i], v, control.layer(i), baseline=c))
         g = parameter_estimates(logits, parts, encoder, control.etas(),
@@ -329,7 +331,7 @@ def relaxed_training_step(model, control, x, logits, samples, u, encoder):
     return [gp.data * scale for gp in g], control_grads
 
 
-def muprop_training_step(model, control, x, logits, samples, u):
+def muprop_training_step(model, control, x, logits, samples, u, f_values=None):
     """MuProp as the REBAR code has it, on an SBN: each layer's estimate with its own
     control (``C_i(x)``, ``eta0_i``, ``eta1_i``), and the gradients of each layer's
     ``mean(L_i^2)`` for them, from the same samples (:class:`~minigrad.estimators.
@@ -338,12 +340,14 @@ def muprop_training_step(model, control, x, logits, samples, u):
     With one stochastic layer this is the REBAR code's estimator. With several, ``f(p)``
     and ``f'(p)`` are those of layer ``i``'s learning signal (the later layers resampled
     hard from the same noise), where the REBAR code puts every layer at its mean field at
-    once and differentiates that mean-field ELBO through the later layers."""
+    once and differentiates that mean-field ELBO through the later layers. ``f_values``:
+    ``f(b)`` at ``samples`` if the step has it already."""
     inp, _ = model.split(x)
     gs, control_grads = [], []
     for i, lg in enumerate(logits):
         layer = control.layer(i)
-        s = muprop_signal(lg, model.learning_signal(x, samples, i, u, logits), u[i])
+        f = model.learning_signal(x, samples, i, u, logits, f_values)
+        s = muprop_signal(lg, f, u[i])
         c, eta0, eta1 = layer.values(inp)
         gs.append(muprop_from_signal(lg, s, c, eta0, eta1))
         control_grads += layer.fit_gradients(inp, s.f_sample, s.f_mean, s.taylor)[0]
@@ -358,24 +362,26 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     contract with ``control``) through the surrogate; the relaxed control variates give
     the encoder's gradient per tensor (:func:`relaxed_training_step`). Returns the loss,
     ``f(b)`` per example (the model's objective) and the gradients for the control's
-    Parameters (or None), for :func:`train_control` after the optimizer's step.
+    Parameters (or None), for :func:`train_control` after the optimizer's step. ``f(b)``
+    is evaluated once: the estimator's learning signals are given the step's values.
     """
     logits, samples = model.sample_encoder(x, u)
-    uphill, control_grads, gs = None, None, []
-    if isinstance(control, ModelRelaxedControl):
-        uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
-                                                      encoder)
-    elif isinstance(control, ModelMuPropControl):
-        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u)
-    else:
-        inp, _ = model.split(x)
-        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
-                            _layer_noise(spec, u[i], rng), control, inp)
-              for i, lg in enumerate(logits)]
     log_joint = model.log_joint(x, samples)
     with no_grad():   # f(b); structured prediction's is log p(x_bottom | b) alone
         f_values = (log_joint.data if model.task == "structured"
                     else log_joint.data - model.log_q(x, samples, logits).data)
+    uphill, control_grads, gs = None, None, []
+    if isinstance(control, ModelRelaxedControl):
+        uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
+                                                      encoder, f_values)
+    elif isinstance(control, ModelMuPropControl):
+        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u,
+                                                 f_values)
+    else:
+        inp, _ = model.split(x)
+        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits, f_values),
+                            _layer_noise(spec, u[i], rng), control, inp)
+              for i, lg in enumerate(logits)]
     loss = log_joint.sum() * (-1.0 / len(x))
     for lg, g in zip(logits, gs):
         loss = loss - surrogate(lg, g) * (1.0 / len(x))
@@ -404,22 +410,25 @@ def train_control(control, optimizer, model, x, f_values, control_grads) -> None
     optimizer.step()
 
 
-def encoder_gradient(spec, control, model, x, u, rng) -> tuple[np.ndarray, list | None]:
+def encoder_gradient(spec, control, model, x, u, rng, f_values=None
+                     ) -> tuple[np.ndarray, list | None]:
     """One estimator's estimate of the encoder's direction of increase ``d ELBO / d phi`` (the
     batch mean), flattened, and the gradients for its control's Parameters: what the
-    variance race tracks. Changes no parameter."""
+    variance race tracks. Changes no parameter. ``f_values``: ``f(b)`` at the samples of
+    ``u``, if the step has it already."""
     encoder = model.encoder_parameters()
     logits, samples = model.sample_encoder(x, u)
     if isinstance(control, ModelRelaxedControl):
         uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
-                                                      encoder)
+                                                      encoder, f_values)
         return np.concatenate([a.ravel() for a in uphill]), control_grads
     inp, _ = model.split(x)
     control_grads = None
     if isinstance(control, ModelMuPropControl):
-        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u)
+        gs, control_grads = muprop_training_step(model, control, x, logits, samples, u,
+                                                 f_values)
     else:
-        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits),
+        gs = [spec.estimate(lg, model.learning_signal(x, samples, i, u, logits, f_values),
                             _layer_noise(spec, u[i], rng), control, inp)
               for i, lg in enumerate(logits)]
     terms = [surrogate(lg, g) for lg, g in zip(logits, gs)]

@@ -88,12 +88,13 @@ def _decoder_samples(model, spec, logits, u, temperature):
 
 def step_loss(model: CategoricalVAE, spec: EstimatorSpec, control, x, u,
               temperature: float = 0.5):
-    """The loss whose gradient is one step's (descent) gradient for the model's parameters.
+    """The loss whose gradient is one step's (descent) gradient for the parameters.
 
     ``spec``: a row of the spec table the VAE can train with; ``u`` its noise
-    (:func:`draw_vae_noise`). Returns ``(loss, elbo, control_gradients)``: ``elbo`` is the
-    one-sample ELBO per example at the first hard sample (what the history records);
-    ``control_gradients`` the variance gradient of a trained control (else None).
+    (:func:`draw_vae_noise`). Returns ``(loss, elbo, control_gradients)``: ``elbo``
+    is the one-sample ELBO per example at the first hard sample (what the history
+    records); ``control_gradients`` the variance gradient of a trained control (else
+    None).
     """
     x = model.check_images(x)
     batch = len(x)
@@ -108,9 +109,10 @@ def step_loss(model: CategoricalVAE, spec: EstimatorSpec, control, x, u,
         g = spec.estimate(Tensor(values), f, u, control, values)
     hard = hard_samples(spec, values, u)
     if k_sample:
-        # the pathwise part of the k-sample bound: sum_i w_i d log_weight(b_i), w = softmax
-        weights = [model.log_likelihood(x, b) + model.log_prior(b) - model.log_q(b, logits)
-                   for b in hard]
+        # the pathwise part of the k-sample bound: sum_i w_i d log_weight(b_i),
+        # w = softmax of the log-weights
+        weights = [model.log_likelihood(x, b) + model.log_prior(b)
+                   - model.log_q(b, logits) for b in hard]
         with no_grad():
             stacked = np.stack([w.data.astype(np.float64) for w in weights])
             normalised = np.exp(stacked - C.log_mean_exp(stacked, axis=0)) / len(hard)
@@ -118,11 +120,13 @@ def step_loss(model: CategoricalVAE, spec: EstimatorSpec, control, x, u,
                         for i, w in enumerate(weights))
     else:
         decoded = _decoder_samples(model, spec, values, u, temperature)
-        objective = sum(model.log_likelihood(x, s) for s in decoded) * (1.0 / len(decoded))
+        objective = (sum(model.log_likelihood(x, s) for s in decoded)
+                     * (1.0 / len(decoded)))
         objective = objective - model.kl(logits)
     loss = objective.sum() * (-1.0 / batch) - surrogate(logits, g) * (1.0 / batch)
     with no_grad():
-        elbo = (model.log_likelihood(x, hard[0]) - model.kl(logits)).data.astype(np.float64)
+        elbo = model.log_likelihood(x, hard[0]) - model.kl(logits)
+        elbo = elbo.data.astype(np.float64)
     return loss, elbo, control_gradients
 
 
@@ -226,7 +230,7 @@ class VAERun(Resumable):
         self.train_on(x)
 
     def train_on(self, x: np.ndarray) -> None:
-        """One training step on the minibatch ``x``, with noise from the run's Generator."""
+        """One training step on the minibatch ``x``, with the run's own noise."""
         config, model, spec = self.config, self.model, self.spec
         started = time.perf_counter()
         u = draw_vae_noise(spec, self.noise_rng, len(x), model.n, model.classes)

@@ -39,7 +39,7 @@ from minigrad.estimators.base import RelaxableObjective
 from minigrad.estimators.relaxed import logistic_sample
 from minigrad.init import as_generator, variance_scaling_normal
 from minigrad.nn import Linear, Module, Parameter, Sequential, Tanh
-from minigrad.tensor import Tensor, no_grad
+from minigrad.tensor import Tensor, is_grad_enabled, no_grad
 
 __all__ = ["SigmoidBeliefNet", "LearningSignal", "bernoulli_log_likelihood", "log_mean_exp",
            "TASKS", "INITS"]
@@ -261,7 +261,7 @@ class SigmoidBeliefNet(Module):
         return self.log_joint(x, samples) - self.log_q(x, samples, known_logits)
 
     def learning_signal(self, x: np.ndarray, samples: Sequence, layer: int,
-                        u: Sequence[np.ndarray], logits: Sequence = ()
+                        u: Sequence[np.ndarray], logits: Sequence = (), value=None
                         ) -> "LearningSignal":
         """``f(b_layer)``: the objective as a function of one layer's sample.
 
@@ -273,11 +273,13 @@ class SigmoidBeliefNet(Module):
         :meth:`sample_encoder`), saves recomputing those of layers up to ``layer``,
         which do not depend on ``b_layer``; they are used as constants. The signal's
         :meth:`LearningSignal.relaxed` relaxes the later layers too, for REBAR's and
-        RELAX's control variate.
+        RELAX's control variate. ``value``, the objective at ``samples`` (one value
+        per example, as a training step has it), is returned when the signal is asked
+        for its value at that same sample, so that a step evaluates ``f(b)`` once.
         """
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range for {self.n_layers} layers")
-        return LearningSignal(self, x, samples, layer, u, logits)
+        return LearningSignal(self, x, samples, layer, u, logits, value)
 
     # ------------------------------------------------------------------ bounds
     def _binary(self, x, who: str) -> np.ndarray:
@@ -336,14 +338,32 @@ class LearningSignal(RelaxableObjective):
     :meth:`SigmoidBeliefNet.learning_signal`); :meth:`relaxed` is the same objective with
     the later layers relaxed, which REBAR and RELAX use for their control variate."""
 
-    def __init__(self, model: SigmoidBeliefNet, x, samples, layer: int, u, logits=()):
+    def __init__(self, model: SigmoidBeliefNet, x, samples, layer: int, u, logits=(),
+                 value=None):
         self.model, self.x, self.layer, self.u = model, x, layer, u
         self.given = list(samples[:layer])
         self.known = [lg.detach() for lg in logits[:layer + 1]]
+        self.sample, self.value = None, None
+        if value is not None:   # f at samples[layer]: returned, not evaluated again
+            self.sample = np.asarray(_as_tensor(samples[layer], model.dtype).data)
+            self.value = validate.finite(value, "value", "learning_signal",
+                                         "it is f(b) at the samples, one per example")
+            if self.value.shape != self.sample.shape[:1]:
+                raise ValueError(f"learning_signal: value must hold one f(b) per example "
+                                 f"(shape {self.sample.shape[:1]}), got shape "
+                                 f"{self.value.shape}")
+
+    def _value_at(self, b: Tensor):
+        """``f(b)`` if it was given for this very ``b`` and no graph is wanted, else None."""
+        if self.value is None or is_grad_enabled() or b.shape != self.sample.shape:
+            return None
+        return self.value if np.array_equal(b.data, self.sample) else None
 
     def __call__(self, b: Tensor) -> Tensor:
         model, layer = self.model, self.layer
         b = _as_tensor(b, model.dtype)
+        if (known := self._value_at(b)) is not None:  # the step's f(b), computed once
+            return Tensor(known.copy())
         if layer + 1 < model.n_layers:
             with no_grad():  # the downstream samples are step functions of b
                 _, bs = model.sample_encoder(self.x, self.u, start=layer + 1,
