@@ -11,6 +11,12 @@ catalogue's table that the VAE can train with::
     python -m minigrad.run --family vae --model n12k4 --estimator "RELAX, categorical" \
         --out runs/vae
 
+Structured prediction (the top half of a digit predicts its bottom half) and dynamic
+binarization (every minibatch drawn afresh from the grey levels)::
+
+    python -m minigrad.run --family sbn --model linear1 --estimator MuProp \
+        --task structured --binarization dynamic --out runs/sp
+
 A sweep (every model x estimator x seed), on the local cores or on a Dask cluster::
 
     python -m minigrad.run --family sbn --model linear1 nonlinear \
@@ -53,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     from minigrad.experiments.runs import (CLASSIFIER_MODELS, FAMILIES, LENET_LOSSES,
                                            SBN_DATASETS, SBN_MODELS, STEPS, VAE_MODELS)
     from minigrad.estimators.catalogue import SBN_ESTIMATORS, VAE_ESTIMATORS
-    from minigrad.experiments.sbn import BASELINES
-    from minigrad.models.sbn import INITS
+    from minigrad.experiments.sbn import BASELINES, BINARIZATIONS
+    from minigrad.models.sbn import INITS, TASKS
 
     steps_help = "; ".join(f"{fam}: " + ", ".join(f"{b} {n:,}" for b, n in by.items())
                            for fam, by in STEPS.items())
@@ -91,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="sbn: " + ", ".join(SBN_DATASETS) + " (default binarized-mnist; "
                            "omniglot is downloaded once if online); vae: binarized-mnist; "
                            "classifier, lenet: mnist")
+    what.add_argument("--task", default="generative", choices=TASKS,
+                      help="sbn: generative (model the whole image) or structured (predict "
+                           "the bottom half of the image from the top half)")
+    what.add_argument("--binarization", default="fixed", choices=BINARIZATIONS,
+                      help="sbn on binarized-mnist: the training images binarized once "
+                           "(fixed), or every minibatch drawn afresh from the grey levels "
+                           "(dynamic); the validation bound is always on the fixed bits")
     how = p.add_argument_group("how long and with which hyperparameters (default: the book's)")
     how.add_argument("--budget", default=None, choices=list(_budget.CLI_BUDGETS),
                      help="default step counts: " + steps_help + " (default: "
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                   eval_k=args.eval_k, eval_examples=args.eval_examples,
                   train_examples=args.train_examples, steps_per_epoch=args.steps_per_epoch,
                   es_sigma=args.es_sigma, es_samples=args.es_samples, init=args.init,
-                  baseline=args.baseline)
+                  baseline=args.baseline, task=args.task, binarization=args.binarization)
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     if args.workers is not None and args.workers < 1:

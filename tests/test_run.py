@@ -30,6 +30,8 @@ SMALL = ["--seed", "3", "--steps", str(STEPS), "--train-examples", "200",
          "--eval-examples", "20", "--eval-k", "2", "--record-every", "10",
          "--checkpoint-every", "5", "--no-progress"]
 TINY = ["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", *SMALL]
+# every minibatch binarized afresh from the grey levels, with the run's noise Generator
+TINY_DYNAMIC = [*TINY, "--binarization", "dynamic"]
 # the VAE with the most state: RELAX's network and log temperature, and their own Adam
 TINY_VAE = ["--family", "vae", "--model", "n4k4", "--estimator", "RELAX, categorical",
             *SMALL]
@@ -39,6 +41,12 @@ TINY_RUNS = {
             {"model", "optimizer", "control", "control_optimizer", "tracker", "batch_rng",
              "noise_rng", "eval_rng", "stream", "history", "window", "steps_done", "racers"},
             ("steps", "train_elbo", "log_variance")),
+    "sbn-dynamic": (TINY_DYNAMIC, RunSpec("sbn", "linear1", "NVIL", steps=STEPS, seed=3,
+                                          binarization="dynamic"),
+                    {"model", "optimizer", "control", "control_optimizer", "tracker",
+                     "batch_rng", "noise_rng", "eval_rng", "stream", "history", "window",
+                     "steps_done", "racers"},
+                    ("steps", "train_elbo", "log_variance")),
     "vae": (TINY_VAE, RunSpec("vae", "n4k4", "RELAX, categorical", steps=STEPS, seed=3),
             {"model", "optimizer", "control", "control_optimizer", "batch_rng", "noise_rng",
              "eval_rng", "stream", "history", "window", "steps_done"},
@@ -324,6 +332,16 @@ def test_resume_from_the_final_checkpoint_gives_the_same_results(finished, tmp_p
      "init='reference' (--init) is an SBN option"),
     (["--family", "vae", "--model", "n12k4", "--estimator", "RLOO", "--baseline",
       "frozen"], "(--baseline) is an SBN option"),
+    (["--family", "vae", "--model", "n12k4", "--estimator", "RLOO", "--binarization",
+      "dynamic"], "binarization='dynamic' (--binarization) is an SBN option"),
+    (["--family", "classifier", "--model", "sigmoid", "--task", "structured"],
+     "task='structured' (--task) is an SBN option"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--binarization",
+      "dynamic", "--dataset", "omniglot"], "omniglot is kept binarized once"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--binarization",
+      "static"], "invalid choice: 'static' (choose from 'fixed', 'dynamic')"),
+    (["--family", "sbn", "--model", "linear1", "--estimator", "NVIL", "--task", "sp"],
+     "invalid choice: 'sp' (choose from 'generative', 'structured')"),
 ])
 def test_bad_arguments_are_clear_errors(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -400,8 +418,42 @@ def test_help_documents_every_option(capsys):
     for option in ("--family", "--model", "--estimator", "--steps", "--seed", "--out",
                    "--checkpoint-every", "--resume", "--dataset", "--scheduler", "--budget",
                    "--lr", "--batch-size", "--temperature", "REINFORCE", "paper 2,000,000",
-                   "vae: the latent shape nNkK", "n4k64", "RELAX, categorical"):
+                   "vae: the latent shape nNkK", "n4k64", "RELAX, categorical", "--task",
+                   "structured", "--binarization", "dynamic"):
         assert option in out
+
+
+def test_structured_prediction_on_the_command_line(tmp_path):
+    """--task structured: the top half of the image predicts the bottom half; the rows
+    name the bound they give, a log-probability of binary pixels (so <= 0)."""
+    from minigrad.experiments.runs import build_run
+
+    code = run_main(["--family", "sbn", "--model", "linear1", "--estimator", "MuProp",
+                     "--task", "structured", *SMALL, "--out", str(tmp_path)])
+    assert code == 0
+    payload = json.loads((tmp_path / RESULTS).read_text())
+    assert payload["spec"]["task"] == "structured"
+    values = {row["metric"]: row["value"] for row in payload["rows"]}
+    assert set(values) == {"final training bound on log p(bottom | top)",
+                           "validation bound on log p(bottom | top) (k=2)"}
+    assert all(v < 0 for v in values.values())
+    run, config = build_run(RunSpec(**payload["spec"]))
+    assert config.task == run.model.task == "structured"
+    assert run.model.n_input == run.model.n_output == 392
+
+
+def test_new_spec_fields_at_their_defaults_keep_older_runs_specifications():
+    """Runs recorded before --task and --binarization existed resume: a spec at those
+    defaults is the dictionary it was; other values are in it and in the folder name."""
+    plain = RunSpec("sbn", "linear1", "NVIL", steps=10)
+    assert not {"task", "binarization"} & set(plain.as_dict())
+    assert plain.name == "sbn_linear1_NVIL_seed0"
+    other = RunSpec("sbn", "linear1", "NVIL", steps=10, task="structured",
+                    binarization="dynamic")
+    assert other.as_dict()["task"] == "structured"
+    assert other.as_dict()["binarization"] == "dynamic"
+    assert other.name == "sbn_linear1_NVIL_structured_dynamic-binarization_seed0"
+    assert RunSpec(**other.as_dict()) == other
 
 
 def test_paper_budget_is_for_the_command_line_only(monkeypatch):
@@ -464,6 +516,9 @@ def test_sweep_on_dask_localcluster_equals_the_process_pool(dask_cluster, tmp_pa
     # a control per stochastic layer (C(x), eta0, eta1) and the Adam that steps them
     RunSpec("sbn", "linear2", "MuProp (REBAR code)", steps=12, train_examples=100,
             eval_examples=5, eval_k=2, record_every=4, seed=4),
+    # structured prediction on two stochastic layers, every minibatch binarized afresh
+    RunSpec("sbn", "linear2", "NVIL", steps=12, train_examples=100, eval_examples=5,
+            eval_k=2, record_every=4, seed=4, task="structured", binarization="dynamic"),
     RunSpec("vae", "n3k4", "VIMCO", steps=12, train_examples=100, eval_examples=5,
             eval_k=2, record_every=4, seed=4),
     RunSpec("vae", "n3k4", "Gumbel-softmax, relaxed", steps=12, train_examples=100,

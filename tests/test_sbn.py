@@ -434,3 +434,94 @@ def test_a_two_layer_sbn_trains_one_muprop_control_per_layer():
         run.step()
     moved = [np.abs(p.data - q).max() > 0 for p, q in zip(control.parameters(), start)]
     assert all(moved)   # every layer's C(x), eta0 and eta1 took their steps
+
+
+# ---------------------------------------------------------------------- training runs
+def _images(rows=48, seed=7):
+    rng = np.random.default_rng(seed)
+    grey = rng.uniform(0.05, 0.95, (rows, 784)).astype(np.float32)
+    return grey, (rng.random(grey.shape) < grey).astype(np.float32)
+
+
+@pytest.mark.parametrize("task", ["generative", "structured"])
+def test_a_training_step_records_the_models_objective(task, monkeypatch):
+    """The f(b) a step records (and NVIL's baseline is fitted to) is the model's objective:
+    the ELBO, or for structured prediction log p(bottom | b), a log-probability <= 0."""
+    from minigrad.experiments import sbn as S
+
+    _, bits = _images()
+    run = S.SBNRun(S.SBNConfig("t", "NVIL", 1, task=task, record_every=1), bits, bits[:2])
+    seen = {}
+    original = S.backward_pass
+
+    def spy(model, spec, control, optimizer, encoder, x, u, rng):
+        with no_grad():
+            _, samples = model.sample_encoder(x, u)
+            seen["objective"] = model.objective(x, samples).data.copy()
+        out = original(model, spec, control, optimizer, encoder, x, u, rng)
+        seen["f"] = out[1]
+        return out
+
+    monkeypatch.setattr(S, "backward_pass", spy)
+    run.step()
+    np.testing.assert_allclose(seen["f"], seen["objective"], rtol=1e-5)
+    assert np.isclose(run.history.train_elbo[-1], seen["objective"].mean(), rtol=1e-5)
+    if task == "structured":
+        assert seen["f"].max() <= 0
+
+
+def test_dynamic_binarization_draws_fresh_bits_at_every_step(monkeypatch):
+    """Every minibatch is Bernoulli(grey level), drawn afresh: the same images (a batch of
+    all of them) give other bits at the next step, with the grey levels as their mean."""
+    from minigrad.experiments import sbn as S
+
+    grey, _ = _images(rows=24)
+    grey[:] = 0.3
+    config = S.SBNConfig("t", "NVIL", 2, binarization="dynamic", record_every=1)
+    run = S.SBNRun(config, grey, (grey[:2] > 0.5).astype(np.float32))
+    batches = []
+    original = S.backward_pass
+
+    def spy(model, spec, control, optimizer, encoder, x, u, rng):
+        batches.append(np.array(x))
+        return original(model, spec, control, optimizer, encoder, x, u, rng)
+
+    monkeypatch.setattr(S, "backward_pass", spy)
+    run.step()
+    run.step()
+    first, second = batches
+    assert set(np.unique(first)) == {0.0, 1.0}
+    assert not np.array_equal(first, second)
+    mean = np.mean(batches)            # 2 x 24 x 784 draws of Bernoulli(0.3)
+    assert abs(mean - 0.3) < 4 * np.sqrt(0.3 * 0.7 / (2 * 24 * 784))
+
+
+def test_dynamic_binarization_refuses_bits_and_bad_names():
+    from minigrad.experiments.sbn import SBNConfig, SBNRun
+
+    grey, bits = _images()
+    config = SBNConfig("t", "NVIL", 1, binarization="dynamic")
+    with pytest.raises(ValueError, match="binary already; pass the grey levels"):
+        SBNRun(config, bits, bits[:2])
+    with pytest.raises(ValueError, match=r"grey levels in \[0, 1\]"):
+        SBNRun(config, grey * 255, bits[:2])
+    with pytest.raises(ValueError, match="binarization must be one of"):
+        SBNConfig("t", "NVIL", 1, binarization="static")
+
+
+def test_a_comparison_takes_the_images_of_each_configurations_binarization():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minigrad.experiments.sbn import SBNConfig, run_sbn_comparison
+
+    grey, bits = _images()
+    common = dict(steps=2, record_every=1, eval_k=1, eval_examples=2)
+    configs = [SBNConfig("fixed", "NVIL", **common),
+               SBNConfig("dynamic", "NVIL", binarization="dynamic", **common)]
+    with ThreadPoolExecutor(1) as pool:
+        out = run_sbn_comparison(configs, {"fixed": bits, "dynamic": grey}, bits,
+                                 progress=False, executor=pool)
+    assert list(out) == ["fixed", "dynamic"]
+    assert all(np.isfinite(h.val_iwae) for h in out.values())
+    with pytest.raises(ValueError, match="needs the 'dynamic' training images"):
+        run_sbn_comparison(configs, {"fixed": bits}, bits, progress=False)

@@ -134,19 +134,36 @@ class RunSpec:
     es_samples: int = 200
     init: str = "glorot"
     baseline: str = "trained"
+    task: str = "generative"
+    binarization: str = "fixed"
 
     def __post_init__(self):
         check_spec(self)
 
     @property
     def name(self) -> str:
-        """A folder name: family, model, estimator (and a frozen baseline) and seed."""
+        """A folder name: family, model, estimator (and a frozen baseline, the structured
+        task, dynamic binarization) and seed."""
         frozen = "frozen-baseline" if self.baseline == "frozen" else ""
-        parts = [self.family, self.model, self.estimator, frozen, f"seed{self.seed}"]
+        task = "structured" if self.task == "structured" else ""
+        dynamic = "dynamic-binarization" if self.binarization == "dynamic" else ""
+        parts = [self.family, self.model, self.estimator, frozen, task, dynamic,
+                 f"seed{self.seed}"]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(p for p in parts if p))
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict; those added after runs were recorded (:data:`ADDED_LATER`)
+        are left out at their defaults, so the checkpoints and results of those runs still
+        match the specification that made them."""
+        fields = dataclasses.asdict(self)
+        for name, default in ADDED_LATER.items():
+            if fields[name] == default:
+                del fields[name]
+        return fields
+
+
+#: RunSpec fields newer than some recorded runs, with the default those runs had.
+ADDED_LATER = {"task": "generative", "binarization": "fixed"}
 
 
 class SpecError(ValueError):
@@ -188,6 +205,12 @@ def check_spec(spec: RunSpec) -> None:
     if spec.family != "sbn" and spec.baseline != "trained":
         raise SpecError(f"baseline={spec.baseline!r} (--baseline) is an SBN option (REBAR's "
                         f"C(x)); the {spec.family} family has no such baseline")
+    if spec.family != "sbn" and spec.task != "generative":
+        raise SpecError(f"task={spec.task!r} (--task) is an SBN option; the {spec.family} "
+                        "family has one task")
+    if spec.family != "sbn" and spec.binarization != "fixed":
+        raise SpecError(f"binarization={spec.binarization!r} (--binarization) is an SBN "
+                        f"option; the {spec.family} family trains on its data as loaded")
     FAMILY_RECORDS[spec.family].check(spec)
     dataset = spec.dataset or ("binarized-mnist" if spec.family in ("sbn", "vae")
                                else "mnist")
@@ -202,8 +225,8 @@ def check_spec(spec: RunSpec) -> None:
 
 def _check_sbn(spec: RunSpec) -> None:
     from minigrad.estimators.catalogue import ESTIMATORS, SBN_ESTIMATORS
-    from minigrad.experiments.sbn import BASELINES, RELAXED_FAMILY
-    from minigrad.models.sbn import INITS
+    from minigrad.experiments.sbn import BASELINES, BINARIZATIONS, RELAXED_FAMILY
+    from minigrad.models.sbn import INITS, TASKS
 
     if spec.model not in SBN_MODELS:
         raise SpecError(f"SBN model (--model) must be one of {', '.join(SBN_MODELS)}; "
@@ -223,6 +246,15 @@ def _check_sbn(spec: RunSpec) -> None:
     if spec.baseline == "frozen" and ESTIMATORS[spec.estimator].family != RELAXED_FAMILY:
         raise SpecError(f"a frozen baseline (--baseline) is for REBAR, dynamic REBAR and "
                         f"RELAX; {spec.estimator} trains its own")
+    if spec.task not in TASKS:
+        raise SpecError(f"SBN task (--task) must be one of {', '.join(TASKS)}; "
+                        f"got {spec.task!r}")
+    if spec.binarization not in BINARIZATIONS:
+        raise SpecError(f"SBN binarization (--binarization) must be one of "
+                        f"{', '.join(BINARIZATIONS)}; got {spec.binarization!r}")
+    if spec.binarization == "dynamic" and spec.dataset == "omniglot":
+        raise SpecError("dynamic binarization (--binarization) needs grey levels; omniglot "
+                        "is kept binarized once: use --binarization fixed with it")
 
 
 def vae_shape(model: str) -> tuple[int, int]:
@@ -332,19 +364,21 @@ def _build_sbn(spec: RunSpec):
         from minigrad.data.omniglot import load_omniglot
 
         data = load_omniglot()
+        train_x = data.train.x
     else:
         from minigrad.data import load_binarized_mnist
 
-        data = load_binarized_mnist()
+        data = load_binarized_mnist()   # validation: always the fixed bits
+        train_x = load_binarized_mnist(spec.binarization).train.x
     n_layers, nonlinear = SBN_MODELS[spec.model]
     config = SBNConfig(
         spec.estimator, spec.estimator, steps=spec.steps, temperature=spec.temperature,
-        n_layers=n_layers, nonlinear=nonlinear,
+        n_layers=n_layers, nonlinear=nonlinear, task=spec.task,
         batch_size=spec.batch_size or 24, lr=spec.lr or 3e-4,
         record_every=spec.record_every or min(500, spec.steps), eval_k=spec.eval_k,
         eval_examples=spec.eval_examples, seed=spec.seed, init=spec.init,
-        baseline=spec.baseline)
-    train_x = _slice(data.train.x, spec.train_examples)
+        baseline=spec.baseline, binarization=spec.binarization)
+    train_x = _slice(train_x, spec.train_examples)
     if config.batch_size > len(train_x):
         raise SpecError(f"batch size ({config.batch_size}; --batch-size) is larger than "
                         f"the {len(train_x):,} training examples of {spec.dataset}")
@@ -528,6 +562,10 @@ def _rows(spec: RunSpec, history, budget: str | None) -> list[dict]:
 
 
 def _sbn_metrics(spec: RunSpec, history) -> dict:
+    if spec.task == "structured":   # bounds on log p(bottom half | top half), not ELBOs
+        return {"final training bound on log p(bottom | top)": history.final_train_elbo,
+                f"validation bound on log p(bottom | top) (k={spec.eval_k})":
+                    history.val_iwae}
     return {"final training ELBO": history.final_train_elbo,
             f"validation IWAE bound (k={spec.eval_k})": history.val_iwae}
 

@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from minigrad.data import minibatch_stream
+from minigrad.data import dynamic_binarize, minibatch_stream
 from minigrad.estimators.base import surrogate
 from minigrad.estimators.catalogue import ESTIMATORS, SBN_ESTIMATORS, make_control
 from minigrad.estimators.controls import (ModelMuPropControl, ModelRelaxedControl,
@@ -41,8 +41,8 @@ from minigrad.tensor import Tensor, enable_grad, grad, no_grad
 from .checkpoint import Resumable
 from .executor import map_runs
 
-__all__ = ["BASELINES", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_sbn_comparison",
-           "control_and_optimizer",
+__all__ = ["BASELINES", "BINARIZATIONS", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn",
+           "run_sbn_comparison", "control_and_optimizer",
            "time_sbn_steps", "backward_pass", "relaxed_training_step", "muprop_training_step",
            "train_control",
            "encoder_gradient", "VarianceRace", "variance_race", "run_variance_race"]
@@ -53,6 +53,9 @@ __all__ = ["BASELINES", "SBNConfig", "SBNHistory", "SBNRun", "train_sbn", "run_s
 #: likeliest state of a third-party recording of that code with eta and the temperature fixed).
 BASELINES = ("trained", "frozen")
 RELAXED_FAMILY = "relaxed control variate"
+#: How a run's training images are binarized: once, before training ("fixed", the REBAR
+#: paper's statically binarized MNIST), or afresh at every minibatch ("dynamic", DisARM's).
+BINARIZATIONS = ("fixed", "dynamic")
 
 
 # ---------------------------------------------------------------------- runs
@@ -60,7 +63,21 @@ RELAXED_FAMILY = "relaxed control variate"
 class SBNConfig:
     """One training run: the model, the estimator (a name in
     :data:`~minigrad.estimators.catalogue.ESTIMATORS` that an SBN can train with), the
-    steps."""
+    steps.
+
+    ``task``: ``"generative"`` (model the image) or ``"structured"`` (predict the bottom
+    half from the top half; see :class:`~minigrad.models.sbn.SigmoidBeliefNet`).
+
+    ``binarization`` (:data:`BINARIZATIONS`): ``"fixed"``: the training images given to
+    :class:`SBNRun` are the bits themselves (``load_binarized_mnist().train.x``).
+    ``"dynamic"`` (the DisARM paper's protocol): they are the grey levels
+    (``load_binarized_mnist("dynamic").train.x``) and every minibatch is drawn afresh as
+    Bernoulli(intensity) with the run's noise Generator, so a resumed run draws the same
+    bits. The training ELBO is then measured on those fresh bits; the validation bound
+    (:meth:`SBNRun.finish`) on the validation images as given, which the book and the
+    command line take from the fixed binarization, so that runs of both kinds are scored
+    on the same bits.
+    """
 
     label: str
     estimator: str
@@ -81,8 +98,12 @@ class SBNConfig:
     # "trained": REBAR's C(x) is tuned on the estimator's variance with eta and the
     # temperature; "frozen": C(x) keeps its initial weights (BASELINES)
     baseline: str = "trained"
+    binarization: str = "fixed"
 
     def __post_init__(self):
+        if self.binarization not in BINARIZATIONS:
+            raise ValueError(f"binarization must be one of {BINARIZATIONS}, "
+                             f"got {self.binarization!r}")
         if self.estimator not in SBN_ESTIMATORS:
             raise ValueError(f"unknown SBN estimator {self.estimator!r}; one of "
                              f"{list(SBN_ESTIMATORS)}")
@@ -156,6 +177,8 @@ class SBNRun(Resumable):
     def __init__(self, config: SBNConfig, train_x: np.ndarray, val_x: np.ndarray,
                  racers: tuple[str, ...] = ()):
         self.config, self.val_x = config, val_x
+        if config.binarization == "dynamic":
+            _check_grey(train_x)
         init_rng, self.batch_rng, self.noise_rng, self.eval_rng = \
             np.random.default_rng(config.seed).spawn(4)
         self.model = SigmoidBeliefNet(train_x.mean(axis=0), n_layers=config.n_layers,
@@ -191,6 +214,8 @@ class SBNRun(Resumable):
         config, model = self.config, self.model
         started = time.perf_counter()
         x, _ = next(self.stream)
+        if config.binarization == "dynamic":   # fresh bits, from a Generator checkpoints keep
+            x = dynamic_binarize(x, self.noise_rng)
         u = model.noise(self.noise_rng, len(x))
         _, f_values, control_grads = backward_pass(model, self.spec, self.control,
                                                    self.optimizer, self.encoder, x, u,
@@ -226,6 +251,22 @@ class SBNRun(Resumable):
     state_names = ("model", "optimizer", "control", "control_optimizer", "tracker",
                    "batch_rng", "noise_rng", "eval_rng", "stream", "history", "window",
                    "steps_done", "racers")
+
+
+def _check_grey(train_x: np.ndarray) -> None:
+    """Dynamic binarization draws bits from grey levels: refuse images that are not in
+    [0, 1] or are binary already (the run would quietly train on fixed bits)."""
+    x = np.asarray(train_x)
+    if x.size == 0 or not (x.min() >= 0 and x.max() <= 1):
+        raise ValueError("binarization='dynamic' needs the grey levels in [0, 1] "
+                         "(load_binarized_mnist('dynamic').train.x)")
+    # the first rows of grey images suffice; binary images are read to the end
+    grey = any(((x[i:i + 1000] > 0) & (x[i:i + 1000] < 1)).any()
+               for i in range(0, len(x), 1000))
+    if not grey:
+        raise ValueError("binarization='dynamic' got images that are binary already; pass "
+                         "the grey levels (load_binarized_mnist('dynamic').train.x), or "
+                         "use binarization='fixed' for these bits")
 
 
 @dataclass
@@ -320,14 +361,15 @@ def backward_pass(model, spec, control, optimizer, encoder, x, u, rng):
     logits get the estimate of ``spec`` (an entry of the spec table, called under its
     contract with ``control``) through the surrogate; the relaxed control variates give
     the encoder's gradient per tensor (:func:`relaxed_training_step`). Returns the loss,
-    ``f(b)`` per example and the gradients for the control's Parameters (or None), for
-    :func:`train_control` after the optimizer's step. ``f(b)`` is evaluated once: the
-    estimator's learning signals are given the step's values.
+    ``f(b)`` per example (the model's objective) and the gradients for the control's
+    Parameters (or None), for :func:`train_control` after the optimizer's step. ``f(b)``
+    is evaluated once: the estimator's learning signals are given the step's values.
     """
     logits, samples = model.sample_encoder(x, u)
     log_joint = model.log_joint(x, samples)
-    with no_grad():
-        f_values = log_joint.data - model.log_q(x, samples, logits).data
+    with no_grad():   # f(b); structured prediction's is log p(x_bottom | b) alone
+        f_values = (log_joint.data if model.task == "structured"
+                    else log_joint.data - model.log_q(x, samples, logits).data)
     uphill, control_grads, gs = None, None, []
     if isinstance(control, ModelRelaxedControl):
         uphill, control_grads = relaxed_training_step(model, control, x, logits, samples, u,
@@ -401,8 +443,21 @@ def _history(config, train_x, val_x):
 
 def run_sbn_comparison(configs: list[SBNConfig], train_x, val_x, progress: bool = True,
                        executor=None) -> dict[str, SBNHistory]:
-    """Train every configuration (independent runs, on every core); histories by label."""
-    histories = map_runs(_history, [(c, train_x, val_x) for c in configs],
+    """Train every configuration (independent runs, on every core); histories by label.
+
+    ``train_x``: the training images, or a dict of them by binarization
+    (``{"fixed": bits, "dynamic": grey_levels}``) when the configurations mix both.
+    """
+    def images(config):
+        if not isinstance(train_x, dict):
+            return train_x
+        if config.binarization not in train_x:
+            raise ValueError(f"run_sbn_comparison: {config.label!r} needs the "
+                             f"{config.binarization!r} training images; train_x has "
+                             f"{sorted(train_x)}")
+        return train_x[config.binarization]
+
+    histories = map_runs(_history, [(c, images(c), val_x) for c in configs],
                          executor=executor, progress=progress, desc="SBN runs")
     return {c.label: h for c, h in zip(configs, histories)}
 
