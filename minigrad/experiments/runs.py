@@ -228,30 +228,19 @@ def _check_sbn(spec: RunSpec) -> None:
     from minigrad.experiments.sbn import BASELINES, BINARIZATIONS, RELAXED_FAMILY
     from minigrad.models.sbn import INITS, TASKS
 
-    if spec.model not in SBN_MODELS:
-        raise SpecError(f"SBN model (--model) must be one of {', '.join(SBN_MODELS)}; "
-                        f"got {spec.model!r}")
-    if spec.estimator not in SBN_ESTIMATORS:
-        raise SpecError(f"SBN estimator (--estimator) must be one of "
-                        f"{', '.join(SBN_ESTIMATORS)}; got {spec.estimator!r}")
-    if spec.dataset not in (None, *SBN_DATASETS):
-        raise SpecError(f"SBN dataset (--dataset) must be one of "
-                        f"{', '.join(SBN_DATASETS)}; got {spec.dataset!r}")
-    if spec.init not in INITS:
-        raise SpecError(f"SBN init (--init) must be one of {', '.join(INITS)}; "
-                        f"got {spec.init!r}")
-    if spec.baseline not in BASELINES:
-        raise SpecError(f"SBN baseline (--baseline) must be one of {', '.join(BASELINES)}; "
-                        f"got {spec.baseline!r}")
+    choices = (("model", SBN_MODELS), ("estimator", SBN_ESTIMATORS),
+               ("dataset", SBN_DATASETS), ("init", INITS), ("baseline", BASELINES),
+               ("task", TASKS), ("binarization", BINARIZATIONS))
+    for option, allowed in choices:
+        value = getattr(spec, option)
+        if option == "dataset" and value is None:   # the default: binarized MNIST
+            continue
+        if value not in allowed:
+            raise SpecError(f"SBN {option} (--{option}) must be one of "
+                            f"{', '.join(allowed)}; got {value!r}")
     if spec.baseline == "frozen" and ESTIMATORS[spec.estimator].family != RELAXED_FAMILY:
         raise SpecError(f"a frozen baseline (--baseline) is for REBAR, dynamic REBAR and "
                         f"RELAX; {spec.estimator} trains its own")
-    if spec.task not in TASKS:
-        raise SpecError(f"SBN task (--task) must be one of {', '.join(TASKS)}; "
-                        f"got {spec.task!r}")
-    if spec.binarization not in BINARIZATIONS:
-        raise SpecError(f"SBN binarization (--binarization) must be one of "
-                        f"{', '.join(BINARIZATIONS)}; got {spec.binarization!r}")
     if spec.binarization == "dynamic" and spec.dataset == "omniglot":
         raise SpecError("dynamic binarization (--binarization) needs grey levels; omniglot "
                         "is kept binarized once: use --binarization fixed with it")
