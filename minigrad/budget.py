@@ -12,7 +12,7 @@ steps), the sigmoid belief networks for 30,000 steps (score-function estimators)
 (REBAR, dynamic REBAR, RELAX) or 20,000 (ARM, DisARM) against the papers' 2,000,000. Longer
 runs are *recorded*: made with ``python -m minigrad.run``, kept in ``book/recorded/`` with
 their command and commit, and drawn by the chapters (evolution strategies for 50 epochs;
-REBAR's Table 1 cells for 100,032 steps; REBAR on the nonlinear model for 500,240). Every
+REBAR's Table 1 cells for 100,032 steps; its nonlinear cells for 500,240). Every
 published number is compared with ours only at the same step or epoch. ``smoke`` runs the
 same code paths, small enough that every chapter executes in about a minute (the test suite
 uses it); its numbers are not reproductions.

@@ -40,6 +40,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 #: Width of a figure in inches: the text column at 1280 px (about 660 px; shown at 93% or more).
@@ -228,6 +229,21 @@ def clip_log_axis(ax, values, axis: str = "y", pad: float = 1.5) -> None:
         ax.set_xlim(lo, hi)
     else:
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+
+
+def thousands(ax, axis: str = "x") -> None:
+    """Tick labels in thousands ("50k", "1.5M") on a step axis, so that the labels of long
+    runs do not run into each other on a narrow panel."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+
+    def label(value, _position):
+        if abs(value) >= 1e6:
+            return f"{value / 1e6:g}M"
+        return f"{value / 1e3:g}k" if value else "0"
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(matplotlib.ticker.FuncFormatter(label))
 
 
 # -------------------------------------------------------------- numbered, captioned figures

@@ -61,6 +61,17 @@ def test_log_axis_is_clipped_to_the_data():
     plt.close(fig)
 
 
+def test_thousands_labels_steps_in_k_and_m():
+    fig, ax = plt.subplots()
+    plot.thousands(ax)
+    fmt = ax.xaxis.get_major_formatter()
+    assert [fmt(v, None) for v in (0, 2_084, 50_000, 100_000, 1_500_000)] == \
+        ["0", "2.084k", "50k", "100k", "1.5M"]
+    with pytest.raises(ValueError, match="axis"):
+        plot.thousands(ax, "z")
+    plt.close(fig)
+
+
 def test_figure_markdown_needs_caption_and_alt_and_names_the_target():
     md = plot.figure_markdown("fig-x", "A caption.", "A  description\nof the figure")
     assert md.splitlines()[:3] == ["```{glue:figure} fig-x", ":name: fig-x",
