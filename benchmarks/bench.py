@@ -59,6 +59,19 @@ WORKLOADS = {
         "kind": "lenet", "batch": 128, "optimizer": "adam", "lr": 1e-3,
         "steps": 30, "warmup": 3, "quick_steps": 6, "quick_warmup": 2,
     },
+    # LeNet-5 on two cores the way minigrad.kernels uses them best: the convolutions and the
+    # pooling split the batch between two threads (MINIGRAD_CONV_THREADS=2) and BLAS runs on
+    # one, since OpenBLAS's idle workers spin on the core the second batch thread needs
+    # (kernels.py, at CONV_THREADS). The settings apply to minigrad and to the NumPy floor,
+    # which calls the same kernels; PyTorch gets torch.set_num_threads(2) as in every row.
+    "lenet_batch_threads": {
+        "title": "LeNet-5, 2 batch threads",
+        "kind": "lenet", "batch": 128, "optimizer": "adam", "lr": 1e-3,
+        "steps": 30, "warmup": 3, "quick_steps": 6, "quick_warmup": 2,
+        "threads": (2,), "scaling_base": "lenet",
+        "env": {"MINIGRAD_CONV_THREADS": "2", "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    },
 }
 # A training step of a 1-layer sigmoid belief network (784-200, generative), linear or
 # nonlinear (two tanh layers of 200 in the encoder and in the decoder), batch 24, Adam (lr 3e-4,
@@ -106,11 +119,22 @@ SCALING_TARGET = 1.0  # minigrad at 2 threads / minigrad at 1 thread
 
 
 # ============================================================================ workers
-def _check_thread_env(threads: int) -> None:
-    for var in THREAD_VARS:  # set by the parent; make sure, before NumPy is imported
-        if os.environ.get(var) != str(threads):
+def worker_env(workload: str, threads: int, impl: str | None) -> dict[str, str]:
+    """The variables a worker process is started with: every thread variable at ``threads``,
+    then the workload's own settings (``env``) for minigrad and the NumPy floor (``impl``
+    None: the guard, which builds them all in one process)."""
+    env = {var: str(threads) for var in THREAD_VARS}
+    if impl != "torch":
+        env.update(WORKLOADS[workload].get("env", {}))
+    return env
+
+
+def _check_thread_env(threads: int, workload: str, impl: str | None) -> None:
+    for var, value in worker_env(workload, threads, impl).items():
+        # set by the parent; make sure, before NumPy is imported
+        if os.environ.get(var) != value:
             raise RuntimeError(f"worker started with {var}={os.environ.get(var)!r}, "
-                               f"expected {threads}")
+                               f"expected {value}")
 
 
 def _setup(workload: str):
@@ -135,7 +159,7 @@ def _make_torch(wl, params0, threads: int):
 def guard_worker(config: dict) -> dict:
     """Build the implementations side by side and check they compute the same thing."""
     threads = config["threads"]
-    _check_thread_env(threads)
+    _check_thread_env(threads, config["workload"], None)
     wl, mg, params0, batches = _setup(config["workload"])
     impls = {"minigrad": mg}
     if wl["kind"] in HAND_MODELS:
@@ -161,7 +185,7 @@ def guard_worker(config: dict) -> dict:
 def time_worker(config: dict) -> dict:
     """Warm up, then time ``steps`` training steps of one implementation, alone in its process."""
     threads = config["threads"]
-    _check_thread_env(threads)
+    _check_thread_env(threads, config["workload"], config["impl"])
     wl, mg, params0, batches = _setup(config["workload"])
     name = config["impl"]
     if name == "minigrad":
@@ -826,8 +850,7 @@ def cpu_name() -> str:
 def run_worker(config: dict) -> dict:
     """Run one worker in a fresh interpreter with the thread variables set; its JSON result."""
     env = dict(os.environ)
-    for var in THREAD_VARS:
-        env[var] = str(config["threads"])
+    env.update(worker_env(config["workload"], config["threads"], config.get("impl")))
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(config)],
         env=env, capture_output=True, text=True,
@@ -980,15 +1003,21 @@ def main(argv=None) -> int:
     results = []
     thread_checks: dict[int, dict] = {}
     for w in chosen:
-        for n in THREADS:
+        for n in WORKLOADS[w].get("threads", THREADS):
             print(f"  running {WORKLOADS[w]['title']} at {n} thread(s) ...", file=sys.stderr,
                   flush=True)
             res = run_cell(w, n, args.quick, have_torch)
-            wrong = {k: v for k, v in res["thread_check"].items() if v != n}
+            # a row with its own BLAS setting: OpenBLAS at that, and OpenMP is not checked
+            # (the guard's process holds PyTorch too, whose set_num_threads(n) sets it)
+            blas = WORKLOADS[w].get("env", {}).get("OPENBLAS_NUM_THREADS")
+            wrong = {k: v for k, v in res["thread_check"].items()
+                     if not (blas and k == "openmp")
+                     and v != (int(blas) if blas and k == "openblas" else n)}
             if wrong:
                 print(f"WARNING: {WORKLOADS[w]['title']} at {n} thread(s): thread pools report "
                       + ", ".join(f"{k}={v}" for k, v in wrong.items()))
-            thread_checks.setdefault(n, res["thread_check"])
+            if "env" not in WORKLOADS[w]:
+                thread_checks.setdefault(n, res["thread_check"])
             if res.get("torch_error"):
                 print(f"Note: torch could not be imported in the worker "
                       f"({res['torch_error']}); PyTorch column left out.")
@@ -1042,6 +1071,9 @@ def main(argv=None) -> int:
     scaling = {}
     for w in chosen:
         by_n = {r["threads"]: r["stats"] for r in results if r["workload"] == w}
+        base = WORKLOADS[w].get("scaling_base")  # a 2-thread-only row: against that row's 1
+        by_n.update({1: r["stats"] for r in results
+                     if base and r["workload"] == base and r["threads"] == 1})
         if 1 not in by_n or 2 not in by_n:
             continue
         s = {impl: by_n[2][impl]["median_ms"] / by_n[1][impl]["median_ms"]

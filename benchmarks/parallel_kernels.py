@@ -9,11 +9,14 @@ lists those that run in parallel when Numba has more than one thread. The design
 parallel kernel that measures slower than its serial version is not used. This script gives
 the measurement: the best of several repeats of each kernel, serial then parallel, in a
 fresh process with NUMBA_NUM_THREADS=2. With ``--steps`` it also times LeNet-5 training
-steps in the two ways the kernels' threads and BLAS's threads can be combined: serial kernels
-with a 2-thread BLAS, and parallel kernels with a 1-thread BLAS (so the two thread pools never
-wait for the same cores); and the convolutions split over two batch threads
+steps (with the allocator setting of the book's runs and of bench.py) in the ways the kernels'
+threads and BLAS's threads can be combined: serial kernels with a 2-thread BLAS (the default),
+parallel kernels with a 1-thread BLAS, and the convolutions split over two batch threads
 (``MINIGRAD_CONV_THREADS=2``: im2col and the matrix products of each half of the batch on its
-own thread; the products are small enough that BLAS runs them on the calling thread).
+own thread; the products are small enough that BLAS runs them on the calling thread) with a
+1-thread and with a 2-thread BLAS. The last pair shows why BLAS's threads matter: after each
+call OpenBLAS's worker threads wait for the next one by spinning, for about 0.1 s, so with a
+2-thread BLAS the second core is busy spinning when the batch threads want it.
 """
 from __future__ import annotations
 
@@ -67,7 +70,9 @@ def step_times(steps: int, parallel: bool, split: bool = False) -> float:
     sys.path.insert(0, HERE)
     import bench
     from minigrad import kernels as K
+    from minigrad.tensor import keep_freed_memory
 
+    keep_freed_memory()
     K.PARALLEL_KERNELS = frozenset(K._PARALLEL) if parallel else frozenset()
     K.CONV_THREADS = 2 if split else 1
     wl = bench.WORKLOADS["lenet"]
@@ -122,11 +127,14 @@ def main() -> int:
     if args.steps:
         serial = run("serial", blas_threads=2, steps=args.steps)
         parallel = run("parallel", blas_threads=1, steps=args.steps)
-        split = run("split", blas_threads=2, steps=args.steps)
-        print(f"LeNet-5 step, median of {args.steps}: serial kernels + 2-thread BLAS "
-              f"{serial:.2f} ms; parallel kernels + 1-thread BLAS {parallel:.2f} ms; "
-              f"convolutions split over 2 batch threads (MINIGRAD_CONV_THREADS=2) + "
-              f"2-thread BLAS {split:.2f} ms")
+        split = run("split", blas_threads=1, steps=args.steps)
+        spinning = run("split", blas_threads=2, steps=args.steps)
+        print(f"LeNet-5 step, median of {args.steps}, ms:")
+        for what, t in (("serial kernels, 2-thread BLAS (the default)", serial),
+                        ("parallel kernels, 1-thread BLAS", parallel),
+                        ("convolutions split over 2 batch threads, 1-thread BLAS", split),
+                        ("convolutions split over 2 batch threads, 2-thread BLAS", spinning)):
+            print(f"  {what:<58} {t:6.2f}")
     return 0
 
 

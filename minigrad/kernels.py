@@ -344,12 +344,14 @@ _maxpool_backward = _SERIAL["maxpool_backward"]
 
 # Which kernels run in parallel when Numba has more than one thread. The rule: only those
 # measured faster than their serial version (benchmarks/parallel_kernels.py, LeNet-5 shapes,
-# batch 128, 2 threads). On the 2-core development machine, shared with other work (load
-# average 8 to 9), each parallel kernel was about twice as fast in some runs and 20 to 60
-# times slower in others: a loop over samples waits for its slowest thread, and a thread
-# that waits for a busy core stalls it. So none is on by default. On a machine of your own,
-# run that script and list the kernels it finds faster, comma-separated, in the environment
-# variable MINIGRAD_PARALLEL_KERNELS (read when minigrad is imported).
+# batch 128, 2 threads). Alone, on an idle 2-core machine, each parallel kernel is 1.7 to 2.6
+# times faster than its serial version; inside a LeNet-5 step with the default 2-thread BLAS
+# the step takes twice as long (16 ms against 8), because OpenBLAS's worker threads spin for
+# about 0.1 s after every call and hold the second core that the kernel's threads wait for.
+# With a 1-thread BLAS (OPENBLAS_NUM_THREADS=1) the parallel kernels make the step 7.1 ms.
+# So none is on by default; on a machine of your own, run that script and list the kernels
+# it finds faster, comma-separated, in the environment variable MINIGRAD_PARALLEL_KERNELS
+# (read when minigrad is imported), with BLAS at one thread.
 PARALLEL_KERNELS = frozenset(
     name for name in os.environ.get("MINIGRAD_PARALLEL_KERNELS", "").replace(" ", "").split(",")
     if name in _KERNEL_BODIES
@@ -363,8 +365,9 @@ def _kernel(name: str):
     return _SERIAL[name]
 
 
-# How many threads conv2d_forward and conv2d_backward split the batch between: each thread
-# runs the serial block loop below (im2col, a Numba kernel that releases the GIL, then
+# How many threads conv2d_forward and conv2d_backward (and the max-pooling kernels, whose
+# samples are as independent) split the batch between: each convolution thread runs the
+# serial block loop below (im2col, a Numba kernel that releases the GIL, then
 # np.matmul, which releases it too) on a contiguous part of the samples, so the whole
 # convolution, matrix products included, uses that many cores. The products of one block are
 # below OpenBLAS's threading threshold (M*N*K of LeNet-5's layers is at most 2.5e5), so BLAS
@@ -373,8 +376,12 @@ def _kernel(name: str):
 # weight gradient is the sum of the threads' partial sums (float rounding apart). Like the
 # parallel kernels, on only where measured faster (benchmarks/parallel_kernels.py): set
 # MINIGRAD_CONV_THREADS=2 (read when minigrad is imported; NUMBA_NUM_THREADS caps it).
-# Default 1, one thread: on the 2-core development machine, shared with other work (load
-# average 12), LeNet-5 steps with and without the split could not be told apart.
+# Default 1, one thread. Measured on an idle 2-core machine, a LeNet-5 step (batch 128) takes
+# 8.2 ms with one batch thread and 6.2 ms with two, but only with BLAS at one thread
+# (OPENBLAS_NUM_THREADS=1): with the default 2-thread BLAS it takes 8.4 ms, because
+# OpenBLAS's idle worker threads spin after every call (about 0.1 s) on the core the second
+# batch thread needs. To use two cores for a LeNet-5 run: OPENBLAS_NUM_THREADS=1
+# MINIGRAD_CONV_THREADS=2 (benchmarks/parallel_kernels.py --steps 20 measures all four ways).
 def _conv_threads_from_env() -> int:
     value = os.environ.get("MINIGRAD_CONV_THREADS", "1").strip() or "1"
     try:
@@ -555,7 +562,15 @@ def maxpool2d_forward(x: np.ndarray, size: int = 2) -> tuple[np.ndarray, np.ndar
     x = np.asarray(x)
     size, _, _ = _pool_geometry("maxpool2d_forward", x.shape, size)
     x = np.ascontiguousarray(x, dtype=_float_dtype("maxpool2d_forward", x))
-    return _kernel("maxpool_forward")(x, size)
+    pool = _kernel("maxpool_forward")
+    if CONV_THREADS == 1 or pool is not _SERIAL["maxpool_forward"]:
+        return pool(x, size)
+    # the samples split between the batch threads, like the convolutions
+    parts = _over_batch_threads(lambda first, stop: pool(x[first:stop], size), len(x), 1)
+    if len(parts) == 1:
+        return parts[0]
+    return (np.concatenate([out for out, _ in parts]),
+            np.concatenate([argmax for _, argmax in parts]))
 
 
 def maxpool2d_backward(
@@ -572,7 +587,13 @@ def maxpool2d_backward(
         "maxpool2d_backward", grad_out, argmax, x_shape, size
     )
     g = np.ascontiguousarray(grad_out, dtype=_float_dtype("maxpool2d_backward", grad_out))
-    return _kernel("maxpool_backward")(g, np.ascontiguousarray(argmax, dtype=np.int64), size)
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    route = _kernel("maxpool_backward")
+    if CONV_THREADS == 1 or route is not _SERIAL["maxpool_backward"]:
+        return route(g, argmax, size)
+    parts = _over_batch_threads(
+        lambda first, stop: route(g[first:stop], argmax[first:stop], size), len(g), 1)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # ---------------------------------------------------------------------- Adam, fused

@@ -94,7 +94,8 @@ def test_parallel_kernels_are_chosen_from_the_environment():
 def test_convolution_split_over_batch_threads_equals_one_thread_and_the_twins():
     """MINIGRAD_CONV_THREADS=2: the output and the input gradient equal the one-thread
     kernels' bit for bit (each sample is computed alone), the weight gradient to rounding
-    (a sum of two partial sums), and all of them the NumPy twins."""
+    (a sum of two partial sums), and all of them the NumPy twins; max pooling, split the
+    same way, equals one thread and its twins bit for bit."""
     code = """
         import threading
         import numpy as np
@@ -135,6 +136,32 @@ def test_convolution_split_over_batch_threads_equals_one_thread_and_the_twins():
                                                                stride, padding)):
                 np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
         assert len(seen) == 2, seen  # the batch really went to two threads
+        pooled = set()
+        pool = K._SERIAL["maxpool_forward"]
+
+        def pool_spy(*args):
+            pooled.add(threading.get_ident())
+            return pool(*args)
+
+        K._SERIAL["maxpool_forward"] = pool_spy
+        for dtype, n in [(np.float32, 9), (np.float64, 2), (np.float32, 1)]:
+            x = rng.standard_normal((n, 3, 8, 6)).astype(dtype)
+            x[0, 0, :2, :2] = 1.5                  # a tie: the first maximum wins
+            K.CONV_THREADS = 2
+            out, argmax = K.maxpool2d_forward(x, 2)
+            g = rng.standard_normal(out.shape).astype(dtype)
+            dx = K.maxpool2d_backward(g, argmax, x.shape, 2)
+            K.CONV_THREADS = 1
+            out1, argmax1 = K.maxpool2d_forward(x, 2)
+            np.testing.assert_array_equal(out, out1)
+            np.testing.assert_array_equal(argmax, argmax1)
+            np.testing.assert_array_equal(dx, K.maxpool2d_backward(g, argmax1, x.shape, 2))
+            ref, argmax_ref = K.maxpool2d_forward_reference(x, 2)
+            np.testing.assert_array_equal(out, ref)
+            np.testing.assert_array_equal(argmax, argmax_ref)
+            np.testing.assert_array_equal(
+                dx, K.maxpool2d_backward_reference(g, argmax_ref, x.shape, 2))
+        assert len(pooled) == 2, pooled  # pooling split its batch too
         print("split ok")
     """
     result = run_python(code, MINIGRAD_CONV_THREADS="2", NUMBA_NUM_THREADS="2")
