@@ -15,6 +15,7 @@ from minigrad.functions import (
     cast,
     clip,
     concatenate,
+    conditional_logistic,
     exp,
     log,
     log_sigmoid,
@@ -51,7 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "Tensor", "abs", "as_tensor", "bernoulli_log_likelihood", "broadcast_to", "cast",
-    "clip", "concatenate", "enable_grad", "exp", "grad", "is_grad_enabled", "log", "log_sigmoid",
+    "clip", "concatenate", "conditional_logistic", "enable_grad", "exp", "grad", "is_grad_enabled", "log", "log_sigmoid",
     "log_softmax", "matmul", "max", "mean", "no_grad", "relaxed_sigmoid", "relu", "reshape",
     "sigmoid", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "stack", "sum", "tanh",
     "transpose", "unbroadcast", "where",

@@ -53,6 +53,10 @@ CASES = {
     "BernoulliLogLikelihood": (lambda b, a: F.bernoulli_log_likelihood(b, a), [(3, 4), (3, 4)],
                                False),
     "RelaxedSigmoid": (lambda z, t: F.relaxed_sigmoid(z, t), [(3, 4), (4,)], True),
+    "ConditionalLogistic": (
+        lambda a: F.conditional_logistic(a * 3.0, np.tile([1.0, 0.0], 6).reshape(3, 4),
+                                         np.linspace(0.02, 0.98, 12).reshape(3, 4)),
+        [(3, 4)], False),
     "LogSoftmax": (lambda a: F.log_softmax(a, axis=0), [(3, 4)], False),
     "Softmax": (lambda a: F.softmax(a, axis=1), [(3, 4)], False),
     "SoftmaxCrossEntropy": (

@@ -296,6 +296,15 @@ case("relaxed_sigmoid-fixed-temperature", lambda z: F.relaxed_sigmoid(z, 0.5), I
 case("relaxed_sigmoid-exp-log-temperature",
      lambda z, w: F.relaxed_sigmoid(z, F.exp(w)), In((2, 3)), In(()))
 
+# the conditional sample: b and v are constants; v kept inside (0.05, 0.95) and one entry
+# of each kind of unit, so that a step in a never crosses the clipping of v' or 1 - v'
+_CL = np.random.default_rng(11)
+_CL_B = np.tile([1.0, 0.0], 6).reshape(3, 4)
+_CL_V = _CL.uniform(0.05, 0.95, (3, 4))
+case("conditional_logistic", lambda a: F.conditional_logistic(a, _CL_B, _CL_V), In((3, 4)))
+case("conditional_logistic-large-logits",
+     lambda a: F.conditional_logistic(a * 6.0, _CL_B, _CL_V), In((3, 4)))
+
 # ---------------------------------------------------------------------- composites
 case("composite-mlp-layer",
      lambda x, w, b: F.tanh(x @ w + b).sum(axis=1) * F.sigmoid(x).mean(),

@@ -138,6 +138,52 @@ def test_relaxed_estimators_are_unbiased_on_the_toy_problem(name):
     assert summary.largest_abs_z <= Z_LIMIT, summary.z
 
 
+def _conditional_sample_composed(a, b, v):
+    """The twin of ``ConditionalLogistic``: the conditional sample written with sigmoid,
+    ``*``, ``+``, ``clip`` and ``log``, as it was before it became one Function."""
+    from minigrad import functions as F
+
+    theta, one_minus = F.sigmoid(a), F.sigmoid(-a)
+    b, v = Tensor(b.astype(a.dtype)), Tensor(np.asarray(v, dtype=a.dtype))
+    v_prime = b * (one_minus + theta * v) + (1.0 - b) * (one_minus * v)
+    rest = b * (theta * (1.0 - v)) + (1.0 - b) * (theta + one_minus * (1.0 - v))
+    tiny = float(np.finfo(a.dtype).tiny)
+    return a + F.log(F.clip(v_prime, tiny)) - F.log(F.clip(rest, tiny))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conditional_sample_equals_its_composed_twin(dtype):
+    """The one-Function conditional sample has the composed formulas' value bit for bit
+    (the REBAR runs keep their numbers) and their gradient to rounding, on both array and
+    Tensor backward passes, also at the edges: v at 0 and 1 and logits of +-100 (where the
+    logs are clipped)."""
+    rng = np.random.default_rng(4)
+    a0 = (rng.standard_normal((40, 25)) * 4).astype(dtype)
+    a0[0, :6] = [-100, 100, -40, 40, 0, 1e-3]
+    b = (rng.random(a0.shape) < 0.5).astype(dtype)
+    b[0, :6] = [1, 0, 1, 0, 1, 0]
+    v = rng.random(a0.shape)
+    v[1, :4] = [0.0, 1.0, 1e-300, 1 - 1e-16]
+    g = rng.standard_normal(a0.shape).astype(dtype)
+    x, y = Tensor(a0, requires_grad=True), Tensor(a0, requires_grad=True)
+    fused, composed = RX.conditional_logistic_sample(x, b, v), _conditional_sample_composed(
+        y, b, v)
+    np.testing.assert_array_equal(fused.data, composed.data)
+    assert fused.dtype == dtype
+    (d_fused,) = grad([fused], [x], [Tensor(g)])
+    (d_composed,) = grad([composed], [y], [Tensor(g)])
+    # each way rounds about 30 operations per entry: 64 eps of the largest gradient bounds
+    # the difference of two such chains
+    eps = float(np.finfo(dtype).eps)
+    scale = np.abs(d_composed.data).max()
+    np.testing.assert_allclose(d_fused.data, d_composed.data, rtol=0, atol=64 * eps * scale)
+    x = Tensor(a0, requires_grad=True)      # the Tensor backward (create_graph=True)
+    (d_graph,) = grad([RX.conditional_logistic_sample(x, b, v)], [x],
+                      [Tensor(g, requires_grad=True)], create_graph=True)
+    assert d_graph.requires_grad
+    np.testing.assert_allclose(d_graph.data, d_composed.data, rtol=0, atol=64 * eps * scale)
+
+
 def _sign_flipped(a, u, v):
     """The control variate's score term added instead of subtracted."""
     def control(z, x):

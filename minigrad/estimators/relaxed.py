@@ -139,23 +139,14 @@ def conditional_logistic_sample(logits: Tensor, b: np.ndarray, v: np.ndarray
                                 ) -> Tensor:
     """``z~ ~ p(z | b)`` from fresh uniforms ``v``, differentiable in ``a`` (see above).
 
-    ``v'`` and ``1 - v'`` are formed separately so that neither loses digits when theta is
-    close to 0 or 1: for ``b = 1``, ``v' = (1 - theta) + theta v`` and
-    ``1 - v' = theta (1 - v)``; for ``b = 0``, ``v' = (1 - theta) v`` and
-    ``1 - v' = theta + (1 - theta)(1 - v)``.
+    With ``theta = sigmoid(a)``, ``z~ = a + log v' - log(1 - v')`` where ``v'`` is
+    ``v`` moved into the part of (0, 1) that gives the sign ``b``: ``v' = (1 - theta)
+    + theta v`` for ``b = 1`` and ``v' = (1 - theta) v`` for ``b = 0``. ``v'`` and
+    ``1 - v'`` are formed separately so that neither loses digits when theta is close
+    to 0 or 1. One Function, :class:`~minigrad.functions.ConditionalLogistic`, with
+    its derivative in ``a``.
     """
-    a = logits
-    theta, one_minus = F.sigmoid(a), F.sigmoid(-a)
-    b, v = Tensor(b.astype(a.dtype)), Tensor(np.asarray(v, dtype=a.dtype))
-    upper = one_minus + theta * v
-    upper_rest = theta * (1.0 - v)
-    lower = one_minus * v
-    lower_rest = theta + one_minus * (1.0 - v)
-    v_prime = b * upper + (1.0 - b) * lower
-    rest = b * upper_rest + (1.0 - b) * lower_rest
-    # v = 1 (or u = 0, whose z is infinite) rounds 1 - v' to 0: keep the log finite there
-    tiny = float(np.finfo(a.dtype).tiny)
-    return a + F.log(F.clip(v_prime, tiny)) - F.log(F.clip(rest, tiny))
+    return F.conditional_logistic(logits, b, v)
 
 
 def coupled_noise(logits: Tensor, u: np.ndarray) -> np.ndarray:
