@@ -1213,7 +1213,7 @@ class ConditionalLogistic(Function):
     constants, arrays in the dtype of ``a``.
     """
 
-    saved_attributes = ("b", "v", "v_prime", "rest")
+    saved_attributes = ("b", "v", "v_prime", "rest", "spread")
 
     def forward(self, a, b, v):
         theta, one_minus = _sigmoid_array(a), _sigmoid_array(np.negative(a))
@@ -1222,6 +1222,7 @@ class ConditionalLogistic(Function):
         v_prime = b * (one_minus + theta * v) + b_rest * (one_minus * v)
         rest = b * (theta * v_rest) + b_rest * (theta + one_minus * v_rest)
         self.b, self.v, self.v_prime, self.rest = b, v, v_prime, rest
+        self.spread = theta * one_minus                       # theta (1 - theta)
         tiny = np.finfo(a.dtype).tiny
         log_v = np.log(np.clip(v_prime, tiny, None))
         return a + log_v - np.log(np.clip(rest, tiny, None))
@@ -1236,11 +1237,9 @@ class ConditionalLogistic(Function):
     def backward_arrays(self, g):
         w, keep_v, keep_rest = self._weights()
         tiny = np.finfo(g.dtype).tiny
-        a = self.inputs[0]._data
-        spread = _sigmoid_array(a) * _sigmoid_array(np.negative(a))  # theta (1 - theta)
         inverse = (keep_v / np.clip(self.v_prime, tiny, None)
                    + keep_rest / np.clip(self.rest, tiny, None))
-        return g * (1 - spread * w * inverse)
+        return g * (1 - self.spread * w * inverse)
 
     def backward(self, g):
         # the same derivative in Tensor operations of a: exact to second order as well
