@@ -20,8 +20,8 @@ import pytest
 
 from minigrad import budget
 from minigrad.experiments.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, RunSpec, execute,
-                                      read_history, run_specs)
+from minigrad.experiments.runs import (CHECKPOINT, HISTORY, RESULTS, SWEEP_FILE, RunSpec,
+                                      execute, read_history, run_specs)
 from minigrad.run import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -558,9 +558,11 @@ def test_every_family_resumes_exactly_from_the_middle(spec, tmp_path):
 
 # ---------------------------------------------------------------------- a sweep and signals
 # Three runs on two workers: when the signal comes, two are running and the third waits.
-# Enough steps that the workers of a command killed at about step 150 (after the signals of
-# the local test) are still training when they notice it (0.2 s later) on a fast machine.
-SWEEP_STEPS = 600
+# The running workers are frozen (SIGSTOP) while a stop reaches them and thawed once it has,
+# so that no run gets further than it was when the stop was sent, however fast the machine.
+# Between stops a run gets ahead of the other only by the difference of their start-up times
+# (under 100 steps here on a loaded core): 1,200 steps leave room for five stops.
+SWEEP_STEPS = 1200
 SWEEP_ARGS = ["--family", "sbn", "--model", "linear1", "--estimator", "REINFORCE",
               "--seed", "0", "1", "2", "--steps", str(SWEEP_STEPS), "--batch-size", "8",
               "--train-examples", "200", "--eval-examples", "20", "--eval-k", "2",
@@ -609,6 +611,40 @@ def wait_until_two_run(out: Path, proc, after: int = 0) -> None:
             time.sleep(0.02)
 
 
+def freeze(pids) -> None:
+    """SIGSTOP each process and wait until it is stopped: a signal sent to it from now on
+    stays pending until :func:`thaw_once_told` continues it."""
+    import psutil
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while not all(psutil.Process(pid).status() == psutil.STATUS_STOPPED for pid in pids):
+        assert time.monotonic() < deadline, "a process did not stop"
+        time.sleep(0.005)
+
+
+def pending_signals(pid: int) -> set[int]:
+    """The signals waiting for a (stopped) process, from Linux's /proc."""
+    mask = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")):
+            mask |= int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+def thaw_once_told(pids, timeout=10.0) -> None:
+    """Wait until SIGINT or SIGTERM is pending in every frozen process, then continue them:
+    each handles it before its next step."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while not pending_signals(pid) & {signal.SIGINT, signal.SIGTERM}:
+            assert time.monotonic() < deadline, f"no stop signal reached worker {pid}"
+            time.sleep(0.01)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+
+
 def assert_all_gone(processes, timeout=10.0) -> None:
     import psutil
 
@@ -633,7 +669,10 @@ def test_signals_stop_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
     """SIGINT and SIGTERM to the command, then to its process group, then SIGKILL: each time
     every process is gone within seconds, the two running runs are stopped at intact
     checkpoints and the third is not started; resumed after each stop, the sweep ends bit
-    for bit as the sweep made in one go."""
+    for bit as the sweep made in one go.
+
+    The workers are frozen while the stop travels: forwarded by the command, sent to the
+    group, or (SIGKILL) sent by the kernel when their parent dies. Each must reach both."""
     import psutil
 
     stopped_at = 0
@@ -644,12 +683,15 @@ def test_signals_stop_a_local_sweep_as_one_unit_then_resume_is_bit_identical(
         proc = sweep_cli("--workers", "2", "--out", str(tmp_path), *resume)
         wait_until_two_run(tmp_path, proc, after=stopped_at)
         command = psutil.Process(proc.pid)
-        processes = [command, *command.children(recursive=True)]
+        workers = command.children(recursive=True)
+        processes = [command, *workers]
         assert len(processes) == 3                  # the command and its two workers
+        freeze([w.pid for w in workers])
         if target == "parent":
             proc.send_signal(signum)
         else:
             os.killpg(proc.pid, signum)
+        thaw_once_told([w.pid for w in workers])
         code, _, err = finish(proc, timeout=60)
         # the workers of a killed command notice it, write their checkpoints and exit
         assert_all_gone(processes)
@@ -694,7 +736,18 @@ def test_a_sweep_on_a_dask_cluster_stops_as_one_unit(dask_cluster, sweep_in_one_
     dask = ("--scheduler", address, "--parent-timeout", "2", "--out", str(tmp_path / "a"))
     proc = sweep_cli(*dask)
     wait_until_two_run(tmp_path / "a", proc)
+    # the cluster's workers frozen until the stop is in the sweep's file and their next look
+    # at it is due (every half second), so that they stop at the step they are frozen at
+    workers = list(client.run(os.getpid).values())
+    freeze(workers)
+    frozen = time.monotonic()
     os.killpg(proc.pid, signal.SIGTERM)
+    sweep_file = tmp_path / "a" / SWEEP_FILE
+    while not json.loads(sweep_file.read_text()).get("stop") or time.monotonic() < frozen + 0.6:
+        assert time.monotonic() < frozen + 10, "the stop never reached the sweep's file"
+        time.sleep(0.02)
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
     code, _, err = finish(proc, timeout=60)
     assert code == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM: 2 run(s) stopped at a checkpoint, 0 finished, 1 not " \
