@@ -53,6 +53,8 @@ __all__ = [
     "conv2d_backward_reference",
     "conv2d_forward",
     "conv2d_forward_reference",
+    "ema_moments_update",
+    "ema_moments_update_reference",
     "im2col",
     "im2col_reference",
     "maxpool2d_backward",
@@ -639,6 +641,45 @@ def adam_update_reference(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.nda
     v *= b2
     v += (1 - b2) * (g * g)
     p -= step_size * m / (np.sqrt(v) + eps_hat)
+
+
+# ---------------------------------------------------------------------- moving moments, fused
+@numba.njit(cache=True)
+def _ema_moments_update(first, second, g, keep, fresh):
+    for i in range(first.size):
+        gi = np.float64(g[i])
+        first[i] = keep * first[i] + fresh * gi
+        second[i] = keep * second[i] + fresh * gi * gi
+
+
+def ema_moments_update(first: np.ndarray, second: np.ndarray, g: np.ndarray,
+                       keep: float) -> bool:
+    """Moving averages of ``g`` and ``g^2`` updated in place, in one pass over the arrays:
+
+    first = keep first + (1 - keep) g;   second = keep second + (1 - keep) g g
+
+    in float64 whatever ``g``'s float dtype, and the same bit for bit as
+    :func:`ema_moments_update_reference`. Applies only to flat C-contiguous writable float64
+    moments and a flat float ``g`` of their size, and returns False (changing nothing)
+    otherwise, or when Numba is disabled: the caller then uses the reference.
+    """
+    if (numba.config.DISABLE_JIT or g.dtype not in _FLOATS or g.ndim != 1
+            or any(a.dtype != np.float64 or a.shape != g.shape or not a.flags.c_contiguous
+                   or not a.flags.writeable for a in (first, second))
+            or not g.flags.c_contiguous):
+        return False
+    _ema_moments_update(first, second, g, float(keep), float(1 - keep))
+    return True
+
+
+def ema_moments_update_reference(first: np.ndarray, second: np.ndarray, g: np.ndarray,
+                                 keep: float) -> None:
+    """NumPy twin of :func:`ema_moments_update` (``first`` and ``second`` in place)."""
+    g = np.asarray(g, dtype=np.float64)
+    first *= keep
+    first += (1 - keep) * g
+    second *= keep
+    second += (1 - keep) * g * g
 
 
 # ---------------------------------------------------------------------- NumPy reference twins

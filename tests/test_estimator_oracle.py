@@ -291,6 +291,25 @@ def test_ema_log_variance_tracks_a_known_variance():
     assert abs(tracker.log_variance - np.log(4.0)) < 0.15
 
 
+def test_ema_log_variance_is_its_formula_in_float64_from_read_only_and_float32_input():
+    rng = np.random.default_rng(6)
+    draws = rng.normal(1.0, 2.0, size=(50, 3, 4)).astype(np.float32)
+    first = second = 0.0
+    tracker = EMALogVariance(decay=0.9)
+    for t, g in enumerate(draws, start=1):
+        g.setflags(write=False)
+        tracker.update(g if t % 2 else g.T.copy().T)    # C-ordered, then Fortran-ordered
+        wide = g.astype(np.float64)
+        first, second = 0.9 * first + (1 - 0.9) * wide, 0.9 * second + (1 - 0.9) * wide * wide
+        if t == 25:                                     # as restored from a checkpoint
+            tracker.first.setflags(write=False)
+    np.testing.assert_array_equal(tracker.first, first)
+    np.testing.assert_array_equal(tracker.second, second)
+    correction = 1 - 0.9 ** 50
+    expected = np.log(np.mean(np.maximum(second / correction - (first / correction) ** 2, 0)))
+    assert tracker.log_variance == expected
+
+
 # ---------------------------------------------------------------------- the structured SBN
 STRUCTURED_X = np.array([[1.0, 0.0, 1.0, 1.0, 0.0, 1.0]])   # top half in, bottom half out
 SBN_NAMES = [spec.name for spec in SPECS if spec.sbn]

@@ -214,3 +214,29 @@ def test_fused_adam_update_declines_what_it_cannot_do_in_place():
     p.setflags(write=False)
     assert not K.adam_update(p, np.ones_like(p), m, v, 0.9, 0.999, 1e-3, 1e-8)
     assert np.all(m == 0) and np.all(v == 0)
+
+
+def test_fused_moving_moments_equal_their_numpy_twin_and_the_formula_bit_for_bit():
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        first, second = rng.standard_normal(1001), rng.random(1001)
+        fused = [first.copy(), second.copy()]
+        for _ in range(3):
+            g = rng.standard_normal(1001).astype(dtype)
+            wide = g.astype(np.float64)
+            formula = (0.999 * first + (1 - 0.999) * wide,
+                       0.999 * second + (1 - 0.999) * wide * wide)
+            assert K.ema_moments_update(*fused, g, 0.999)
+            K.ema_moments_update_reference(first, second, g, 0.999)
+            for a, b, c in zip(fused, (first, second), formula):
+                np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(a, c)
+
+
+def test_fused_moving_moments_decline_what_they_cannot_do_in_place():
+    first, second = np.zeros(6), np.zeros(6)
+    assert not K.ema_moments_update(first, second, np.ones(12)[::2], 0.9)   # strided g
+    assert not K.ema_moments_update(first.astype(np.float32), second, np.ones(6), 0.9)
+    second.setflags(write=False)
+    assert not K.ema_moments_update(first, second, np.ones(6), 0.9)
+    assert np.all(first == 0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigrad.estimators import checks
+from minigrad.kernels import ema_moments_update, ema_moments_update_reference
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -125,20 +126,26 @@ class EMALogVariance:
         self.second: np.ndarray | None = None
         self.steps = 0
 
-    def update(self, g) -> float:
-        """Add one estimate; returns the current log-variance."""
-        g = np.asarray(_array(g), dtype=np.float64)
+    def update(self, g) -> None:
+        """Add one estimate (read :attr:`log_variance` when needed: it costs a pass)."""
+        g = _array(g)
+        if not (isinstance(g, np.ndarray) and g.dtype in (np.float32, np.float64)):
+            g = np.asarray(g, dtype=np.float64)
         if self.first is None:
-            self.first, self.second = np.zeros_like(g), np.zeros_like(g)
+            self.first = np.zeros(g.shape, dtype=np.float64)
+            self.second = np.zeros(g.shape, dtype=np.float64)
         if g.shape != self.first.shape:
             raise ValueError(
                 f"EMALogVariance: estimates so far had shape {self.first.shape}, got {g.shape}"
             )
-        keep = self.decay
-        self.first = keep * self.first + (1 - keep) * g
-        self.second = keep * self.second + (1 - keep) * g * g
+        # in place (a restored checkpoint's arrays may be read-only: copied once), in one pass
+        # where it can: the SBN step adds 237,000 components each step
+        self.first = np.require(self.first, np.float64, ["C", "W"])
+        self.second = np.require(self.second, np.float64, ["C", "W"])
+        if not ema_moments_update(self.first.reshape(-1), self.second.reshape(-1),
+                                  np.ascontiguousarray(g).reshape(-1), self.decay):
+            ema_moments_update_reference(self.first, self.second, g, self.decay)
         self.steps += 1
-        return self.log_variance
 
     @property
     def variance(self) -> np.ndarray:
