@@ -264,11 +264,10 @@ def col2im(cols, x_shape, kh, kw, stride, padding):
     return _col2im_into(cols, kh, kw, stride, padding, 0, dx)
 
 
-def _maxpool_forward(x, size):
-    n_, c_, h, w = x.shape
-    oh_, ow_ = h // size, w // size
-    out = np.empty((n_, c_, oh_, ow_), dtype=x.dtype)
-    argmax = np.empty((n_, c_, oh_, ow_), dtype=np.int64)
+def _maxpool_forward_into(x, size, out, argmax):
+    """Max pooling of the samples of ``x`` into ``out`` and ``argmax``, of shape
+    (N, C, H/size, W/size) (a batch thread passes the rows of its own samples)."""
+    n_, c_, oh_, ow_ = out.shape
     for n in numba.prange(n_):
         for c in range(c_):
             for oh in range(oh_):
@@ -298,10 +297,10 @@ def _maxpool_forward(x, size):
     return out, argmax
 
 
-def _maxpool_backward(g, argmax, size):
+def _maxpool_backward_into(g, argmax, size, dx):
+    """``g`` routed to the argmax of each window of ``dx`` (N, C, OH*size, OW*size), zero
+    elsewhere: every element of ``dx`` is written, so it needs no zero fill first."""
     n_, c_, oh_, ow_ = g.shape
-    # Every element is written below, so no separate zero fill is needed.
-    dx = np.empty((n_, c_, oh_ * size, ow_ * size), dtype=g.dtype)
     for n in numba.prange(n_):
         for c in range(c_):
             for oh in range(oh_):
@@ -334,15 +333,15 @@ def _compiled(fn, parallel: bool):
 _KERNEL_BODIES = {
     "im2col": _im2col_into,
     "col2im": _col2im_into,
-    "maxpool_forward": _maxpool_forward,
-    "maxpool_backward": _maxpool_backward,
+    "maxpool_forward": _maxpool_forward_into,
+    "maxpool_backward": _maxpool_backward_into,
 }
 _SERIAL = {name: _compiled(fn, parallel=False) for name, fn in _KERNEL_BODIES.items()}
 _PARALLEL = {name: _compiled(fn, parallel=True) for name, fn in _KERNEL_BODIES.items()}
 _im2col_into = _SERIAL["im2col"]
 _col2im_into = _SERIAL["col2im"]
-_maxpool_forward = _SERIAL["maxpool_forward"]
-_maxpool_backward = _SERIAL["maxpool_backward"]
+_maxpool_forward_into = _SERIAL["maxpool_forward"]
+_maxpool_backward_into = _SERIAL["maxpool_backward"]
 
 # Which kernels run in parallel when Numba has more than one thread. The rule: only those
 # measured faster than their serial version (benchmarks/parallel_kernels.py, LeNet-5 shapes,
@@ -525,9 +524,11 @@ def conv2d_backward(
     w2t = np.ascontiguousarray(w, dtype=dtype).reshape(f, k).T
     block = _block_samples(k + 1, plane, x.itemsize, n)
     im2col_into, col2im_into = _kernel("im2col"), _kernel("col2im")
-    dx = np.zeros(x_shape, dtype=dtype) if need_dx else None
+    dx = np.empty(x_shape, dtype=dtype) if need_dx else None
 
     def samples(first: int, stop: int) -> np.ndarray:
+        if need_dx:   # col2im adds into dx: each thread zeroes the rows of its own samples
+            dx[first:stop] = 0
         cols_buf = np.empty((block, k + 1, plane), dtype=dtype)
         cols_buf[:, k] = 1  # so that the last column of the weight gradient is db
         dw_aug = np.zeros((f, k + 1), dtype=dtype)
@@ -551,6 +552,13 @@ def conv2d_backward(
     return dx, dw_aug[:, :k].reshape(w.shape), np.ascontiguousarray(dw_aug[:, k])
 
 
+def _pool_outputs(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empty ``out`` and ``argmax`` (int64) arrays for max pooling ``x``."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h // size, w // size), dtype=x.dtype)
+    return out, np.empty(out.shape, dtype=np.int64)
+
+
 def maxpool2d_forward(x: np.ndarray, size: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """y[n, c, oh, ow] = max of the window x[n, c, oh*size : (oh+1)*size, ow*size : ...].
 
@@ -564,15 +572,16 @@ def maxpool2d_forward(x: np.ndarray, size: int = 2) -> tuple[np.ndarray, np.ndar
     x = np.asarray(x)
     size, _, _ = _pool_geometry("maxpool2d_forward", x.shape, size)
     x = np.ascontiguousarray(x, dtype=_float_dtype("maxpool2d_forward", x))
+    n = len(x)
+    out, argmax = _pool_outputs(x, size)
     pool = _kernel("maxpool_forward")
     if CONV_THREADS == 1 or pool is not _SERIAL["maxpool_forward"]:
-        return pool(x, size)
-    # the samples split between the batch threads, like the convolutions
-    parts = _over_batch_threads(lambda first, stop: pool(x[first:stop], size), len(x), 1)
-    if len(parts) == 1:
-        return parts[0]
-    return (np.concatenate([out for out, _ in parts]),
-            np.concatenate([argmax for _, argmax in parts]))
+        return pool(x, size, out, argmax)
+    # the samples split between the batch threads, like the convolutions, each writing the
+    # rows of its own samples
+    _over_batch_threads(lambda first, stop: pool(x[first:stop], size, out[first:stop],
+                                                 argmax[first:stop]), n, 1)
+    return out, argmax
 
 
 def maxpool2d_backward(
@@ -590,12 +599,14 @@ def maxpool2d_backward(
     )
     g = np.ascontiguousarray(grad_out, dtype=_float_dtype("maxpool2d_backward", grad_out))
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    n = len(g)
+    dx = np.empty(x_shape, dtype=g.dtype)
     route = _kernel("maxpool_backward")
     if CONV_THREADS == 1 or route is not _SERIAL["maxpool_backward"]:
-        return route(g, argmax, size)
-    parts = _over_batch_threads(
-        lambda first, stop: route(g[first:stop], argmax[first:stop], size), len(g), 1)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return route(g, argmax, size, dx)
+    _over_batch_threads(lambda first, stop: route(g[first:stop], argmax[first:stop], size,
+                                                  dx[first:stop]), n, 1)
+    return dx
 
 
 # ---------------------------------------------------------------------- Adam, fused

@@ -36,13 +36,13 @@ def test_parallel_kernels_equal_the_serial_ones_and_the_twins_with_two_threads()
                     out["parallel"][1], K.col2im_reference(ref, x.shape, 3, 3, stride, padding),
                     rtol=1e-5)
             p = np.maximum(x, 0)  # tied zeros in many windows
-            pooled, argmax = K._PARALLEL["maxpool_forward"](p, 2)
+            pooled, argmax = K._PARALLEL["maxpool_forward"](p, 2, *K._pool_outputs(p, 2))
             pooled_ref, argmax_ref = K.maxpool2d_forward_reference(p, 2)
             np.testing.assert_array_equal(pooled, pooled_ref)
             np.testing.assert_array_equal(argmax, argmax_ref)
             g = rng.standard_normal(pooled.shape).astype(dtype)
             np.testing.assert_array_equal(
-                K._PARALLEL["maxpool_backward"](g, argmax, 2),
+                K._PARALLEL["maxpool_backward"](g, argmax, 2, np.empty_like(p)),
                 K.maxpool2d_backward_reference(g, argmax_ref, p.shape, 2))
         # The public kernels with every parallel version switched on.
         K.PARALLEL_KERNELS = frozenset(K._PARALLEL)
@@ -76,7 +76,7 @@ def test_every_parallel_kernel_has_a_serial_twin_of_the_same_maths():
     assert set(K._PARALLEL) == set(K._SERIAL) == set(K._KERNEL_BODIES)
     assert K.PARALLEL_KERNELS <= set(K._PARALLEL)
     x = np.random.default_rng(1).standard_normal((2, 1, 4, 4))
-    np.testing.assert_array_equal(K._SERIAL["maxpool_forward"](x, 2)[0],
+    np.testing.assert_array_equal(K._SERIAL["maxpool_forward"](x, 2, *K._pool_outputs(x, 2))[0],
                                   K.maxpool2d_forward_reference(x, 2)[0])
 
 
