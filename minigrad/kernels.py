@@ -377,9 +377,10 @@ def _kernel(name: str):
 # weight gradient is the sum of the threads' partial sums (float rounding apart). Like the
 # parallel kernels, on only where measured faster (benchmarks/parallel_kernels.py): set
 # MINIGRAD_CONV_THREADS=2 (read when minigrad is imported; NUMBA_NUM_THREADS caps it).
-# Default 1, one thread. Measured on an idle 2-core machine, a LeNet-5 step (batch 128) takes
-# 8.2 ms with one batch thread and 6.2 ms with two, but only with BLAS at one thread
-# (OPENBLAS_NUM_THREADS=1): with the default 2-thread BLAS it takes 8.4 ms, because
+# Default 1, one thread. Measured by `make bench` on an idle 2-core machine, a LeNet-5 step
+# (batch 128) takes 8.8 ms on one thread and 6.0 ms with two batch threads (PyTorch on two
+# threads: 6.1 ms), but only with BLAS at one thread (OPENBLAS_NUM_THREADS=1): with two batch
+# threads and the default 2-thread BLAS it took 8.4 ms, and 8.6 ms with one, because
 # OpenBLAS's idle worker threads spin after every call (about 0.1 s) on the core the second
 # batch thread needs. To use two cores for a LeNet-5 run: OPENBLAS_NUM_THREADS=1
 # MINIGRAD_CONV_THREADS=2 (benchmarks/parallel_kernels.py --steps 20 measures all four ways).
