@@ -129,8 +129,8 @@ class EMALogVariance:
     def update(self, g) -> None:
         """Add one estimate (read :attr:`log_variance` when needed: it costs a pass)."""
         g = _array(g)
-        if not (isinstance(g, np.ndarray) and g.dtype in (np.float32, np.float64)):
-            g = np.asarray(g, dtype=np.float64)
+        if g.dtype not in (np.float32, np.float64):
+            g = g.astype(np.float64)
         if self.first is None:
             self.first = np.zeros(g.shape, dtype=np.float64)
             self.second = np.zeros(g.shape, dtype=np.float64)
@@ -138,8 +138,8 @@ class EMALogVariance:
             raise ValueError(
                 f"EMALogVariance: estimates so far had shape {self.first.shape}, got {g.shape}"
             )
-        # in place (a restored checkpoint's arrays may be read-only: copied once), in one pass
-        # where it can: the SBN step adds 237,000 components each step
+        # in place (moments set from outside that are not writable C-ordered float64 are
+        # copied once), in one pass where it can: the SBN step adds 237,000 components
         self.first = np.require(self.first, np.float64, ["C", "W"])
         self.second = np.require(self.second, np.float64, ["C", "W"])
         if not ema_moments_update(self.first.reshape(-1), self.second.reshape(-1),
