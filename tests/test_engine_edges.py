@@ -363,3 +363,56 @@ def test_float_int_tolist_and_argmax():
     am = t.argmax(axis=1)
     assert isinstance(am, Tensor) and not am.requires_grad
     np.testing.assert_array_equal(am.data, [1, 0])
+
+
+def _random_graph(rng):
+    """A random graph of additions, products and tanh over a few leaves (some constant)."""
+    nodes = [Tensor(rng.normal(size=3), requires_grad=bool(rng.random() < 0.7))
+             for _ in range(rng.integers(1, 5))]
+    nodes.append(Tensor(rng.normal(size=3), requires_grad=True))
+    for _ in range(rng.integers(1, 40)):
+        a, b = (nodes[rng.integers(len(nodes))] for _ in range(2))
+        nodes.append([a + b, a * b, a.tanh()][rng.integers(3)])
+    return nodes
+
+
+def _reference_order(roots):
+    """The depth-first post-order the backward pass walks, written recursively: roots in
+    turn, each Function's grad-requiring inputs last to first."""
+    order, seen = [], set()
+
+    def visit(t):
+        if id(t) in seen:
+            return
+        seen.add(id(t))
+        if t._ctx is not None:
+            for p in reversed(t._ctx.inputs):
+                if p.requires_grad:
+                    visit(p)
+        order.append(t)
+
+    for r in roots:
+        visit(r)
+    return order
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_backward_walk_visits_each_tensor_once_inputs_first_in_a_fixed_order(seed):
+    # The order decides the order in which gradients are summed, so it is part of what
+    # makes a run reproducible bit for bit; it must also put every input before its uses.
+    from minigrad.tensor import _toposort
+
+    rng = np.random.default_rng(seed)
+    nodes = _random_graph(rng)
+    # the last three tensors that require gradients, the first of them twice
+    roots = [t for t in nodes if t.requires_grad][-3:]
+    roots.append(roots[0])
+    order = _toposort(roots)
+    assert [id(t) for t in order] == [id(t) for t in _reference_order(roots)]
+    position = {id(t): i for i, t in enumerate(order)}
+    assert len(position) == len(order)
+    for t in order:
+        if t._ctx is not None:
+            for p in t._ctx.inputs:
+                if p.requires_grad:
+                    assert position[id(p)] < position[id(t)]
