@@ -726,42 +726,28 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through grad-requiring edges, inputs before outputs.
 
     Iterative depth-first post-order: a tensor is appended after everything it depends on.
-    Each Function's inputs are explored last to first, and the stack holds one iterator per
-    Function being explored (this runs on every backward pass, so it is written for speed).
     """
     order: list[Tensor] = []
-    append = order.append
     visited: set[int] = set()
-    visit = visited.add
-    for root in roots:
-        key = id(root)
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    push, pop = stack.append, stack.pop
+    while stack:
+        node, expanded = pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
         if key in visited:
             continue
-        visit(key)
-        ctx = root._ctx
+        visited.add(key)
+        ctx = node._ctx
         if ctx is None:  # a leaf depends on nothing: it is done at once
-            append(root)
+            order.append(node)
             continue
-        stack = [(root, reversed(ctx.inputs))]
-        push, pop = stack.append, stack.pop
-        while stack:
-            node, parents = stack[-1]
-            for parent in parents:
-                if not parent.requires_grad:
-                    continue
-                key = id(parent)
-                if key in visited:
-                    continue
-                visit(key)
-                ctx = parent._ctx
-                if ctx is None:
-                    append(parent)
-                    continue
-                push((parent, reversed(ctx.inputs)))
-                break
-            else:  # every input of node is in order: node goes after them
-                pop()
-                append(node)
+        push((node, True))
+        for parent in ctx.inputs:
+            if parent.requires_grad and id(parent) not in visited:
+                push((parent, False))
     return order
 
 
